@@ -1,0 +1,63 @@
+"""Fields every VAE config carries (a locked ConfigDict rejects unknown ones)."""
+
+import ml_collections
+
+
+def base_config():
+  c = ml_collections.ConfigDict()
+  c.trainer = 'vae'
+  c.seed = 0
+  c.batch_size = 128
+  c.num_steps = 10_000
+  c.log_every = 100
+  c.checkpoint_every = 1000
+  c.keep_checkpoints = 3
+  c.image_every = 2000
+  c.eval_every = 0  # 0: only at the end.
+
+  c.data = ml_collections.ConfigDict(dict(
+      source='shapes',  # shapes | idx | folder | tfds
+      name='',  # TFDS dataset name
+      path='',  # idx directory or image folder
+      data_dir='',  # TFDS data_dir ('' = TFDS default)
+      download=False,  # TFDS: download_and_prepare if missing
+      train_split='train', test_split='test',  # TFDS split names
+      image_key='image', label_key='label',  # TFDS feature names
+      holdout_fraction=0.1, holdout_seed=0,  # folder: test split
+      image_size=0,  # 0 = native size
+      channels=3,  # shapes only
+      num_train=20_000, num_test=2_000, shapes_seed=0,  # shapes only
+      num_classes=0,  # 0 = infer from the labels
+      value_range='zero_one',  # zero_one | minus_one_one
+      binarize=False,  # dynamic binarization (train), fixed seed (test)
+      test_binarize_seed=1234,
+  ))
+  c.model = ml_collections.ConfigDict(dict(
+      latent_dim=32, widths=(32, 64, 128), likelihood='bernoulli',
+      conditional=False, blocks_per_level=1))
+  c.loss = ml_collections.ConfigDict(dict(
+      beta=1.0, objective='elbo', num_samples=1, gaussian_scale=0.1))
+  c.optim = ml_collections.ConfigDict(dict(
+      lr=1e-3, warmup_steps=500, schedule='cosine', final_lr_fraction=0.05,
+      b1=0.9, b2=0.999, weight_decay=0.0, grad_clip=100.0))
+  c.eval = ml_collections.ConfigDict(dict(
+      batch_size=100, train_samples=10, train_examples=1000,
+      final_samples=100, chunk_size=50, final_examples=0))
+  return c
+
+
+def smoke(c, *, steps=6):
+  """A few steps on tiny data and a tiny model: seconds on one CPU core."""
+  c.batch_size = 8
+  c.num_steps = steps
+  c.log_every = 2
+  c.checkpoint_every = 2
+  c.image_every = steps
+  c.eval_every = 0
+  c.data.num_train, c.data.num_test = 64, 16
+  c.model.widths = (8, 16)
+  c.model.latent_dim = 4
+  c.model.blocks_per_level = 0
+  c.optim.warmup_steps = 1
+  c.eval.update(batch_size=8, final_samples=4, chunk_size=2, final_examples=16)
+  return c

@@ -1,0 +1,35 @@
+"""Conv VAE on binarized MNIST (the NLL benchmark in BUILD_NOTES.md).
+
+Variants: '' (TFDS mnist), 'idx' (four MNIST IDX files in --config.data.path),
+'cond' (class-conditional), 'smoke' (28x28 grey procedural shapes, seconds).
+"""
+
+from gensynth.configs import vae_common
+
+
+def get_config(arg=None):
+  variants = set(filter(None, (arg or '').split(',')))
+  c = vae_common.base_config()
+  c.batch_size = 128
+  c.num_steps = 50_000
+  c.log_every = 200
+  c.checkpoint_every = 2000
+  c.image_every = 5000
+  c.data.update(source='tfds', name='mnist', download=True, binarize=True,
+                value_range='zero_one')
+  c.model.update(latent_dim=32, widths=(32, 64, 128), likelihood='bernoulli',
+                 blocks_per_level=1)
+  c.optim.update(lr=1e-3, warmup_steps=500)
+  c.eval.update(batch_size=100, final_samples=1000, chunk_size=50)
+  if 'idx' in variants:
+    c.data.update(source='idx', path='~/data/mnist', download=False)
+  if 'cond' in variants:
+    c.model.conditional = True
+  if 'smoke' in variants:
+    c.data.update(source='shapes', image_size=28, channels=1, download=False)
+    vae_common.smoke(c)
+  unknown = variants - {'idx', 'cond', 'smoke'}
+  if unknown:
+    raise ValueError(f'vae_mnist variants {sorted(unknown)} unknown; expected '
+                     'any of idx, cond, smoke (comma-separated).')
+  return c

@@ -1,0 +1,242 @@
+"""One entry point from `config.data` to deterministic batches.
+
+Every source is materialised once as uint8 arrays in host memory (the datasets
+gensynth targets fit: MNIST-likes, CIFAR, CelebA at 64x64 is ~2 GB). Batches
+are then a pure function of (seed, step): batch `t` holds positions
+`t*B .. t*B+B-1` of the concatenation of per-epoch permutations, each drawn from
+`default_rng([seed, epoch])`. A resumed run therefore sees exactly the batches
+an uninterrupted run would, and each process of a multi-host job slices its own
+rows of the same global batch.
+"""
+
+import dataclasses
+import os
+
+import jax
+import numpy as np
+
+from gensynth.data import folder as folder_lib
+from gensynth.data import idx as idx_lib
+from gensynth.data import shapes as shapes_lib
+
+SOURCES = ('shapes', 'idx', 'folder', 'tfds')
+VALUE_RANGES = {'zero_one': (0.0, 1.0), 'minus_one_one': (-1.0, 1.0)}
+
+
+class DataError(ValueError):
+  """Raised for a data configuration or input that cannot be used."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ArraySource:
+  """An in-memory split: uint8 images [N, H, W, C] and int32 labels [N]."""
+  images: np.ndarray
+  labels: np.ndarray
+  num_classes: int
+
+  def __post_init__(self):
+    if self.images.ndim != 4 or self.images.dtype != np.uint8:
+      raise DataError(f'images must be uint8 [N, H, W, C], got '
+                      f'{self.images.dtype} {self.images.shape}.')
+    if self.labels.shape != self.images.shape[:1]:
+      raise DataError(f'{self.labels.shape} labels for {len(self.images)} '
+                      'images.')
+    if len(self.images) == 0:
+      raise DataError('the split holds no images.')
+
+  def __len__(self):
+    return len(self.images)
+
+  @property
+  def image_shape(self):
+    return self.images.shape[1:]
+
+
+def _resize(images, size):
+  """Antialiased bilinear resize of uint8 [N, H, W, C] to [N, size, size, C]."""
+  if images.shape[1:3] == (size, size):
+    return images
+  out = []
+  for start in range(0, len(images), 4096):
+    chunk = images[start:start + 4096].astype(np.float32)
+    shape = (len(chunk), size, size, chunk.shape[-1])
+    out.append(np.asarray(jax.image.resize(chunk, shape, 'linear')))
+  return np.clip(np.concatenate(out), 0, 255).round().astype(np.uint8)
+
+
+def _load_tfds(cfg, split):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    builder = tfds.builder(cfg.name, data_dir=cfg.get('data_dir') or None)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise DataError(f'unknown TFDS dataset name {cfg.name!r} '
+                    '(see tfds.list_builders()).') from e
+  if cfg.get('download', False):
+    builder.download_and_prepare()
+  try:
+    ds = builder.as_dataset(split=split, shuffle_files=False)
+  except AssertionError as e:  # tfds asserts when the data is not prepared.
+    raise DataError(
+        f'TFDS dataset {cfg.name!r} is not prepared in '
+        f'{builder.data_dir!r}: prepare it with tfds.builder(...)'
+        '.download_and_prepare() on a machine with network access, or set '
+        'config.data.download=True.') from e
+  images, labels = [], []
+  for ex in tfds.as_numpy(ds.batch(4096)):
+    images.append(ex[cfg.get('image_key', 'image')])
+    labels.append(ex.get(cfg.get('label_key', 'label'),
+                         np.zeros(len(ex['image']), np.int32)))
+  info = builder.info.features
+  label_feature = info[cfg.get('label_key', 'label')] if cfg.get(
+      'label_key', 'label') in info else None
+  num_classes = label_feature.num_classes if label_feature is not None else 1
+  return np.concatenate(images), np.concatenate(labels).astype(np.int32), \
+      num_classes
+
+
+def _holdout(images, labels, split, fraction, seed):
+  order = np.random.default_rng([seed, 7]).permutation(len(images))
+  n_test = int(round(fraction * len(images)))
+  sel = order[:n_test] if split == 'test' else order[n_test:]
+  return images[np.sort(sel)], labels[np.sort(sel)]
+
+
+def load_split(cfg, split):
+  """Loads split 'train' or 'test' of the source described by `cfg` (config.data)."""
+  source = cfg.source
+  if source not in SOURCES:
+    raise DataError(f'config.data.source={source!r} unknown; expected one of '
+                    f'{SOURCES}.')
+  if split not in ('train', 'test'):
+    raise DataError(f'split {split!r} unknown; expected train or test.')
+  if source == 'shapes':
+    n = cfg.num_train if split == 'train' else cfg.num_test
+    seed = cfg.get('shapes_seed', 0) + (0 if split == 'train' else 1)
+    images, labels = shapes_lib.make_shapes(
+        n, image_size=cfg.get('image_size') or 32,
+        channels=cfg.get('channels', 3), seed=seed)
+    num_classes = len(shapes_lib.CLASS_NAMES)
+  elif source == 'idx':
+    path = os.path.expanduser(cfg.path)
+    images, labels = idx_lib.load_idx_split(path, split)
+    num_classes = int(labels.max()) + 1
+  elif source == 'folder':
+    images, labels, classes = folder_lib.load_image_folder(
+        os.path.expanduser(cfg.path))
+    images, labels = _holdout(images, labels, split,
+                              cfg.get('holdout_fraction', 0.1),
+                              cfg.get('holdout_seed', 0))
+    num_classes = len(classes)
+  else:
+    tfds_split = cfg.get('train_split', 'train') if split == 'train' else \
+        cfg.get('test_split', 'test')
+    images, labels, num_classes = _load_tfds(cfg, tfds_split)
+    if images.ndim == 3:
+      images = images[..., None]
+  if cfg.get('image_size'):
+    images = _resize(images, cfg.image_size)
+  if cfg.get('num_classes'):  # Pin the label space (e.g. a split lacks a class).
+    if labels.max() >= cfg.num_classes:
+      raise DataError(f'label {labels.max()} >= config.data.num_classes='
+                      f'{cfg.num_classes}.')
+    num_classes = cfg.num_classes
+  return ArraySource(images, labels, num_classes)
+
+
+def preprocess(images, *, value_range='zero_one', binarize_rng=None):
+  """uint8 [..., H, W, C] -> float32 in `value_range`.
+
+  With `binarize_rng` (a NumPy Generator) each pixel becomes a fresh
+  Bernoulli(x/255) draw, mapped to the ends of the value range.
+  """
+  if value_range not in VALUE_RANGES:
+    raise DataError(f'value_range={value_range!r} unknown; expected one of '
+                    f'{sorted(VALUE_RANGES)}.')
+  x = images.astype(np.float32) / 255.0
+  if binarize_rng is not None:
+    x = (binarize_rng.random(x.shape, np.float32) < x).astype(np.float32)
+  lo, hi = VALUE_RANGES[value_range]
+  return x * (hi - lo) + lo if (lo, hi) != (0.0, 1.0) else x
+
+
+class BatchIterator:
+  """Deterministic, resumable stream of process-local NumPy batches.
+
+  `batch(step)` is a pure function of (seed, step); iterating from
+  `start_step` yields `batch(start_step), batch(start_step + 1), ...`.
+  """
+
+  def __init__(self, source, *, global_batch_size, seed, value_range,
+               dynamic_binarize=False, process_index=0, process_count=1):
+    if global_batch_size <= 0 or global_batch_size % process_count:
+      raise DataError(f'global batch size {global_batch_size} must be positive '
+                      f'and divisible by the process count {process_count}.')
+    self.source = source
+    self.global_batch_size = global_batch_size
+    self.seed = seed
+    self.value_range = value_range
+    self.dynamic_binarize = dynamic_binarize
+    local = global_batch_size // process_count
+    self._rows = slice(process_index * local, (process_index + 1) * local)
+    self._perm_cache = {}
+
+  def _permutation(self, epoch):
+    if epoch not in self._perm_cache:
+      if len(self._perm_cache) > 2:
+        self._perm_cache.pop(min(self._perm_cache))
+      self._perm_cache[epoch] = np.random.default_rng(
+          [self.seed, epoch]).permutation(len(self.source))
+    return self._perm_cache[epoch]
+
+  def indices(self, step):
+    """Global dataset indices of batch `step`."""
+    n = len(self.source)
+    pos = step * self.global_batch_size + np.arange(self.global_batch_size)
+    epochs, offsets = np.divmod(pos, n)
+    out = np.empty_like(pos)
+    for e in np.unique(epochs):
+      sel = epochs == e
+      out[sel] = self._permutation(int(e))[offsets[sel]]
+    return out
+
+  def batch(self, step):
+    idx = self.indices(step)[self._rows]
+    if self.dynamic_binarize:
+      # Draw for the whole global batch so that every process count sees the
+      # same pixels; slicing afterwards keeps multi-host runs identical.
+      rng = np.random.default_rng([self.seed, 1, step])
+      full = rng.random((self.global_batch_size,) + self.source.image_shape,
+                        np.float32)[self._rows]
+      x = (full < self.source.images[idx] / np.float32(255)).astype(np.float32)
+      lo, hi = VALUE_RANGES[self.value_range]
+      image = x * (hi - lo) + lo
+    else:
+      image = preprocess(self.source.images[idx], value_range=self.value_range)
+    return {'image': image, 'label': self.source.labels[idx]}
+
+  def iterate(self, start_step=0):
+    step = start_step
+    while True:
+      yield self.batch(step)
+      step += 1
+
+
+def eval_batches(source, *, batch_size, value_range, binarize_seed=None):
+  """Fixed-order batches over a whole split, padded to `batch_size`.
+
+  With `binarize_seed` the split is binarized once with that seed (the
+  fixed-seed binarized test set). Each batch carries `mask` (1 for real rows).
+  """
+  rng = None if binarize_seed is None else np.random.default_rng(binarize_seed)
+  images = preprocess(source.images, value_range=value_range, binarize_rng=rng)
+  n = len(images)
+  for start in range(0, n, batch_size):
+    img = images[start:start + batch_size]
+    lbl = source.labels[start:start + batch_size]
+    pad = batch_size - len(img)
+    mask = np.ones(len(img), np.float32)
+    if pad:
+      img = np.concatenate([img, np.zeros((pad,) + img.shape[1:], img.dtype)])
+      lbl = np.concatenate([lbl, np.zeros(pad, lbl.dtype)])
+      mask = np.concatenate([mask, np.zeros(pad, np.float32)])
+    yield {'image': img, 'label': lbl, 'mask': mask}

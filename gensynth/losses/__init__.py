@@ -1,0 +1,1 @@
+"""Losses as free functions of arrays."""

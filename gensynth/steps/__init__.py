@@ -1,0 +1,1 @@
+"""Pure train/eval/sample steps and their state pytrees (no IO, no jit)."""

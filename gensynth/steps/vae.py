@@ -1,0 +1,120 @@
+"""Pure VAE steps: `train_step(state, batch, key) -> (state, metrics)`.
+
+Options are keyword-only and bound with functools.partial before the trainer
+compiles the step once with jax.jit.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+from gensynth.losses import vae as vae_losses
+
+
+class TrainState(train_state.TrainState):
+  """Flax TrainState (step, params, opt_state; apply_fn and tx static)."""
+
+
+def create_state(key, model, tx, image_shape):
+  """Initialises parameters and optimizer state for `model`."""
+  x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
+  labels = jnp.zeros((1,), jnp.int32)
+  params = model.init(key, x, labels)['params']
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+def _fns(state_or_apply, params):
+  apply = getattr(state_or_apply, 'apply_fn', state_or_apply)
+  enc = lambda x, y: apply({'params': params}, x, y, method='encode')
+  dec = lambda z, y: apply({'params': params}, z, y, method='decode')
+  return enc, dec
+
+
+def _labels(batch, conditional):
+  return batch['label'] if conditional else None
+
+
+def loss_fn(params, apply_fn, batch, key, *, likelihood, beta=1.0,
+            objective='elbo', num_samples=1, conditional=False,
+            gaussian_scale=0.1):
+  """Mean negative bound over the batch, and per-batch metrics."""
+  enc, dec = _fns(apply_fn, params)
+  x, y = batch['image'], _labels(batch, conditional)
+  mean, logvar = enc(x, y)
+  kl = vae_losses.gaussian_kl(mean, logvar)
+  if objective == 'elbo':
+    z = vae_losses.sample_gaussian(key, mean, logvar)
+    log_px = vae_losses.log_likelihood(dec(z, y), x, likelihood=likelihood,
+                                       gaussian_scale=gaussian_scale)
+    bound = vae_losses.elbo(log_px, kl, beta=beta)
+  elif objective == 'iwae':
+    n = x.shape[0]
+    z = vae_losses.sample_gaussian(key, mean, logvar, num_samples)
+    out = dec(z.reshape(num_samples * n, -1),
+              None if y is None else jnp.tile(y, num_samples))
+    log_px = vae_losses.log_likelihood(
+        out, jnp.tile(x, (num_samples, 1, 1, 1)), likelihood=likelihood,
+        gaussian_scale=gaussian_scale).reshape(num_samples, n)
+    log_w = log_px + vae_losses.log_std_normal(z) - vae_losses.log_normal(
+        z, mean, logvar)
+    bound = vae_losses.iwae_bound(log_w)
+    log_px = jnp.mean(log_px, axis=0)
+  else:
+    raise ValueError(f'objective {objective!r} unknown; expected elbo or iwae.')
+  loss = -jnp.mean(bound)
+  metrics = {'loss': loss, 'rec_nll': -jnp.mean(log_px), 'kl': jnp.mean(kl)}
+  return loss, metrics
+
+
+def train_step(state, batch, key, **loss_kwargs):
+  """One optimizer step on the batch mean of the negative bound."""
+  key = jax.random.fold_in(key, state.step)
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  (_, metrics), grads = grad_fn(state.params, state.apply_fn, batch, key,
+                                **loss_kwargs)
+  new_state = state.apply_gradients(grads=grads)
+  metrics = dict(metrics, grad_norm=optax.global_norm(grads),
+                 param_norm=optax.global_norm(new_state.params))
+  return new_state, metrics
+
+
+def eval_step(params, batch, key, *, apply_fn, likelihood, num_samples,
+              chunk_size, conditional=False, gaussian_scale=0.1):
+  """Sums of -ELBO and IWAE NLL (nats) over the real rows of `batch`."""
+  enc, dec = _fns(apply_fn, params)
+  x, y = batch['image'], _labels(batch, conditional)
+  mask = batch['mask']
+  mean, logvar = enc(x, y)
+  z = vae_losses.sample_gaussian(jax.random.fold_in(key, 1), mean, logvar)
+  log_px = vae_losses.log_likelihood(dec(z, y), x, likelihood=likelihood,
+                                     gaussian_scale=gaussian_scale)
+  neg_elbo = -vae_losses.elbo(log_px, vae_losses.gaussian_kl(mean, logvar))
+  nll = -vae_losses.iwae_log_likelihood(
+      key, enc, dec, x, y, num_samples=num_samples, chunk_size=chunk_size,
+      likelihood=likelihood, gaussian_scale=gaussian_scale)
+  return {'neg_elbo': jnp.sum(neg_elbo * mask), 'nll': jnp.sum(nll * mask),
+          'count': jnp.sum(mask)}
+
+
+def reconstruct(params, x, labels=None, *, apply_fn, likelihood):
+  """Decoder mean at the posterior mean, in the data's value range."""
+  enc, dec = _fns(apply_fn, params)
+  mean, _ = enc(x, labels)
+  return decoder_mean(dec(mean, labels), likelihood=likelihood)
+
+
+def sample(params, key, labels=None, *, apply_fn, num, latent_dim, likelihood):
+  """Decoder means at `num` prior samples."""
+  _, dec = _fns(apply_fn, params)
+  z = jax.random.normal(key, (num, latent_dim))
+  return decoder_mean(dec(z, labels), likelihood=likelihood)
+
+
+def decoder_mean(out, *, likelihood):
+  if likelihood == 'bernoulli':
+    return jax.nn.sigmoid(out)
+  if likelihood == 'logistic':
+    return jnp.clip(jnp.split(out, 2, axis=-1)[0], -1.0, 1.0)
+  return out
+

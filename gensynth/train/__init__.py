@@ -1,0 +1,1 @@
+"""Trainers: optimizers, sharding, checkpointing, reporting, train_and_evaluate."""

@@ -1,0 +1,97 @@
+"""orbax checkpointing with restore-or-init and fallback past damaged steps.
+
+The state is saved as its Flax state dict (nested dicts of arrays) through
+orbax's StandardSave: no pickle, and any pytree of arrays restores into the
+template it came from.
+"""
+
+import os
+
+import flax
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+
+
+class CheckpointMismatchError(ValueError):
+  """The checkpoint on disk does not fit the model being restored."""
+
+
+def _paths(tree):
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {jax.tree_util.keystr(p): getattr(v, 'shape', ()) for p, v in flat}
+
+
+class Checkpointer:
+  """Wraps `ocp.CheckpointManager` for one train state under `workdir`."""
+
+  def __init__(self, workdir, *, save_every, keep=3, async_save=True):
+    self.directory = os.path.abspath(os.path.join(workdir, 'checkpoints'))
+    self.manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, save_interval_steps=save_every, create=True,
+            enable_async_checkpointing=async_save))
+
+  def _check_structure(self, step, target):
+    """Compares parameter paths and shapes with the saved ones."""
+    try:
+      saved = self.manager.item_metadata(step)
+    except Exception:  # pylint: disable=broad-except
+      return  # Let restore report unreadable metadata.
+    saved = getattr(saved, 'tree', saved)
+    if saved is None:
+      return
+    want, have = _paths(target), _paths(saved)
+    missing = sorted(set(want) - set(have))
+    extra = sorted(set(have) - set(want))
+    shape = sorted(k for k in set(want) & set(have)
+                   if tuple(want[k]) != tuple(have[k]))
+    if missing or extra or shape:
+      lines = [f'  missing in checkpoint: {k}' for k in missing[:20]]
+      lines += [f'  unexpected in checkpoint: {k}' for k in extra[:20]]
+      lines += [f'  shape {tuple(have[k])} in checkpoint, {tuple(want[k])} in '
+                f'model: {k}' for k in shape[:20]]
+      raise CheckpointMismatchError(
+          f'checkpoint step {step} in {self.directory} was written by a '
+          'different model/optimizer config:\n' + '\n'.join(lines) +
+          '\nUse the config the checkpoint was trained with, or a fresh '
+          '--workdir.')
+
+  def restore_or_init(self, state):
+    """Returns the newest restorable checkpoint's state, else `state`.
+
+    A step that fails to restore (truncated or corrupted files) is skipped with
+    a warning naming it; older steps are tried in turn. Nothing is deleted.
+    """
+    target = flax.serialization.to_state_dict(state)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      self._check_structure(step, target)
+      try:
+        restored = self.manager.restore(
+            step, args=ocp.args.StandardRestore(abstract))
+      except CheckpointMismatchError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except
+        logging.warning('Checkpoint step %d in %s cannot be restored (%s: %s); '
+                        'trying an older step. The damaged step is left on '
+                        'disk.', step, self.directory, type(e).__name__, e)
+        continue
+      logging.info('Restored checkpoint step %d from %s.', step, self.directory)
+      return flax.serialization.from_state_dict(state, restored)
+    return state
+
+  def latest_step(self):
+    return self.manager.latest_step()
+
+  def save(self, step, state, *, force=False):
+    return self.manager.save(
+        step, args=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
+        force=force)
+
+  def wait(self):
+    self.manager.wait_until_finished()
+
+  def close(self):
+    self.manager.close()

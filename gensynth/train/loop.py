@@ -1,0 +1,118 @@
+"""Pieces every trainer's loop shares: workdir checks, preemption, metrics.
+
+Kept free of any model so the VAE and GAN trainers run the same loop logic.
+"""
+
+import contextlib
+import json
+import math
+import os
+import signal
+import threading
+
+import jax
+import numpy as np
+from absl import logging
+
+
+class NonFiniteError(FloatingPointError):
+  """A training metric became NaN or Inf."""
+
+
+def check_workdir(workdir):
+  """Creates `workdir` and proves it writable before any training happens."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, '.write_probe')
+    with open(probe, 'wb') as f:
+      f.write(b'\0' * (1 << 20))  # 1 MiB: also fails on a full disk.
+      f.flush()
+      os.fsync(f.fileno())
+    os.remove(probe)
+  except OSError as e:
+    raise OSError(f'workdir {workdir!r} is not writable ({e.strerror}); pass a '
+                  '--workdir on a disk with free space and write permission.'
+                  ) from e
+
+
+def save_config(workdir, config):
+  """Writes config.json (process 0 only) so evaluation can rebuild the model."""
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json(indent=2))
+
+
+class Preemption:
+  """Turns SIGTERM into a flag the loop polls, so it can checkpoint and exit."""
+
+  def __init__(self):
+    self.requested = False
+
+  @contextlib.contextmanager
+  def handler(self):
+    if threading.current_thread() is not threading.main_thread():
+      yield self
+      return
+
+    def on_term(signum, frame):
+      del signum, frame
+      logging.warning('SIGTERM received: checkpointing and exiting.')
+      self.requested = True
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+      yield self
+    finally:
+      signal.signal(signal.SIGTERM, previous)
+
+
+class MetricsBuffer:
+  """Fetches step metrics one step late and averages them between logs.
+
+  `push(step, metrics)` enqueues the device metrics of `step` and pulls those
+  of the previous step, which the device has usually finished while the new
+  step was being dispatched: one small transfer per step, no pipeline stall.
+  A non-finite value raises NonFiniteError naming the step and the metric.
+  """
+
+  def __init__(self):
+    self._pending = None
+    self._sums, self._count = {}, 0
+
+  def _pull(self):
+    if self._pending is None:
+      return
+    step, metrics = self._pending
+    self._pending = None
+    host = jax.device_get(metrics)
+    for k, v in host.items():
+      if not math.isfinite(float(v)):
+        raise NonFiniteError(
+            f'non-finite {k}={float(v)} at step {step}; the last checkpoint '
+            'before it is intact. Lower config.optim.lr or enable '
+            'config.optim.grad_clip.')
+      self._sums[k] = self._sums.get(k, 0.0) + float(v)
+    self._count += 1
+
+  def push(self, step, metrics):
+    self._pull()
+    self._pending = (step, metrics)
+
+  def flush(self):
+    """Pulls everything outstanding and returns (and resets) the means."""
+    self._pull()
+    means = {k: v / max(self._count, 1) for k, v in self._sums.items()}
+    self._sums, self._count = {}, 0
+    return means
+
+
+def write_json(path, record):
+  if jax.process_index() == 0:
+    with open(path, 'w') as f:
+      json.dump(record, f, indent=2, default=_jsonable)
+
+
+def _jsonable(x):
+  if isinstance(x, (np.floating, np.integer)):
+    return x.item()
+  raise TypeError(f'{type(x)} is not JSON serialisable')

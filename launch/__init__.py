@@ -1,0 +1,1 @@
+"""absl entry points: parse flags, log devices, call the gensynth library."""

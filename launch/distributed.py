@@ -1,0 +1,35 @@
+"""Flags and start-up shared by the launch scripts (multi-process included)."""
+
+import jax
+from absl import flags
+from absl import logging
+
+flags.DEFINE_string('coordinator_address', None,
+                    'host:port of process 0 for jax.distributed.initialize.')
+flags.DEFINE_integer('num_processes', None, 'Processes in the job.')
+flags.DEFINE_integer('process_id', None, 'This process index (0-based).')
+flags.DEFINE_string('compilation_cache_dir', None,
+                    'Persistent XLA compilation cache directory.')
+
+FLAGS = flags.FLAGS
+
+
+class _QuietLibraries(logging.logging.Filter):
+  """Drops the INFO chatter of orbax's internals; warnings still show."""
+
+  def filter(self, record):
+    return record.levelno >= logging.logging.WARNING or (
+        '/orbax/' not in record.pathname)
+
+
+def initialize():
+  """jax.distributed when asked for (flags or cluster env), then log devices."""
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  if FLAGS.compilation_cache_dir:
+    jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache_dir)
+  if FLAGS.coordinator_address or (FLAGS.num_processes or 1) > 1:
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes,
+                               process_id=FLAGS.process_id)
+  logging.info('JAX process %d/%d; local devices: %s', jax.process_index(),
+               jax.process_count(), jax.local_devices())

@@ -1,0 +1,63 @@
+r"""Evaluates the newest checkpoint in --workdir and prints JSON.
+
+  python -m launch.evaluate --workdir=runs/vae_mnist --num_samples=1000
+
+The model is rebuilt from workdir/config.json unless --config is given.
+"""
+
+import json
+import os
+
+import ml_collections
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from launch import distributed
+
+flags.DEFINE_string('workdir', None, 'Training workdir with checkpoints.')
+config_flags.DEFINE_config_file('config', None, 'Config (default: the one '
+                                'saved in --workdir).', lock_config=True)
+flags.DEFINE_integer('num_samples', 1000, 'IWAE samples k per test image.')
+flags.DEFINE_integer('chunk_size', 50, 'IWAE samples decoded at once.')
+flags.DEFINE_integer('batch_size', None, 'Test images per batch.')
+flags.DEFINE_integer('max_examples', None, 'Evaluate only the first N.')
+flags.DEFINE_integer('seed', 0, 'Seed of the IWAE samples.')
+flags.DEFINE_string('output', None, 'Also write the JSON here.')
+flags.mark_flags_as_required(['workdir'])
+FLAGS = flags.FLAGS
+
+
+def _load_config():
+  if FLAGS.config is not None:
+    return FLAGS.config
+  path = os.path.join(FLAGS.workdir, 'config.json')
+  if not os.path.exists(path):
+    raise app.UsageError(f'{path} not found: pass --config or a --workdir '
+                         'written by launch.train.')
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  distributed.initialize()
+  config = _load_config()
+  if config.trainer != 'vae':
+    raise app.UsageError(f'config.trainer={config.trainer!r}: launch.evaluate '
+                         'handles vae.')
+  from gensynth.train import vae  # pylint: disable=g-import-not-at-top
+  result = vae.evaluate(config, FLAGS.workdir, num_samples=FLAGS.num_samples,
+                        chunk_size=FLAGS.chunk_size,
+                        batch_size=FLAGS.batch_size,
+                        max_examples=FLAGS.max_examples, seed=FLAGS.seed)
+  text = json.dumps(result, indent=2)
+  print(text)
+  if FLAGS.output:
+    with open(FLAGS.output, 'w') as f:
+      f.write(text + '\n')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,41 @@
+r"""Trains a gensynth model.
+
+  python -m launch.train --config=gensynth/configs/vae_shapes.py \
+      --workdir=runs/vae_shapes [--config.optim.lr=3e-4 ...]
+
+Re-running the same command resumes from the newest checkpoint in --workdir.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from launch import distributed
+
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs, images.')
+config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
+                                lock_config=True)
+flags.mark_flags_as_required(['config', 'workdir'])
+FLAGS = flags.FLAGS
+
+
+def _trainer(name):
+  if name == 'vae':
+    from gensynth.train import vae  # pylint: disable=g-import-not-at-top
+    return vae.train_and_evaluate
+  raise app.UsageError(f'config.trainer={name!r} unknown; expected vae.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  distributed.initialize()
+  result = _trainer(FLAGS.config.trainer)(FLAGS.config, FLAGS.workdir)
+  if result.get('preempted'):
+    sys.exit(143)  # 128 + SIGTERM, as if the signal had ended the process.
+
+
+if __name__ == '__main__':
+  app.run(main)
