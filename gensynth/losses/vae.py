@@ -97,7 +97,8 @@ def iwae_log_likelihood(key, encode_fn, decode_fn, x, labels, *, num_samples,
   Args:
     key: PRNG key.
     encode_fn: (x, labels) -> (mean, logvar).
-    decode_fn: (z [M, D], labels [M]) -> decoder output [M, H, W, C*P].
+    decode_fn: (z [M, D], labels [M], x [M, H, W, C]) -> decoder output
+      [M, H, W, C*P] (x is the image, for autoregressive decoders).
     x: [N, H, W, C] images; labels: [N] or None.
     num_samples: K, a multiple of chunk_size.
     chunk_size: samples per chunk.
@@ -117,7 +118,7 @@ def iwae_log_likelihood(key, encode_fn, decode_fn, x, labels, *, num_samples,
 
   def chunk(carry, k):
     z = sample_gaussian(jax.random.fold_in(key, k), mean, logvar, chunk_size)
-    out = decode_fn(z.reshape(chunk_size * n, -1), rep_labels)
+    out = decode_fn(z.reshape(chunk_size * n, -1), rep_labels, x_rep)
     log_px = log_likelihood(out, x_rep, likelihood=likelihood,
                             gaussian_scale=gaussian_scale).reshape(chunk_size, n)
     log_w = log_px + log_std_normal(z) - log_normal(z, mean, logvar)

@@ -101,3 +101,31 @@ class ResBlock(nn.Module):
     if x.shape[-1] != self.features:
       x = nn.Conv(self.features, (1, 1))(x)
     return x + h
+
+
+def causal_mask(kernel_size, *, include_center):
+  """[k, k] raster-order mask: rows above, and left of the centre in its row."""
+  k = kernel_size
+  mask = jnp.zeros((k, k)).at[:k // 2].set(1.0).at[k // 2, :k // 2].set(1.0)
+  return mask.at[k // 2, k // 2].set(1.0) if include_center else mask
+
+
+class MaskedConv(nn.Module):
+  """PixelCNN masked convolution for single-channel images.
+
+  Mask 'A' (include_center=False) hides the current pixel: use it on the image.
+  Mask 'B' sees the current position of features that are already causal.
+  """
+  features: int
+  kernel_size: int
+  include_center: bool
+
+  @nn.compact
+  def __call__(self, x):
+    k = self.kernel_size
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (k, k, x.shape[-1], self.features))
+    mask = causal_mask(k, include_center=self.include_center)[:, :, None, None]
+    y = lax.conv_general_dilated(x, kernel * mask, (1, 1), 'SAME',
+                                 dimension_numbers=_DN)
+    return y + self.param('bias', nn.initializers.zeros, (self.features,))

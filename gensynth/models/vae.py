@@ -51,11 +51,36 @@ class Encoder(nn.Module):
     return mean, logvar
 
 
-class Decoder(nn.Module):
-  """z [N, D] (+ optional labels) -> likelihood parameters [N, H, W, C*P]."""
-  image_shape: Sequence[int]
+class ARHead(nn.Module):
+  """A shallow PixelCNN over the image, conditioned on decoder features.
+
+  Turns the factorised likelihood into an autoregressive one whose receptive
+  field covers a few pixels above and to the left: local stroke structure then
+  costs few nats while the latent keeps the global content. Single-channel
+  images only (a raster order over channels is not implemented).
+  """
+  channels: int
+  layers: int
+  out_features: int
+  act: str = 'silu'
+
+  @nn.compact
+  def __call__(self, x, cond):
+    if x.shape[-1] != 1:
+      raise ValueError(f'the autoregressive head models 1-channel images, got '
+                       f'{x.shape[-1]} channels; set config.model.ar_channels=0.')
+    act = getattr(nn, self.act)
+    h = layers.MaskedConv(self.channels, 5, include_center=False)(x)
+    h = h + nn.Conv(self.channels, (1, 1))(cond)
+    for _ in range(self.layers):
+      h = h + layers.MaskedConv(self.channels, 3, include_center=True)(act(h))
+    return nn.Conv(self.out_features, (1, 1))(act(h))
+
+
+class DecoderTrunk(nn.Module):
+  """z [N, D] (+ optional labels) -> features [N, H, W, widths[0]]."""
+  image_size: int
   widths: Sequence[int]
-  likelihood: str = 'bernoulli'
   num_classes: int = 0
   blocks_per_level: int = 1
   act: str = 'silu'
@@ -63,9 +88,8 @@ class Decoder(nn.Module):
   @nn.compact
   def __call__(self, z, labels=None):
     act = getattr(nn, self.act)
-    size, _, channels = self.image_shape
     widths = tuple(reversed(self.widths))
-    b = base_size(size, len(widths) - 1)
+    b = base_size(self.image_size, len(widths) - 1)
     if self.num_classes:
       z = jnp.concatenate([z, nn.one_hot(labels, self.num_classes)], -1)
     h = nn.Dense(b * b * widths[0])(z).reshape(z.shape[0], b, b, widths[0])
@@ -74,17 +98,25 @@ class Decoder(nn.Module):
         h = layers.ConvTranspose(w, 4, 2, 1)(act(h))
       for _ in range(self.blocks_per_level):
         h = layers.ResBlock(w, self.act)(h)
-    return nn.Conv(channels * LIKELIHOOD_PARAMS[self.likelihood], (3, 3))(act(h))
+    return act(h)
 
 
 class VAE(nn.Module):
-  """Encoder/decoder pair; `__call__` (used by init) runs both once."""
+  """Encoder, decoder trunk and output head; `__call__` (init) runs all once.
+
+  `decode(z, labels, x)` returns the likelihood parameters [N, H, W, C*P]. With
+  `ar_channels > 0` the head is autoregressive: the output at a pixel depends
+  on z and on the pixels of `x` before it in raster order (teacher forcing), so
+  the bound is exact in one pass and sampling runs the head once per pixel.
+  """
   image_shape: Sequence[int]
   latent_dim: int = 32
   widths: Sequence[int] = (32, 64, 128)
   likelihood: str = 'bernoulli'
   num_classes: int = 0
   blocks_per_level: int = 1
+  ar_channels: int = 0
+  ar_layers: int = 2
 
   def setup(self):
     if self.likelihood not in LIKELIHOOD_PARAMS:
@@ -92,18 +124,38 @@ class VAE(nn.Module):
                        f'of {sorted(LIKELIHOOD_PARAMS)}.')
     self.encoder = Encoder(self.latent_dim, self.widths, self.num_classes,
                            self.blocks_per_level)
-    self.decoder = Decoder(self.image_shape, self.widths, self.likelihood,
-                           self.num_classes, self.blocks_per_level)
+    self.trunk = DecoderTrunk(self.image_shape[0], self.widths,
+                              self.num_classes, self.blocks_per_level)
+    out = self.image_shape[-1] * LIKELIHOOD_PARAMS[self.likelihood]
+    if self.ar_channels:
+      self.head = ARHead(self.ar_channels, self.ar_layers, out)
+    else:
+      self.head = nn.Conv(out, (3, 3))
+
+  @property
+  def autoregressive(self):
+    return bool(self.ar_channels)
 
   def encode(self, x, labels=None):
     return self.encoder(x, labels)
 
-  def decode(self, z, labels=None):
-    return self.decoder(z, labels)
+  def decode_features(self, z, labels=None):
+    return self.trunk(z, labels)
+
+  def decode_head(self, features, x=None):
+    if self.ar_channels:
+      if x is None:
+        raise ValueError('an autoregressive decoder needs the image x (teacher '
+                         'forcing); use gensynth.steps.vae.sample to sample.')
+      return self.head(x, features)
+    return self.head(features)
+
+  def decode(self, z, labels=None, x=None):
+    return self.decode_head(self.decode_features(z, labels), x)
 
   def __call__(self, x, labels=None):
     mean, _ = self.encode(x, labels)
-    return self.decode(mean, labels)
+    return self.decode(mean, labels, x)
 
 
 def from_config(model_cfg, image_shape, num_classes):
@@ -113,4 +165,6 @@ def from_config(model_cfg, image_shape, num_classes):
   return VAE(image_shape=tuple(image_shape), latent_dim=model_cfg.latent_dim,
              widths=tuple(model_cfg.widths), likelihood=model_cfg.likelihood,
              num_classes=num_classes if model_cfg.conditional else 0,
-             blocks_per_level=model_cfg.blocks_per_level)
+             blocks_per_level=model_cfg.blocks_per_level,
+             ar_channels=model_cfg.get('ar_channels', 0),
+             ar_layers=model_cfg.get('ar_layers', 2))

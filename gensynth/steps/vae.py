@@ -6,6 +6,7 @@ compiles the step once with jax.jit.
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 import optax
 from flax.training import train_state
 
@@ -27,7 +28,7 @@ def create_state(key, model, tx, image_shape):
 def _fns(state_or_apply, params):
   apply = getattr(state_or_apply, 'apply_fn', state_or_apply)
   enc = lambda x, y: apply({'params': params}, x, y, method='encode')
-  dec = lambda z, y: apply({'params': params}, z, y, method='decode')
+  dec = lambda z, y, x: apply({'params': params}, z, y, x, method='decode')
   return enc, dec
 
 
@@ -45,16 +46,17 @@ def loss_fn(params, apply_fn, batch, key, *, likelihood, beta=1.0,
   kl = vae_losses.gaussian_kl(mean, logvar)
   if objective == 'elbo':
     z = vae_losses.sample_gaussian(key, mean, logvar)
-    log_px = vae_losses.log_likelihood(dec(z, y), x, likelihood=likelihood,
+    log_px = vae_losses.log_likelihood(dec(z, y, x), x, likelihood=likelihood,
                                        gaussian_scale=gaussian_scale)
     bound = vae_losses.elbo(log_px, kl, beta=beta)
   elif objective == 'iwae':
     n = x.shape[0]
     z = vae_losses.sample_gaussian(key, mean, logvar, num_samples)
+    x_rep = jnp.tile(x, (num_samples, 1, 1, 1))
     out = dec(z.reshape(num_samples * n, -1),
-              None if y is None else jnp.tile(y, num_samples))
+              None if y is None else jnp.tile(y, num_samples), x_rep)
     log_px = vae_losses.log_likelihood(
-        out, jnp.tile(x, (num_samples, 1, 1, 1)), likelihood=likelihood,
+        out, x_rep, likelihood=likelihood,
         gaussian_scale=gaussian_scale).reshape(num_samples, n)
     log_w = log_px + vae_losses.log_std_normal(z) - vae_losses.log_normal(
         z, mean, logvar)
@@ -87,7 +89,7 @@ def eval_step(params, batch, key, *, apply_fn, likelihood, num_samples,
   mask = batch['mask']
   mean, logvar = enc(x, y)
   z = vae_losses.sample_gaussian(jax.random.fold_in(key, 1), mean, logvar)
-  log_px = vae_losses.log_likelihood(dec(z, y), x, likelihood=likelihood,
+  log_px = vae_losses.log_likelihood(dec(z, y, x), x, likelihood=likelihood,
                                      gaussian_scale=gaussian_scale)
   neg_elbo = -vae_losses.elbo(log_px, vae_losses.gaussian_kl(mean, logvar))
   nll = -vae_losses.iwae_log_likelihood(
@@ -98,17 +100,45 @@ def eval_step(params, batch, key, *, apply_fn, likelihood, num_samples,
 
 
 def reconstruct(params, x, labels=None, *, apply_fn, likelihood):
-  """Decoder mean at the posterior mean, in the data's value range."""
+  """Decoder mean at the posterior mean, in the data's value range.
+
+  For an autoregressive decoder this is each pixel's mean given the true
+  pixels before it (teacher forcing).
+  """
   enc, dec = _fns(apply_fn, params)
   mean, _ = enc(x, labels)
-  return decoder_mean(dec(mean, labels), likelihood=likelihood)
+  return decoder_mean(dec(mean, labels, x), likelihood=likelihood)
 
 
-def sample(params, key, labels=None, *, apply_fn, num, latent_dim, likelihood):
-  """Decoder means at `num` prior samples."""
-  _, dec = _fns(apply_fn, params)
-  z = jax.random.normal(key, (num, latent_dim))
-  return decoder_mean(dec(z, labels), likelihood=likelihood)
+def sample(params, key, labels=None, *, apply_fn, num, latent_dim, likelihood,
+           image_shape, autoregressive=False):
+  """Images decoded from `num` prior samples.
+
+  A factorised decoder returns its mean. An autoregressive (Bernoulli) decoder
+  draws the pixels in raster order, one `lax.fori_loop` iteration per pixel,
+  reusing the trunk features computed once from z.
+  """
+  z_key, px_key = jax.random.split(key)
+  z = jax.random.normal(z_key, (num, latent_dim))
+  variables = {'params': params}
+  if not autoregressive:
+    out = apply_fn(variables, z, labels, None, method='decode')
+    return decoder_mean(out, likelihood=likelihood)
+  if likelihood != 'bernoulli':
+    raise ValueError('autoregressive sampling is implemented for the '
+                     f'bernoulli likelihood, not {likelihood!r}.')
+  feats = apply_fn(variables, z, labels, method='decode_features')
+  height, width = image_shape[:2]
+
+  def body(i, x):
+    logits = apply_fn(variables, feats, x, method='decode_head')
+    r, c = i // width, i % width
+    bit = jax.random.bernoulli(jax.random.fold_in(px_key, i),
+                               jax.nn.sigmoid(logits[:, r, c, 0]))
+    return x.at[:, r, c, 0].set(bit.astype(x.dtype))
+
+  x0 = jnp.zeros((num, height, width, 1), jnp.float32)
+  return lax.fori_loop(0, height * width, body, x0)
 
 
 def decoder_mean(out, *, likelihood):
@@ -117,4 +147,3 @@ def decoder_mean(out, *, likelihood):
   if likelihood == 'logistic':
     return jnp.clip(jnp.split(out, 2, axis=-1)[0], -1.0, 1.0)
   return out
-

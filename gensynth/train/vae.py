@@ -166,7 +166,8 @@ def train_and_evaluate(config, workdir):
       likelihood=config.model.likelihood))
   sample_fn = jax.jit(functools.partial(
       vae_steps.sample, apply_fn=state.apply_fn, num=num_show,
-      latent_dim=config.model.latent_dim, likelihood=config.model.likelihood))
+      latent_dim=config.model.latent_dim, likelihood=config.model.likelihood,
+      image_shape=image_shape, autoregressive=bool(config.model.ar_channels)))
   sample_labels = jnp.arange(num_show) % train_src.num_classes if cond else None
 
   def write_images(step, params):

@@ -1,0 +1,17 @@
+"""Test-wide settings: JAX's persistent compilation cache and helpers."""
+
+import os
+import tempfile
+
+import jax
+import pytest
+
+CACHE_DIR = os.path.join(tempfile.gettempdir(), 'gensynth_test_jax_cache')
+jax.config.update('jax_compilation_cache_dir', CACHE_DIR)
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+
+
+@pytest.fixture
+def rng():
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  return np.random.default_rng(0)

@@ -1,0 +1,76 @@
+"""Shared test helpers: subprocess launches and small on-disk datasets."""
+
+import gzip
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from tests import conftest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def env(devices=None, **extra):
+  e = dict(os.environ)
+  e['JAX_COMPILATION_CACHE_DIR'] = conftest.CACHE_DIR
+  e['JAX_PLATFORMS'] = 'cpu'
+  e['TF_CPP_MIN_LOG_LEVEL'] = '3'
+  if devices:
+    e['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  e.update(extra)
+  return e
+
+
+def launch_cmd(module, *args):
+  return [sys.executable, '-m', f'launch.{module}', *args]
+
+
+def run_launch(module, *args, devices=None, timeout=300, check=True):
+  """Runs `python -m launch.MODULE ARGS` from the repo root."""
+  proc = subprocess.run(launch_cmd(module, *args), cwd=REPO, env=env(devices),
+                        capture_output=True, text=True, timeout=timeout,
+                        check=False)
+  if check and proc.returncode != 0:
+    raise AssertionError(f'launch.{module} failed ({proc.returncode}):\n'
+                         f'{proc.stderr[-4000:]}')
+  return proc
+
+
+def write_idx(path, array, *, compress=False):
+  """Writes `array` (uint8) as an IDX file."""
+  header = bytes([0, 0, 0x08, array.ndim]) + b''.join(
+      int(n).to_bytes(4, 'big') for n in array.shape)
+  data = header + np.ascontiguousarray(array, np.uint8).tobytes()
+  if compress:
+    with gzip.open(path + '.gz', 'wb') as f:
+      f.write(data)
+  else:
+    with open(path, 'wb') as f:
+      f.write(data)
+
+
+def make_idx_dir(directory, *, n_train=64, n_test=16, size=28, compress=True,
+                 seed=0):
+  """An MNIST-format IDX directory of random digits-like data."""
+  rng = np.random.default_rng(seed)
+  os.makedirs(directory, exist_ok=True)
+  for split, n in (('train', n_train), ('t10k', n_test)):
+    write_idx(os.path.join(directory, f'{split}-images-idx3-ubyte'),
+              rng.integers(0, 256, (n, size, size), dtype=np.uint8),
+              compress=compress)
+    write_idx(os.path.join(directory, f'{split}-labels-idx1-ubyte'),
+              rng.integers(0, 10, n, dtype=np.uint8), compress=compress)
+  return directory
+
+
+def restore_params(workdir, step=None):
+  """Raw restore of a checkpoint's state dict (no template)."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  if step is None:
+    step = max(int(s) for s in os.listdir(ckpt_dir) if s.isdigit())
+  tree = ocp.StandardCheckpointer().restore(
+      os.path.join(ckpt_dir, str(step), 'default'))
+  return step, tree
