@@ -67,10 +67,15 @@ def make_idx_dir(directory, *, n_train=64, n_test=16, size=28, compress=True,
 
 def restore_params(workdir, step=None):
   """Raw restore of a checkpoint's state dict (no template)."""
+  import jax  # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   if step is None:
     step = max(int(s) for s in os.listdir(ckpt_dir) if s.isdigit())
-  tree = ocp.StandardCheckpointer().restore(
-      os.path.join(ckpt_dir, str(step), 'default'))
-  return step, tree
+  path = os.path.join(ckpt_dir, str(step), 'default')
+  ckptr = ocp.StandardCheckpointer()
+  meta = ckptr.metadata(path).item_metadata
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta)
+  return step, jax.device_get(ckptr.restore(path, target))

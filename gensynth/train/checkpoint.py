@@ -35,18 +35,19 @@ class Checkpointer:
 
   def _check_structure(self, step, target):
     """Compares parameter paths and shapes with the saved ones."""
+    path = os.path.join(self.directory, str(step), 'default')
     try:
-      saved = self.manager.item_metadata(step)
+      saved = ocp.StandardCheckpointer().metadata(path).item_metadata
     except Exception:  # pylint: disable=broad-except
-      return  # Let restore report unreadable metadata.
-    saved = getattr(saved, 'tree', saved)
+      return  # Unreadable metadata: restore reports it and falls back.
     if saved is None:
       return
     want, have = _paths(target), _paths(saved)
-    missing = sorted(set(want) - set(have))
-    extra = sorted(set(have) - set(want))
-    shape = sorted(k for k in set(want) & set(have)
-                   if tuple(want[k]) != tuple(have[k]))
+    order = lambda k: (not k.startswith("['params']"), k)  # params first
+    missing = sorted(set(want) - set(have), key=order)
+    extra = sorted(set(have) - set(want), key=order)
+    shape = sorted((k for k in set(want) & set(have)
+                    if tuple(want[k]) != tuple(have[k])), key=order)
     if missing or extra or shape:
       lines = [f'  missing in checkpoint: {k}' for k in missing[:20]]
       lines += [f'  unexpected in checkpoint: {k}' for k in extra[:20]]
@@ -54,7 +55,9 @@ class Checkpointer:
                 f'model: {k}' for k in shape[:20]]
       raise CheckpointMismatchError(
           f'checkpoint step {step} in {self.directory} was written by a '
-          'different model/optimizer config:\n' + '\n'.join(lines) +
+          f'different model/optimizer config ({len(missing)} missing, '
+          f'{len(extra)} unexpected, {len(shape)} reshaped arrays):\n' +
+          '\n'.join(lines) +
           '\nUse the config the checkpoint was trained with, or a fresh '
           '--workdir.')
 

@@ -1,0 +1,33 @@
+"""Data parallelism on 4 fake CPU devices equals the 1-device run."""
+
+import jax
+import numpy as np
+
+from tests import helpers
+
+ARGS = ['--config=gensynth/configs/vae_mnist.py:smoke', '--config.num_steps=8',
+        '--config.image_every=0', '--config.checkpoint_every=4']
+
+
+def test_four_devices_match_one(tmp_path):
+  one, four = str(tmp_path / 'one'), str(tmp_path / 'four')
+  helpers.run_launch('train', *ARGS, f'--workdir={one}', devices=1)
+  proc = helpers.run_launch('train', *ARGS, f'--workdir={four}', devices=4)
+  assert 'Devices: 4 global' in proc.stderr
+  s1, p1 = helpers.restore_params(one)
+  s4, p4 = helpers.restore_params(four)
+  assert s1 == s4 == 8
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4,
+                                                       atol=2e-5), p1, p4)
+  moved = jax.tree.leaves(jax.tree.map(
+      lambda a, b: float(np.abs(a - b).max()), p1['params'],
+      helpers.restore_params(one, step=4)[1]['params']))
+  assert max(moved) > 1e-3  # the runs did train
+
+
+def test_batch_not_divisible_by_devices(tmp_path):
+  proc = helpers.run_launch('train', *ARGS, '--config.batch_size=6',
+                            f'--workdir={tmp_path}', devices=4, check=False)
+  assert proc.returncode != 0
+  assert 'batch_size=6 must be a positive multiple of the device count 4' in \
+      proc.stderr
