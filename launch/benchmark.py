@@ -1,0 +1,112 @@
+r"""Side-by-side benchmarks (medians and ratios measured in one process).
+
+  python -m launch.benchmark --bench=vae_throughput [--steps=30 --rounds=5]
+
+Each benchmark prints a JSON record; BUILD_NOTES.md holds measured figures.
+"""
+
+import json
+import time
+
+import numpy as np
+from absl import app
+from absl import flags
+
+flags.DEFINE_enum('bench', 'vae_throughput', ['vae_throughput'],
+                  'Which benchmark to run.')
+flags.DEFINE_string('config', 'gensynth/configs/vae_mnist.py',
+                    'Config file whose model is benchmarked.')
+flags.DEFINE_integer('steps', 30, 'Timed steps per round.')
+flags.DEFINE_integer('rounds', 5, 'Alternating rounds per framework.')
+flags.DEFINE_integer('threads', 0, 'torch intra-op threads (0 = cores).')
+flags.DEFINE_string('output', None, 'Also write the JSON record here.')
+FLAGS = flags.FLAGS
+
+
+def _load_config(path):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location('bench_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def vae_throughput():
+  """Train-step images/s of the VAE config: gensynth (JAX) vs PyTorch eager."""
+  import functools  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+
+  import jax  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+
+  from gensynth.steps import vae as vae_steps  # pylint: disable=g-import-not-at-top
+  from gensynth.train import sharding  # pylint: disable=g-import-not-at-top
+  from gensynth.train import vae as vae_train  # pylint: disable=g-import-not-at-top
+  from launch import torch_models  # pylint: disable=g-import-not-at-top
+
+  config = _load_config(FLAGS.config)
+  b = config.batch_size
+  shape = (28, 28, 1)
+  mesh = sharding.make_mesh()
+  _, state = vae_train.build(config, mesh, shape, 10, 10_000)
+  step = jax.jit(functools.partial(vae_steps.train_step,
+                                   **vae_train._step_kwargs(config)),  # pylint: disable=protected-access
+                 donate_argnums=0)
+  rng = np.random.default_rng(0)
+  x = (rng.random((b,) + shape) < 0.3).astype(np.float32)
+  batch = {'image': x, 'label': np.zeros(b, np.int32)}
+  key = jax.random.key(0)
+
+  torch.set_num_threads(FLAGS.threads or os.cpu_count())
+  tmodel = torch_models.VAE(config.model)
+  topt = torch.optim.Adam(tmodel.parameters(), lr=config.optim.lr)
+  tx = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+
+  def jax_round(state):
+    t = time.perf_counter()
+    for _ in range(FLAGS.steps):
+      state, m = step(state, batch, key)
+    jax.block_until_ready(m)
+    return state, time.perf_counter() - t
+
+  def torch_round():
+    t = time.perf_counter()
+    for _ in range(FLAGS.steps):
+      topt.zero_grad(set_to_none=True)
+      loss = tmodel.loss(tx)
+      loss.backward()
+      topt.step()
+    return time.perf_counter() - t
+
+  state, _ = jax_round(state)  # compile + warm-up
+  torch_round()
+  jt, tt = [], []
+  for _ in range(FLAGS.rounds):
+    state, t = jax_round(state)
+    jt.append(t)
+    tt.append(torch_round())
+  jax_ips = b * FLAGS.steps / np.median(jt)
+  torch_ips = b * FLAGS.steps / np.median(tt)
+  return {'bench': 'vae_throughput', 'config': FLAGS.config, 'batch': b,
+          'jax_images_per_s': round(jax_ips, 1),
+          'torch_images_per_s': round(torch_ips, 1),
+          'ratio_jax_over_torch': round(jax_ips / torch_ips, 3),
+          'jax_params': int(sum(p.size for p in jax.tree.leaves(state.params))),
+          'torch_params': int(sum(p.numel() for p in tmodel.parameters())),
+          'torch_threads': torch.get_num_threads(),
+          'torch_version': torch.__version__, 'jax_version': jax.__version__}
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  record = {'vae_throughput': vae_throughput}[FLAGS.bench]()
+  text = json.dumps(record, indent=2)
+  print(text)
+  if FLAGS.output:
+    with open(FLAGS.output, 'w') as f:
+      f.write(text + '\n')
+
+
+if __name__ == '__main__':
+  app.run(main)
