@@ -1,0 +1,65 @@
+"""Argument validation shared by the synthesis ops and metrics (trace time)."""
+
+import jax.numpy as jnp
+import numpy as np
+
+_FLOATS = (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64)
+
+
+def image(x, name, *, min_hw=1, channels=None):
+  """Checks an [..., H, W, C] image; integer images are scaled to [0, 1].
+
+  uint8 and uint16 map by their maximum (255, 65535); float images pass
+  through as they are (float16/bfloat16 are computed in float32).
+  """
+  x = jnp.asarray(x) if not hasattr(x, 'dtype') else x
+  if x.ndim < 3:
+    raise ValueError(f'{name}: expected an image shaped [..., H, W, C], got '
+                     f'shape {tuple(x.shape)}.')
+  h, w, c = x.shape[-3:]
+  if h < min_hw or w < min_hw:
+    raise ValueError(f'{name}: image of {h}x{w} pixels is too small; this op '
+                     f'needs at least {min_hw}x{min_hw}.')
+  if channels is not None and c not in channels:
+    raise ValueError(f'{name}: {c} channels, expected one of {channels}.')
+  if x.dtype == jnp.uint8 or x.dtype == jnp.uint16:
+    return x.astype(jnp.float32) / float(np.iinfo(x.dtype).max)
+  if x.dtype in (jnp.float16, jnp.bfloat16):
+    return x.astype(jnp.float32)
+  if x.dtype not in _FLOATS:
+    raise ValueError(f'{name}: dtype {x.dtype} unsupported; expected uint8, '
+                     'uint16 or a float dtype.')
+  return x
+
+
+def same_shape(arrays, names):
+  shapes = [tuple(a.shape) for a in arrays]
+  if len(set(shapes)) > 1:
+    listed = ', '.join(f'{n}={s}' for n, s in zip(names, shapes))
+    raise ValueError(f'inputs must share one shape, got {listed}.')
+
+
+def stack(images, name):
+  """A sequence of images, or one array with the image index first, -> [N, ...]."""
+  if isinstance(images, (list, tuple)):
+    if not images:
+      raise ValueError(f'{name}: no images given.')
+    arrs = [image(x, f'{name}[{i}]') for i, x in enumerate(images)]
+    same_shape(arrs, [f'{name}[{i}]' for i in range(len(arrs))])
+    return jnp.stack(arrs)
+  x = image(images, name)
+  if x.ndim < 4:
+    raise ValueError(f'{name}: expected a list of images or an array [N, ..., '
+                     f'H, W, C], got shape {tuple(x.shape)}.')
+  return x
+
+
+def mask_like(mask, img_shape, name):
+  """A [..., H, W] or [..., H, W, 1|C] weight map, broadcast to img_shape."""
+  m = image(mask[..., None] if mask.ndim == len(img_shape) - 1 else mask, name)
+  if m.shape[-3:-1] != tuple(img_shape[-3:-1]) or m.shape[-1] not in (
+      1, img_shape[-1]):
+    raise ValueError(f'{name}: shape {tuple(mask.shape)} does not match the '
+                     f'images {tuple(img_shape)}; expected [H, W] or '
+                     '[H, W, 1|C] with the same H, W.')
+  return jnp.broadcast_to(m, jnp.broadcast_shapes(m.shape, img_shape))

@@ -1,0 +1,89 @@
+"""Image features used by the fusion rules, exposed as ops: [..., H, W, C]."""
+
+import jax.numpy as jnp
+from jax import lax
+
+from gensynth.synth import checks
+
+# ITU-R BT.601 luma weights, as cv2.cvtColor(..., COLOR_RGB2GRAY) uses.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def _shift_pad(x, axis, r):
+  """Reflect-101 pad of r pixels along a spatial axis."""
+  pad = [(0, 0)] * x.ndim
+  pad[axis] = (r, r)
+  return jnp.pad(x, pad, mode='reflect')
+
+
+def grey(x):
+  """[..., H, W, C] -> [..., H, W, 1]: luma for RGB(A), identity for grey."""
+  x = checks.image(x, 'x')
+  if x.shape[-1] == 1:
+    return x
+  if x.shape[-1] not in (3, 4):
+    raise ValueError(f'x: grey needs 1, 3 or 4 channels, got {x.shape[-1]}.')
+  return sum(w * x[..., i:i + 1] for i, w in enumerate(_LUMA))
+
+
+def _taps(x, axis, weights):
+  r = len(weights) // 2
+  p = _shift_pad(x, axis, r)
+  n = x.shape[axis]
+  out = 0.0
+  for i, w in enumerate(weights):
+    if w:
+      out = out + w * lax.slice_in_dim(p, i, i + n, axis=axis % x.ndim)
+  return out
+
+
+def box_filter(x, radius):
+  """Mean over a (2r+1)^2 window, reflect-101 borders. [..., H, W, C]."""
+  x = checks.image(x, 'x')
+  k = [1.0 / (2 * radius + 1)] * (2 * radius + 1)
+  return _taps(_taps(x, -3, k), -2, k)
+
+
+def laplacian(x):
+  """4-neighbour Laplacian (cv2.Laplacian ksize=1), reflect-101 borders."""
+  x = checks.image(x, 'x')
+  return _taps(x, -3, (1.0, -2.0, 1.0)) + _taps(x, -2, (1.0, -2.0, 1.0))
+
+
+def sobel(x):
+  """(gx, gy) 3x3 Sobel derivatives (cv2.Sobel ksize=3), reflect-101."""
+  x = checks.image(x, 'x')
+  gx = _taps(_taps(x, -2, (-1.0, 0.0, 1.0)), -3, (1.0, 2.0, 1.0))
+  gy = _taps(_taps(x, -3, (-1.0, 0.0, 1.0)), -2, (1.0, 2.0, 1.0))
+  return gx, gy
+
+
+def contrast(x):
+  """|Laplacian of grey| (Mertens et al. 2007), [..., H, W, 1]."""
+  return jnp.abs(laplacian(grey(x)))
+
+
+def saturation(x):
+  """Colour saturation: sqrt of summed squared deviation from the channel mean
+  (cv2.createMergeMertens' definition), [..., H, W, 1]."""
+  x = checks.image(x, 'x')
+  mean = jnp.mean(x, axis=-1, keepdims=True)
+  return jnp.sqrt(jnp.sum((x - mean)**2, axis=-1, keepdims=True))
+
+
+def well_exposedness(x, *, sigma=0.2):
+  """prod_c exp(-(x_c - 0.5)^2 / (2 sigma^2)), [..., H, W, 1]."""
+  x = checks.image(x, 'x')
+  return jnp.exp(-jnp.sum((x - 0.5)**2, axis=-1, keepdims=True) /
+                 (2 * sigma**2))
+
+
+def local_energy(x, *, radius=1):
+  """Box-filtered squared values: the activity measure of multi-focus rules."""
+  return box_filter(jnp.square(checks.image(x, 'x')), radius)
+
+
+def colour_stats(x):
+  """Per-channel mean and standard deviation over H, W: ([..., C], [..., C])."""
+  x = checks.image(x, 'x')
+  return jnp.mean(x, axis=(-3, -2)), jnp.std(x, axis=(-3, -2))

@@ -1,0 +1,56 @@
+r"""Stitches images on disk into a strip or a grid.
+
+  python -m launch.stitch --mode=concat --direction=horizontal \
+      --inputs=a.png,b.png --policy=pad --output=strip.png
+  python -m launch.stitch --mode=grid --cols=3 --inputs=... --output=grid.png
+"""
+
+import numpy as np
+from absl import app
+from absl import flags
+
+from gensynth.synth import io
+from gensynth.synth import stitch
+
+flags.DEFINE_enum('mode', None, ['concat', 'grid'], 'What to build.')
+flags.DEFINE_list('inputs', None, 'Comma-separated input image paths.')
+flags.DEFINE_enum('direction', 'horizontal', ['horizontal', 'vertical'],
+                  'concat: side by side (horizontal) or top to bottom.')
+flags.DEFINE_integer('cols', None, 'grid: number of columns.')
+flags.DEFINE_enum('policy', 'pad', list(stitch.POLICIES),
+                  'Mismatched sizes: pad, resize or error.')
+flags.DEFINE_enum('align', 'center', list(stitch.ALIGNS),
+                  'Placement of smaller images when padding.')
+flags.DEFINE_integer('spacing', 0, 'Pixels between images.')
+flags.DEFINE_float('fill', 0.0, 'Fill value in [0, 1] for padding/spacing.')
+flags.DEFINE_string('output', None, 'Output path (.png, .jpg).')
+flags.mark_flags_as_required(['mode', 'inputs', 'output'])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  try:
+    loaded = [io.read_image(p) for p in FLAGS.inputs]
+    images = io.harmonise_channels([x for x, _ in loaded])
+    kw = dict(policy=FLAGS.policy, align=FLAGS.align, spacing=FLAGS.spacing,
+              fill=FLAGS.fill)
+    if FLAGS.mode == 'grid':
+      if not FLAGS.cols:
+        raise app.UsageError('--mode=grid needs --cols.')
+      out = stitch.grid(images, cols=FLAGS.cols, **kw)
+    elif FLAGS.direction == 'horizontal':
+      out = stitch.hconcat(images, **kw)
+    else:
+      out = stitch.vconcat(images, **kw)
+    io.write_image(FLAGS.output, np.asarray(out))
+  except (ValueError, FileNotFoundError) as e:
+    raise app.UsageError(str(e)) from e
+  print(f'{FLAGS.mode}: {len(images)} images '
+        f'{[x.shape[:2] for x in images]} -> {out.shape[0]}x{out.shape[1]}x'
+        f'{out.shape[2]} {FLAGS.output}')
+
+
+if __name__ == '__main__':
+  app.run(main)
