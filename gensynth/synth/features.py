@@ -74,8 +74,9 @@ def saturation(x):
 def well_exposedness(x, *, sigma=0.2):
   """prod_c exp(-(x_c - 0.5)^2 / (2 sigma^2)), [..., H, W, 1]."""
   x = checks.image(x, 'x')
-  return jnp.exp(-jnp.sum((x - 0.5)**2, axis=-1, keepdims=True) /
-                 (2 * sigma**2))
+  # Product of per-channel terms (not exp of a sum), as OpenCV rounds it.
+  return jnp.prod(jnp.exp(-(x - 0.5)**2 / (2 * sigma**2)), axis=-1,
+                  keepdims=True)
 
 
 def local_energy(x, *, radius=1):
