@@ -1,6 +1,13 @@
 r"""Side-by-side benchmarks (medians and ratios measured in one process).
 
   python -m launch.benchmark --bench=vae_throughput [--steps=30 --rounds=5]
+  python -m launch.benchmark --bench=pyramid_blend
+  python -m launch.benchmark --bench=weighted_blend
+  python -m launch.benchmark --bench=exposure_fusion --data_dir=../shared/datasets
+  python -m launch.benchmark --bench=multifocus --data_dir=../shared/datasets
+
+XLA:CPU pays for page faults on fresh large outputs; run the synthesis
+benchmarks with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 as well (BUILD_NOTES.md).
 
 Each benchmark prints a JSON record; BUILD_NOTES.md holds measured figures.
 """
@@ -12,8 +19,12 @@ import numpy as np
 from absl import app
 from absl import flags
 
-flags.DEFINE_enum('bench', 'vae_throughput', ['vae_throughput'],
-                  'Which benchmark to run.')
+BENCHES = ('vae_throughput', 'pyramid_blend', 'weighted_blend',
+           'exposure_fusion', 'multifocus')
+flags.DEFINE_enum('bench', 'vae_throughput', BENCHES, 'Which benchmark to run.')
+flags.DEFINE_string('data_dir', '../shared/datasets',
+                    'Benchmark data (fusion/mef, fusion/lytro, ...).')
+flags.DEFINE_string('out_dir', None, 'Where to save result images (PNG).')
 flags.DEFINE_string('config', 'gensynth/configs/vae_mnist.py',
                     'Config file whose model is benchmarked.')
 flags.DEFINE_integer('steps', 30, 'Timed steps per round.')
@@ -100,7 +111,12 @@ def vae_throughput():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  record = {'vae_throughput': vae_throughput}[FLAGS.bench]()
+  from launch import bench_synth  # pylint: disable=g-import-not-at-top
+  record = {'vae_throughput': vae_throughput,
+            'pyramid_blend': bench_synth.pyramid_blend,
+            'weighted_blend': bench_synth.weighted_blend,
+            'exposure_fusion': bench_synth.exposure_fusion,
+            'multifocus': bench_synth.multifocus}[FLAGS.bench]()
   text = json.dumps(record, indent=2)
   print(text)
   if FLAGS.output:
