@@ -74,7 +74,8 @@ def _blend_inputs(size, batch=None, seed=0):
 
 def pyramid_blend():
   """2 x 2048x2048x3 float32, 6 levels, soft mask; and 8 pairs of 512x512."""
-  levels, out = 6, {'bench': 'pyramid_blend', 'levels': levels}
+  levels = 6
+  out = {'bench': 'pyramid_blend', 'levels': levels}
   fn = jax.jit(lambda x, m: blend.multiband_blend(x, m, levels=levels))
   for name, size, batch in (('single_2048', 2048, None),
                             ('batch8_512', 512, 8)):
@@ -158,7 +159,11 @@ def exposure_fusion():
                  'gensynth_ms': round(times['gensynth'] * 1e3, 1),
                  'opencv_ms': round(times['opencv'] * 1e3, 1),
                  'ratio': round(times['gensynth'] / times['opencv'], 3),
-                 'max_abs_diff': float(np.abs(got - ref).max())})
+                 'max_abs_diff': float(np.abs(got - ref).max()),
+                 'mef_ssim_gensynth': round(float(metrics.mef_ssim(
+                     x, np.clip(got, 0, 1))), 4),
+                 'mef_ssim_opencv': round(float(metrics.mef_ssim(
+                     x, np.clip(ref, 0, 1))), 4)})
   return {'bench': 'exposure_fusion', 'scenes': rows,
           'median_ratio': float(np.median([r['ratio'] for r in rows]))}
 

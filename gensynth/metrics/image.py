@@ -169,3 +169,85 @@ def average_gradient(x):
 def standard_deviation(x):
   """Standard deviation of grey values in [0, 255]: [...]."""
   return jnp.std(_grey255(x, 'x'), axis=(-2, -1))
+
+
+_MEF_SCALE_WEIGHTS = (0.0448, 0.2856, 0.3001)
+
+
+def _gauss_filter_valid(x):
+  """Gaussian 11x11 (sigma 1.5) 'valid' filtering of [..., H, W] maps."""
+  return _gaussian_valid(x[..., None])[..., 0]
+
+
+def _mef_ssim_scale(srcs, fused, c):
+  """Quality map mean at one scale: srcs [K, ..., H, W], fused [..., H, W]."""
+  k = srcs.shape[0]
+  mu = _gauss_filter_valid(srcs)
+  mu_f = _gauss_filter_valid(fused)
+  # Windowed covariances among the sources and with the fused image.
+  cov = jnp.stack([jnp.stack([
+      _gauss_filter_valid(srcs[i] * srcs[j]) - mu[i] * mu[j]
+      for j in range(k)]) for i in range(k)])
+  eye = jnp.eye(k, dtype=bool).reshape((k, k) + (1,) * (cov.ndim - 2))
+  cov = jnp.where(eye, jnp.maximum(cov, 0.0), cov)  # variances >= 0
+  cov_f = jnp.stack([_gauss_filter_valid(srcs[i] * fused) - mu[i] * mu_f
+                     for i in range(k)])
+  var_f = jnp.maximum(_gauss_filter_valid(fused * fused) - mu_f**2, 0.0)
+  contrast = jnp.sqrt(jnp.diagonal(cov, axis1=0, axis2=1))  # [..., K]
+  contrast = jnp.moveaxis(contrast, -1, 0)  # [K, ...]
+  c_hat = jnp.max(contrast, axis=0)
+  # Structure consistency R and the exponent p = tan(pi R / 2), clipped.
+  total = jnp.sqrt(jnp.maximum(jnp.sum(cov, axis=(0, 1)), 0.0))
+  r = total / jnp.maximum(jnp.sum(contrast, axis=0), 1e-12)
+  # R -> 1 would put tan past pi/2 in float32 (a large negative value).
+  p = jnp.minimum(jnp.tan(jnp.pi * jnp.clip(r, 0, 1 - 1e-4) / 2), 10.0)
+  safe_c = jnp.maximum(contrast, 1e-12)
+  w = jnp.where(contrast > 1e-12, safe_c**p, 0.0)
+  a = w / jnp.maximum(jnp.sum(w, axis=0), 1e-30) / safe_c  # s- = sum a_k x~_k
+  var_s = jnp.einsum('i...,ij...,j...->...', a, cov, a)
+  cov_sf = jnp.sum(a * cov_f, axis=0)
+  std_s = jnp.sqrt(jnp.maximum(var_s, 1e-24))
+  cov_hat = c_hat * cov_sf / std_s  # cov(x^, y) with x^ = c^ s-/|s-|
+  q = (2 * cov_hat + c) / (c_hat**2 + var_f + c)
+  return jnp.mean(q, axis=(-2, -1))
+
+
+def mef_ssim(sources, fused):
+  """MEF-SSIM (Ma, Zeng & Wang, IEEE TIP 2015), implemented from the paper.
+
+  Per 11x11 Gaussian window (sigma 1.5) and grey source k in [0, 255]:
+  contrast c_k (windowed std), desired contrast c^ = max_k c_k, structure
+  s- = sum c_k^p s_k / sum c_k^p with p = tan(pi R / 2) (clipped at 10),
+  R = |sum x~_k| / sum |x~_k|; q = (2 cov(x^, y) + C) / (var(x^) + var(y) + C),
+  C = (0.03 * 255)^2; three scales (2x2 mean, decimate) combined as
+  prod q_l^w_l with w = [0.0448, 0.2856, 0.3001] normalised.
+
+  Args:
+    sources: K exposures (list or [K, ..., H, W, C] array), H, W >= 44.
+    fused: the fused image [..., H, W, C].
+
+  Returns:
+    score in [-1, 1] (1 = ideal), shape [...].
+  """
+  srcs = checks.stack(sources, 'sources')
+  f = checks.image(fused, 'fused', min_hw=44)
+  if srcs.shape[1:-1] != f.shape[:-1]:
+    raise ValueError(f'sources {tuple(srcs.shape[1:])} and fused '
+                     f'{tuple(f.shape)} differ in size.')
+  if min(f.shape[-3:-1]) < 44:
+    raise ValueError('fused: MEF-SSIM needs at least 44x44 pixels (three '
+                     'scales of an 11x11 window).')
+  g_src = jnp.stack([_grey255(s, 'sources') for s in srcs])
+  g_f = _grey255(f, 'fused')
+  c = (0.03 * 255)**2
+  weights = jnp.asarray(_MEF_SCALE_WEIGHTS) / sum(_MEF_SCALE_WEIGHTS)
+  score = 1.0
+  for level, wl in enumerate(weights):
+    if level:
+      h, w = g_f.shape[-2] // 2 * 2, g_f.shape[-1] // 2 * 2
+      pool = lambda z: 0.25 * (z[..., 0:h:2, 0:w:2] + z[..., 1:h:2, 0:w:2] +
+                               z[..., 0:h:2, 1:w:2] + z[..., 1:h:2, 1:w:2])
+      g_src, g_f = pool(g_src), pool(g_f)
+    q = _mef_ssim_scale(g_src, g_f, c)
+    score = score * jnp.sign(q) * jnp.abs(q)**wl
+  return score

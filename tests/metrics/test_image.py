@@ -100,3 +100,21 @@ def test_spatial_frequency_and_gradients_hand_case():
   np.testing.assert_allclose(M.spatial_frequency(x), math.sqrt(rf), rtol=1e-6)
   np.testing.assert_allclose(M.standard_deviation(x), 127.5, rtol=1e-6)
   assert float(M.average_gradient(x)) > 0
+
+
+def test_mef_ssim_known_cases():
+  base = skimage.data.coffee()[:96, :128]
+  stack = [np.clip(base.astype(np.float32) * s, 0, 255).astype(np.uint8)
+           for s in (0.4, 1.0, 2.2)]
+  # One source fused into itself is ideal.
+  np.testing.assert_allclose(M.mef_ssim([stack[1]], stack[1]), 1.0, atol=1e-4)
+  from gensynth.synth import fusion  # pylint: disable=g-import-not-at-top
+  fused = np.clip(np.asarray(fusion.exposure_fusion(np.stack(stack))), 0, 1)
+  s_fused = float(M.mef_ssim(stack, fused))
+  s_dark = float(M.mef_ssim(stack, stack[0]))
+  s_noise = float(M.mef_ssim(stack, np.random.default_rng(0).random(
+      fused.shape)))
+  assert s_fused > s_dark > s_noise
+  assert 0.9 < s_fused <= 1.0 and s_noise < 0.3
+  with pytest.raises(ValueError, match='44x44'):
+    M.mef_ssim([np.zeros((30, 30, 3))] * 2, np.zeros((30, 30, 3)))
