@@ -5,7 +5,9 @@ r"""Fuses images on disk.
 
 Methods: weighted (--weights, default equal), pyramid (multi-band blend; for
 two inputs the mask is the weight of the second image: white = second),
-multifocus, exposure (Mertens). Prints what it did and quality figures.
+multifocus, exposure (Mertens), poisson (the masked region of the second
+image blended into the first in the gradient domain). Prints what it did and
+quality figures.
 """
 
 import time
@@ -21,10 +23,10 @@ from gensynth.synth import fusion
 from gensynth.synth import io
 
 flags.DEFINE_enum('method', None, ['weighted', 'pyramid', 'multifocus',
-                                   'exposure'], 'Fusion method.')
+                                   'exposure', 'poisson'], 'Fusion method.')
 flags.DEFINE_list('inputs', None, 'Comma-separated input image paths.')
-flags.DEFINE_string('mask', None, 'pyramid: weight map of the second image '
-                    '(two inputs; grey, white = second image).')
+flags.DEFINE_string('mask', None, 'pyramid/poisson: weight map of the second '
+                    'image (two inputs; grey, white = second image).')
 flags.DEFINE_list('weights', None, 'weighted: one weight per input.')
 flags.DEFINE_integer('levels', None, 'Pyramid levels (default: per method).')
 flags.DEFINE_string('output', None, 'Output path (.png, .jpg).')
@@ -54,19 +56,21 @@ def _fuse(x):
       raise app.UsageError(f'--weights has {len(w)} values for {n} inputs.')
     return jax.jit(blend.weighted_blend)(x, np.asarray(w, np.float32))
   levels = FLAGS.levels
-  if method == 'pyramid':
+  if method in ('pyramid', 'poisson'):
     if FLAGS.mask is None:
-      raise app.UsageError('--method=pyramid needs --mask.')
+      raise app.UsageError(f'--method={method} needs --mask.')
     if n != 2:
       raise app.UsageError(f'--mask blends two inputs; got {n}.')
     mask, _ = io.read_image(FLAGS.mask)
     if mask.shape[:2] != x.shape[1:3]:
       raise app.UsageError(f'--mask {FLAGS.mask} is {mask.shape[:2]}, inputs '
                            f'are {x.shape[1:3]}.')
-    m = blend.two_image_masks(mask[..., :1] if mask.shape[-1] < 3 else
-                              mask[..., :3].mean(-1, keepdims=True))
+    mask = (mask[..., :1] if mask.shape[-1] < 3 else
+            mask[..., :3].mean(-1, keepdims=True))
+    if method == 'poisson':
+      return jax.jit(blend.poisson_blend)(x[1], x[0], mask)
     return jax.jit(blend.multiband_blend, static_argnames='levels')(
-        x, m, levels=levels or 6)
+        x, blend.two_image_masks(mask), levels=levels or 6)
   if method == 'multifocus':
     return jax.jit(fusion.multifocus_fusion, static_argnames='levels')(
         x, levels=levels or 5)

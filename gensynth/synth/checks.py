@@ -55,7 +55,13 @@ def stack(images, name):
 
 
 def mask_like(mask, img_shape, name):
-  """A [..., H, W] or [..., H, W, 1|C] weight map, broadcast to img_shape."""
+  """A [..., H, W] or [..., H, W, 1|C] weight map, broadcast to img_shape.
+
+  Boolean masks become 0/1 floats.
+  """
+  mask = jnp.asarray(mask)
+  if mask.dtype == jnp.bool_:
+    mask = mask.astype(jnp.float32)
   m = image(mask[..., None] if mask.ndim == len(img_shape) - 1 else mask, name)
   if m.shape[-3:-1] != tuple(img_shape[-3:-1]) or m.shape[-1] not in (
       1, img_shape[-1]):

@@ -33,6 +33,16 @@ def test_pyramid_fuse_mask_selects_second_image(files):
   assert np.abs(res[:, -8:] - b[:, -8:]).mean() < 6
 
 
+def test_poisson_cli_keeps_target_outside_mask(files):
+  out = files / 'p.png'
+  helpers.run_launch('fuse', '--method=poisson',
+                     f'--inputs={files}/a.png,{files}/b.jpg',
+                     f'--mask={files}/m.png', f'--output={out}')
+  res = np.asarray(Image.open(out)).astype(int)
+  a = skimage.data.astronaut()[:64, :64].astype(int)
+  np.testing.assert_array_equal(res[:, :31], a[:, :31])
+
+
 def test_sixteen_bit_and_alpha(files):
   g16 = (np.linspace(0, 65535, 48 * 48).reshape(48, 48)).astype(np.uint16)
   Image.fromarray(g16).save(files / 'g1.png')
@@ -59,7 +69,8 @@ def test_sixteen_bit_and_alpha(files):
     (['--method=weighted', '--inputs={d}/a.png,{d}/trunc.png'], 'trunc.png'),
     (['--method=weighted', '--inputs={d}/a.png,{d}/missing.png'],
      'missing.png: no such image file'),
-    (['--method=poisson', '--inputs={d}/a.png,{d}/b.jpg'], 'poisson'),
+    (['--method=poisson', '--inputs={d}/a.png,{d}/b.jpg'], 'needs --mask'),
+    (['--method=panorama', '--inputs={d}/a.png,{d}/b.jpg'], 'panorama'),
     (['--method=weighted', '--inputs={d}/a.png,{d}/b.jpg', '--weights=1'],
      '--weights has 1 values for 2 inputs'),
 ])
