@@ -8,6 +8,9 @@ flags.DEFINE_string('coordinator_address', None,
                     'host:port of process 0 for jax.distributed.initialize.')
 flags.DEFINE_integer('num_processes', None, 'Processes in the job.')
 flags.DEFINE_integer('process_id', None, 'This process index (0-based).')
+flags.DEFINE_integer('heartbeat_timeout_seconds', 100,
+                     'A peer silent this long is declared dead and the job '
+                     'stops with an error instead of hanging.')
 flags.DEFINE_string('compilation_cache_dir', None,
                     'Persistent XLA compilation cache directory.')
 
@@ -28,8 +31,12 @@ def initialize():
   if FLAGS.compilation_cache_dir:
     jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache_dir)
   if FLAGS.coordinator_address or (FLAGS.num_processes or 1) > 1:
-    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
-                               num_processes=FLAGS.num_processes,
-                               process_id=FLAGS.process_id)
+    if jax.config.jax_platforms in (None, '', 'cpu'):
+      # CPU devices of several processes talk through gloo.
+      jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(
+        coordinator_address=FLAGS.coordinator_address,
+        num_processes=FLAGS.num_processes, process_id=FLAGS.process_id,
+        heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds)
   logging.info('JAX process %d/%d; local devices: %s', jax.process_index(),
                jax.process_count(), jax.local_devices())

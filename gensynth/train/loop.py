@@ -23,7 +23,7 @@ def check_workdir(workdir):
   """Creates `workdir` and proves it writable before any training happens."""
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, '.write_probe')
+    probe = os.path.join(workdir, f'.write_probe_{os.getpid()}')
     with open(probe, 'wb') as f:
       f.write(b'\0' * (1 << 20))  # 1 MiB: also fails on a full disk.
       f.flush()
