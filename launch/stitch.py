@@ -3,7 +3,14 @@ r"""Stitches images on disk into a strip or a grid.
   python -m launch.stitch --mode=concat --direction=horizontal \
       --inputs=a.png,b.png --policy=pad --output=strip.png
   python -m launch.stitch --mode=grid --cols=3 --inputs=... --output=grid.png
+  python -m launch.stitch --mode=panorama --inputs=a.jpg,b.jpg,c.jpg \
+      --output=pano.png [--blend=multiband|feather|none]
 """
+
+import json
+import time
+
+import jax
 
 import numpy as np
 from absl import app
@@ -12,7 +19,13 @@ from absl import flags
 from gensynth.synth import io
 from gensynth.synth import stitch
 
-flags.DEFINE_enum('mode', None, ['concat', 'grid'], 'What to build.')
+flags.DEFINE_enum('mode', None, ['concat', 'grid', 'panorama'],
+                  'What to build.')
+flags.DEFINE_enum('blend', 'multiband', ['multiband', 'feather', 'none'],
+                  'panorama: seam blending.')
+flags.DEFINE_integer('seed', 0, 'panorama: RANSAC seed.')
+flags.DEFINE_float('max_canvas_mpx', 60.0,
+                   'panorama: refuse canvases larger than this (Mpx).')
 flags.DEFINE_list('inputs', None, 'Comma-separated input image paths.')
 flags.DEFINE_enum('direction', 'horizontal', ['horizontal', 'vertical'],
                   'concat: side by side (horizontal) or top to bottom.')
@@ -36,6 +49,19 @@ def main(argv):
     images = io.harmonise_channels([x for x, _ in loaded])
     kw = dict(policy=FLAGS.policy, align=FLAGS.align, spacing=FLAGS.spacing,
               fill=FLAGS.fill)
+    if FLAGS.mode == 'panorama':
+      t0 = time.perf_counter()
+      pano = stitch.panorama(images, key=jax.random.key(FLAGS.seed),
+                             blend=FLAGS.blend,
+                             max_canvas_pixels=FLAGS.max_canvas_mpx * 1e6)
+      io.write_image(FLAGS.output, pano.image)
+      print(f'panorama: {len(images)} images -> {pano.image.shape[0]}x'
+            f'{pano.image.shape[1]} {FLAGS.output} in '
+            f'{time.perf_counter() - t0:.2f} s (reference image '
+            f'{pano.reference})')
+      for pair in pano.pairs:
+        print('  pair ' + json.dumps(pair))
+      return
     if FLAGS.mode == 'grid':
       if not FLAGS.cols:
         raise app.UsageError('--mode=grid needs --cols.')

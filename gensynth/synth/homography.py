@@ -1,0 +1,144 @@
+"""Descriptor matching and RANSAC homographies, on device.
+
+Matching builds the full distance matrix with one matmul and applies Lowe's
+ratio test and a mutual-nearest check; RANSAC draws all minimal 4-point
+samples at once, solves every DLT system in one batched solve and scores all
+hypotheses against all matches in parallel (the layout that suits an
+accelerator), then refits the winner on its inliers. Shapes stay static: a
+`valid` mask marks usable rows instead of filtering arrays.
+"""
+
+import jax
+import jax.numpy as jnp
+
+
+def distance_matrix(desc_a, desc_b, *, binary):
+  """[Na, D] x [Nb, D] -> [Na, Nb]: Hamming (binary) or Euclidean distances."""
+  a = jnp.asarray(desc_a, jnp.float32)
+  b = jnp.asarray(desc_b, jnp.float32)
+  if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+    raise ValueError(f'descriptors must be [N, D] with one D, got {a.shape} '
+                     f'and {b.shape}.')
+  cross = a @ b.T
+  sq = (jnp.sum(a * a, 1)[:, None] + jnp.sum(b * b, 1)[None, :] - 2 * cross)
+  sq = jnp.maximum(sq, 0.0)
+  return sq if binary else jnp.sqrt(sq)  # for 0/1 vectors sq = Hamming
+
+
+def match(desc_a, desc_b, *, binary, ratio=0.8, mutual=True, valid_a=None,
+          valid_b=None):
+  """Nearest neighbours of each row of desc_a in desc_b.
+
+  `valid_a` / `valid_b` mark real rows when descriptor arrays are padded to a
+  fixed size (padding keeps one compiled matcher for every image pair).
+
+  Returns:
+    (index into b [Na] int32, valid [Na] bool): valid rows pass the ratio test
+    (best < ratio * second best) and, with mutual, are each other's nearest.
+  """
+  d = distance_matrix(desc_a, desc_b, binary=binary)
+  if valid_b is not None:
+    d = jnp.where(valid_b[None, :], d, jnp.inf)
+  if valid_a is not None:
+    d = jnp.where(valid_a[:, None], d, jnp.inf)
+  neg, idx = jax.lax.top_k(-d, 2)
+  best, second = -neg[:, 0], -neg[:, 1]
+  valid = jnp.isfinite(best) & (best < ratio * second)
+  if mutual:
+    back = jnp.argmin(d, axis=0)
+    valid &= back[idx[:, 0]] == jnp.arange(d.shape[0])
+  return idx[:, 0].astype(jnp.int32), valid
+
+
+def _normaliser(pts, weights):
+  """Hartley normalisation: centroid to 0, mean distance sqrt(2)."""
+  w = weights / jnp.maximum(jnp.sum(weights), 1e-9)
+  c = jnp.sum(pts * w[:, None], 0)
+  dist = jnp.sum(jnp.linalg.norm(pts - c, axis=1) * w)
+  s = jnp.sqrt(2.0) / jnp.maximum(dist, 1e-9)
+  return jnp.array([[s, 0, -s * c[0]], [0, s, -s * c[1]], [0, 0, 1.0]])
+
+
+def _apply(h, pts):
+  p = pts @ h[:2, :2].T + h[:2, 2]
+  z = pts @ h[2, :2] + h[2, 2]
+  return p / z[:, None]
+
+
+def apply_homography(h, pts):
+  """Maps [N, 2] (x, y) points through a 3x3 homography."""
+  return _apply(jnp.asarray(h, jnp.float32), jnp.asarray(pts, jnp.float32))
+
+
+def _dlt_rows(src, dst):
+  x, y = src[..., 0], src[..., 1]
+  u, v = dst[..., 0], dst[..., 1]
+  zero, one = jnp.zeros_like(x), jnp.ones_like(x)
+  r1 = jnp.stack([x, y, one, zero, zero, zero, -u * x, -u * y, -u], -1)
+  r2 = jnp.stack([zero, zero, zero, x, y, one, -v * x, -v * y, -v], -1)
+  return jnp.concatenate([r1, r2], -2)
+
+
+def fit_homography(src, dst, weights):
+  """Weighted least-squares DLT (normalised) of dst ~ H src; [N, 2] points."""
+  ts, td = _normaliser(src, weights), _normaliser(dst, weights)
+  s = _apply(ts, src)
+  d = _apply(td, dst)
+  a = _dlt_rows(s, d) * jnp.concatenate([weights, weights])[:, None]
+  _, _, vt = jnp.linalg.svd(a.T @ a)
+  h = vt[-1].reshape(3, 3)
+  h = jnp.linalg.inv(td) @ h @ ts
+  return h / h[2, 2]
+
+
+def _minimal_solve(src4, dst4):
+  """H (h33 = 1) through 4 correspondences; batched [S, 4, 2] -> [S, 3, 3]."""
+  x, y = src4[..., 0], src4[..., 1]
+  u, v = dst4[..., 0], dst4[..., 1]
+  zero, one = jnp.zeros_like(x), jnp.ones_like(x)
+  r1 = jnp.stack([x, y, one, zero, zero, zero, -u * x, -u * y], -1)
+  r2 = jnp.stack([zero, zero, zero, x, y, one, -v * x, -v * y], -1)
+  a = jnp.concatenate([r1, r2], -2)  # [S, 8, 8]
+  b = jnp.concatenate([u, v], -1)  # [S, 8]
+  sol = jnp.linalg.solve(a + 1e-9 * jnp.eye(8), b[..., None])[..., 0]
+  return jnp.concatenate([sol, jnp.ones(sol.shape[:-1] + (1,))], -1).reshape(
+      sol.shape[:-1] + (3, 3))
+
+
+def ransac_homography(key, src, dst, valid, *, num_hypotheses=2048,
+                      threshold=3.0):
+  """Robust H with dst ~ H src from putative matches.
+
+  Args:
+    key: PRNG key.
+    src, dst: [N, 2] (x, y) matched points; valid: [N] bool.
+    num_hypotheses: minimal samples scored in parallel.
+    threshold: inlier reprojection error in pixels.
+
+  Returns:
+    (H [3, 3], inliers [N] bool, rmse of inlier reprojection error).
+  """
+  n = src.shape[0]
+  p = valid.astype(jnp.float32)
+  p = p / jnp.maximum(jnp.sum(p), 1.0)
+  picks = jax.random.choice(key, n, (num_hypotheses, 4), p=p)
+  # Normalise for conditioning; hypotheses are solved in normalised frames.
+  ts, td = _normaliser(src, valid.astype(jnp.float32)), _normaliser(
+      dst, valid.astype(jnp.float32))
+  s, d = _apply(ts, src), _apply(td, dst)
+  hyps = _minimal_solve(s[picks], d[picks])
+  hyps = jnp.linalg.inv(td)[None] @ hyps @ ts[None]
+  proj = jax.vmap(lambda h: _apply(h, src))(hyps)  # [S, N, 2]
+  err = jnp.linalg.norm(proj - dst[None], axis=-1)
+  inl = (err < threshold) & valid[None] & jnp.all(jnp.isfinite(proj), -1)
+  best = jnp.argmax(jnp.sum(inl, axis=1))
+  inliers = inl[best]
+  h = fit_homography(src, dst, inliers.astype(jnp.float32))
+  err = jnp.linalg.norm(_apply(h, src) - dst, axis=-1)
+  inliers = (err < threshold) & valid
+  h = fit_homography(src, dst, inliers.astype(jnp.float32))
+  err = jnp.linalg.norm(_apply(h, src) - dst, axis=-1)
+  inliers = (err < threshold) & valid
+  k = jnp.maximum(jnp.sum(inliers), 1)
+  rmse = jnp.sqrt(jnp.sum(jnp.where(inliers, err**2, 0.0)) / k)
+  return h, inliers, rmse

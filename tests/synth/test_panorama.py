@@ -1,0 +1,88 @@
+import jax
+import numpy as np
+import pytest
+import skimage.data
+
+from gensynth.synth import homography
+from gensynth.synth import stitch
+from gensynth.synth import warp
+
+# Scene -> view B: a small rotation, scale and shift.
+_ANG = np.deg2rad(4.0)
+H_B = np.array([[1.02 * np.cos(_ANG), -np.sin(_ANG), -150.0],
+                [np.sin(_ANG), 1.02 * np.cos(_ANG), -20.0],
+                [1e-5, 0.0, 1.0]])
+
+
+def _views():
+  scene = skimage.data.astronaut().astype(np.float32) / 255
+  a = scene[:360, :330]
+  b, _ = warp.warp_perspective(scene, H_B.astype(np.float32), (360, 330))
+  return a, np.asarray(b)
+
+
+def test_warp_matches_skimage():
+  from skimage import transform  # pylint: disable=g-import-not-at-top
+  img = skimage.data.camera()[:64, :80].astype(np.float32)[..., None] / 255
+  h = np.array([[1.1, 0.1, -3], [0.05, 0.9, 4], [1e-4, 2e-4, 1]])
+  out, valid = warp.warp_perspective(img, h.astype(np.float32), (64, 80))
+  ref = transform.warp(img[..., 0], transform.ProjectiveTransform(h).inverse,
+                       order=1, output_shape=(64, 80), cval=0)
+  inner = np.asarray(valid[..., 0]) > 0
+  inner[:, 0] = inner[:, -1] = inner[0] = inner[-1] = False
+  np.testing.assert_allclose(np.asarray(out)[..., 0][inner], ref[inner],
+                             atol=1e-4)
+
+
+def test_ransac_recovers_known_homography_with_outliers():
+  rng = np.random.default_rng(0)
+  src = rng.uniform(0, 500, (300, 2)).astype(np.float32)
+  dst = np.asarray(homography.apply_homography(H_B, src))
+  dst = dst + rng.normal(0, 0.3, dst.shape).astype(np.float32)
+  bad = rng.random(300) < 0.4
+  dst[bad] = rng.uniform(0, 500, (bad.sum(), 2))
+  h, inliers, rmse = jax.jit(homography.ransac_homography)(
+      jax.random.key(0), src, dst, np.ones(300, bool))
+  corners = np.array([[0, 0], [500, 0], [0, 500], [500, 500]], np.float32)
+  err = np.linalg.norm(np.asarray(homography.apply_homography(h, corners)) -
+                       np.asarray(homography.apply_homography(H_B, corners)),
+                       axis=1)
+  assert err.mean() < 1.0
+  assert np.asarray(inliers)[~bad].mean() > 0.97
+  assert np.asarray(inliers)[bad].mean() < 0.05
+  assert float(rmse) < 1.0
+
+
+def test_matching_is_mutual_and_ratio_tested():
+  rng = np.random.default_rng(1)
+  a = rng.random((50, 256)) < 0.5
+  perm = rng.permutation(50)
+  b = a[perm].copy()
+  idx, valid = homography.match(a, b, binary=True)
+  assert np.all(np.asarray(valid))
+  np.testing.assert_array_equal(perm[np.asarray(idx)], np.arange(50))
+  dup = np.concatenate([b, b[:1]])  # a duplicate defeats the ratio test
+  _, valid = homography.match(a, dup, binary=True)
+  assert not bool(np.asarray(valid)[perm[0]])
+
+
+def test_panorama_of_two_views_recovers_geometry():
+  a, b = _views()
+  pano = stitch.panorama([b, a], key=jax.random.key(0), blend='feather')
+  assert pano.pairs[0]['inliers'] >= 50 and pano.pairs[0]['rmse_px'] < 1.5
+  # Map A's corners into B through the canvas homographies; compare to truth.
+  h_ab = np.linalg.inv(pano.homographies[0]) @ pano.homographies[1]
+  corners = np.array([[0, 0], [329, 0], [0, 359], [329, 359]], np.float32)
+  got = np.asarray(homography.apply_homography(h_ab, corners))
+  want = np.asarray(homography.apply_homography(H_B, corners))
+  assert np.linalg.norm(got - want, axis=1).mean() < 2.0
+  assert pano.image.shape[0] >= 360 and pano.image.shape[1] > 330
+  assert pano.valid.mean() > 0.6
+
+
+def test_non_overlapping_inputs_name_the_image():
+  a, _ = _views()
+  other = np.asarray(skimage.data.coffee()[:300, :300], np.float32) / 255
+  with pytest.raises(ValueError, match=r'image \d does not overlap'):
+    stitch.panorama([a, a[:, ::-1].copy(), other], key=jax.random.key(0),
+                    min_inliers=40)
