@@ -19,6 +19,7 @@ from gensynth.metrics import image as metrics
 from gensynth.synth import blend
 from gensynth.synth import fusion
 from gensynth.synth import io
+from gensynth.synth import stitch
 
 FLAGS = flags.FLAGS
 
@@ -202,4 +203,41 @@ def multifocus():
     path = os.path.join(FLAGS.out_dir, 'apple_orange_multiband.png')
     io.write_image(path, np.asarray(res))
     out['apple_orange_png'] = path
+  return out
+
+
+def panorama():
+  """gensynth.synth.stitch.panorama vs cv2.Stitcher (PANORAMA mode)."""
+  root = os.path.join(FLAGS.data_dir, 'panorama')
+  sets = {'weir': sorted(glob.glob(os.path.join(root, 'weir_*.jpg'))),
+          'arches': sorted(glob.glob(os.path.join(root, 'arches', '*.jpg')))}
+  out = {'bench': 'panorama', 'sets': []}
+  for name, files in sets.items():
+    bgr = [cv2.imread(f) for f in files]
+    rgb = [np.ascontiguousarray(x[..., ::-1]).astype(np.float32) / 255
+           for x in bgr]
+    key = jax.random.key(0)
+    result = stitch.panorama(rgb, key=key)  # compile + warm-up
+    stitcher = cv2.Stitcher_create(cv2.Stitcher_PANORAMA)
+    status, cv_pano = stitcher.stitch(bgr)
+    times = _median_times({
+        'gensynth': lambda: stitch.panorama(rgb, key=key),
+        'opencv': lambda: stitcher.stitch(bgr)}, max(1, FLAGS.rounds // 2))
+    row = {'set': name, 'images': len(files),
+           'gensynth_s': round(times['gensynth'], 3),
+           'opencv_s': round(times['opencv'], 3),
+           'ratio_gensynth_over_opencv': round(
+               times['gensynth'] / times['opencv'], 3),
+           'opencv_status': int(status),
+           'pairs': result.pairs,
+           'gensynth_shape': list(result.image.shape),
+           'opencv_shape': list(cv_pano.shape) if status == 0 else None}
+    if FLAGS.out_dir:
+      os.makedirs(FLAGS.out_dir, exist_ok=True)
+      io.write_image(os.path.join(FLAGS.out_dir, f'pano_{name}_gensynth.png'),
+                     result.image)
+      if status == 0:
+        cv2.imwrite(os.path.join(FLAGS.out_dir, f'pano_{name}_opencv.png'),
+                    cv_pano)
+    out['sets'].append(row)
   return out

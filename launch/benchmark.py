@@ -5,6 +5,7 @@ r"""Side-by-side benchmarks (medians and ratios measured in one process).
   python -m launch.benchmark --bench=weighted_blend
   python -m launch.benchmark --bench=exposure_fusion --data_dir=../shared/datasets
   python -m launch.benchmark --bench=multifocus --data_dir=../shared/datasets
+  python -m launch.benchmark --bench=panorama --data_dir=../shared/datasets
 
 XLA:CPU pays for page faults on fresh large outputs; run the synthesis
 benchmarks with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 as well (BUILD_NOTES.md).
@@ -20,7 +21,7 @@ from absl import app
 from absl import flags
 
 BENCHES = ('vae_throughput', 'pyramid_blend', 'weighted_blend',
-           'exposure_fusion', 'multifocus')
+           'exposure_fusion', 'multifocus', 'panorama')
 flags.DEFINE_enum('bench', 'vae_throughput', BENCHES, 'Which benchmark to run.')
 flags.DEFINE_string('data_dir', '../shared/datasets',
                     'Benchmark data (fusion/mef, fusion/lytro, ...).')
@@ -116,7 +117,8 @@ def main(argv):
             'pyramid_blend': bench_synth.pyramid_blend,
             'weighted_blend': bench_synth.weighted_blend,
             'exposure_fusion': bench_synth.exposure_fusion,
-            'multifocus': bench_synth.multifocus}[FLAGS.bench]()
+            'multifocus': bench_synth.multifocus,
+            'panorama': bench_synth.panorama}[FLAGS.bench]()
   text = json.dumps(record, indent=2)
   print(text)
   if FLAGS.output:

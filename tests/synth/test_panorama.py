@@ -86,3 +86,22 @@ def test_non_overlapping_inputs_name_the_image():
   with pytest.raises(ValueError, match=r'image \d does not overlap'):
     stitch.panorama([a, a[:, ::-1].copy(), other], key=jax.random.key(0),
                     min_inliers=40)
+
+
+def test_canvas_guard_refuses_huge_canvas():
+  a, b = _views()
+  with pytest.raises(ValueError, match=r'canvas would be .* Mpx \(limit 0 Mpx\)'):
+    stitch.panorama([a, b], key=jax.random.key(0), max_canvas_pixels=1000)
+
+
+def test_panorama_cli(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from tests import helpers  # pylint: disable=g-import-not-at-top
+  a, b = _views()
+  for name, x in (('a.png', a), ('b.png', b)):
+    Image.fromarray((x * 255).round().astype(np.uint8)).save(tmp_path / name)
+  proc = helpers.run_launch('stitch', '--mode=panorama', '--blend=feather',
+                            f'--inputs={tmp_path}/a.png,{tmp_path}/b.png',
+                            f'--output={tmp_path}/p.png')
+  assert 'panorama: 2 images' in proc.stdout and '"inliers"' in proc.stdout
+  assert np.asarray(Image.open(tmp_path / 'p.png')).shape[1] > 330
