@@ -55,8 +55,10 @@ def stack(images, name):
 
 
 def mask_like(mask, img_shape, name):
-  """A [..., H, W] or [..., H, W, 1|C] weight map, broadcast to img_shape.
+  """A [..., H, W] or [..., H, W, 1|C] weight map for images of img_shape.
 
+  Leading axes are broadcast to the images'; a single channel stays single
+  (it broadcasts in arithmetic, and filtering one channel is cheaper).
   Boolean masks become 0/1 floats.
   """
   mask = jnp.asarray(mask)
@@ -68,4 +70,4 @@ def mask_like(mask, img_shape, name):
     raise ValueError(f'{name}: shape {tuple(mask.shape)} does not match the '
                      f'images {tuple(img_shape)}; expected [H, W] or '
                      '[H, W, 1|C] with the same H, W.')
-  return jnp.broadcast_to(m, jnp.broadcast_shapes(m.shape, img_shape))
+  return jnp.broadcast_to(m, tuple(img_shape[:-1]) + m.shape[-1:])
