@@ -13,12 +13,13 @@ benchmarks with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 as well (BUILD_NOTES.md).
 Each benchmark prints a JSON record; BUILD_NOTES.md holds measured figures.
 """
 
-import json
 import time
 
 import numpy as np
 from absl import app
 from absl import flags
+
+from launch import distributed
 
 BENCHES = ('vae_throughput', 'pyramid_blend', 'weighted_blend',
            'exposure_fusion', 'multifocus', 'panorama')
@@ -119,11 +120,7 @@ def main(argv):
             'exposure_fusion': bench_synth.exposure_fusion,
             'multifocus': bench_synth.multifocus,
             'panorama': bench_synth.panorama}[FLAGS.bench]()
-  text = json.dumps(record, indent=2)
-  print(text)
-  if FLAGS.output:
-    with open(FLAGS.output, 'w') as f:
-      f.write(text + '\n')
+  distributed.emit_json(record, FLAGS.output)
 
 
 if __name__ == '__main__':

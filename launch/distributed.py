@@ -1,5 +1,7 @@
 """Flags and start-up shared by the launch scripts (multi-process included)."""
 
+import json
+
 import jax
 from absl import flags
 from absl import logging
@@ -40,3 +42,12 @@ def initialize():
         heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds)
   logging.info('JAX process %d/%d; local devices: %s', jax.process_index(),
                jax.process_count(), jax.local_devices())
+
+
+def emit_json(record, output=None):
+  """Prints a JSON record and, with `output`, writes it there too."""
+  text = json.dumps(record, indent=2)
+  print(text)
+  if output:
+    with open(output, 'w') as f:
+      f.write(text + '\n')

@@ -52,11 +52,7 @@ def main(argv):
                         chunk_size=FLAGS.chunk_size,
                         batch_size=FLAGS.batch_size,
                         max_examples=FLAGS.max_examples, seed=FLAGS.seed)
-  text = json.dumps(result, indent=2)
-  print(text)
-  if FLAGS.output:
-    with open(FLAGS.output, 'w') as f:
-      f.write(text + '\n')
+  distributed.emit_json(result, FLAGS.output)
 
 
 if __name__ == '__main__':
