@@ -23,6 +23,7 @@ flags.DEFINE_integer('chunk_size', 50, 'IWAE samples decoded at once.')
 flags.DEFINE_integer('batch_size', None, 'Test images per batch.')
 flags.DEFINE_integer('max_examples', None, 'Evaluate only the first N.')
 flags.DEFINE_integer('seed', 0, 'Seed of the IWAE samples.')
+flags.DEFINE_integer('step', None, 'Checkpoint step (default: the newest).')
 flags.DEFINE_string('output', None, 'Also write the JSON here.')
 flags.mark_flags_as_required(['workdir'])
 FLAGS = flags.FLAGS
@@ -51,7 +52,8 @@ def main(argv):
   result = vae.evaluate(config, FLAGS.workdir, num_samples=FLAGS.num_samples,
                         chunk_size=FLAGS.chunk_size,
                         batch_size=FLAGS.batch_size,
-                        max_examples=FLAGS.max_examples, seed=FLAGS.seed)
+                        max_examples=FLAGS.max_examples, seed=FLAGS.seed,
+                        step=FLAGS.step)
   distributed.emit_json(result, FLAGS.output)
 
 

@@ -61,15 +61,25 @@ class Checkpointer:
           '\nUse the config the checkpoint was trained with, or a fresh '
           '--workdir.')
 
-  def restore_or_init(self, state):
+  def restore_or_init(self, state, *, step=None):
     """Returns the newest restorable checkpoint's state, else `state`.
 
     A step that fails to restore (truncated or corrupted files) is skipped with
     a warning naming it; older steps are tried in turn. Nothing is deleted.
+    With `step`, exactly that checkpoint is restored (or an error raised).
     """
     target = flax.serialization.to_state_dict(state)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    for step in sorted(self.manager.all_steps(), reverse=True):
+    steps = sorted(self.manager.all_steps(), reverse=True)
+    if step is not None:
+      if step not in steps:
+        raise FileNotFoundError(f'no checkpoint step {step} in '
+                                f'{self.directory}; available: {steps[::-1]}.')
+      self._check_structure(step, target)
+      restored = self.manager.restore(step,
+                                      args=ocp.args.StandardRestore(abstract))
+      return flax.serialization.from_state_dict(state, restored)
+    for step in steps:
       self._check_structure(step, target)
       try:
         restored = self.manager.restore(

@@ -232,8 +232,8 @@ def train_and_evaluate(config, workdir):
 
 
 def evaluate(config, workdir, *, num_samples, chunk_size, batch_size=None,
-             max_examples=None, seed=0):
-  """Test -ELBO and IWAE NLL of the newest checkpoint in `workdir`."""
+             max_examples=None, seed=0, step=None):
+  """Test -ELBO and IWAE NLL of the newest (or the given) checkpoint."""
   mesh = sharding.make_mesh()
   test_src = data_lib.load_split(config.data, 'test')
   _, state = build(config, mesh, test_src.image_shape, test_src.num_classes,
@@ -242,7 +242,7 @@ def evaluate(config, workdir, *, num_samples, chunk_size, batch_size=None,
   if ckpt.latest_step() is None:
     raise FileNotFoundError(f'no checkpoint under {ckpt.directory}; train '
                             'first with launch.train --workdir=' + workdir)
-  state = ckpt.restore_or_init(state)
+  state = ckpt.restore_or_init(state, step=step)
   out = evaluate_bounds(config, mesh, state, test_src, jax.random.key(seed),
                         num_samples=num_samples, chunk_size=chunk_size,
                         batch_size=batch_size or config.eval.batch_size,
