@@ -24,7 +24,7 @@ def weighted_blend(images, weights, *, bias=0.0):
     raise ValueError(f'weights: shape {w.shape}, expected ({x.shape[0]},): one '
                      'weight per image.')
   w = w.reshape((-1,) + (1,) * (x.ndim - 1)).astype(x.dtype)
-  return jnp.sum(w * x, axis=0) + bias
+  return checks.sum_leading(w * x) + bias
 
 
 def normalise_masks(masks, eps=1e-12):
@@ -32,7 +32,7 @@ def normalise_masks(masks, eps=1e-12):
 
   Where all weights are zero the images are averaged.
   """
-  total = jnp.sum(masks, axis=0, keepdims=True)
+  total = checks.sum_leading(masks)[None]
   n = masks.shape[0]
   return jnp.where(total > eps, masks / jnp.maximum(total, eps), 1.0 / n)
 
@@ -59,7 +59,7 @@ def multiband_blend(images, masks, *, levels=6):
   m = normalise_masks(jnp.clip(m, 0.0, None))
   img_pyr = pyramid.laplacian_pyramid(x, levels)
   mask_pyr = pyramid.gaussian_pyramid(m, levels)
-  return pyramid.reconstruct([jnp.sum(a * w, axis=0)
+  return pyramid.reconstruct([checks.sum_leading(a * w)
                               for a, w in zip(img_pyr, mask_pyr)])
 
 

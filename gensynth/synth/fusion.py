@@ -21,7 +21,7 @@ def mertens_weights(x, *, contrast_weight=1.0, saturation_weight=1.0,
   w = (features.contrast(x)**contrast_weight *
        features.saturation(x)**saturation_weight *
        features.well_exposedness(x)**exposure_weight) + 1e-12
-  return w / jnp.sum(w, axis=0, keepdims=True)
+  return w / checks.sum_leading(w)[None]
 
 
 def exposure_fusion(images, *, contrast_weight=1.0, saturation_weight=1.0,
@@ -48,7 +48,7 @@ def exposure_fusion(images, *, contrast_weight=1.0, saturation_weight=1.0,
                       exposure_weight=exposure_weight)
   img_pyr = pyramid.laplacian_pyramid(x, levels)
   w_pyr = pyramid.gaussian_pyramid(w, levels)
-  return pyramid.reconstruct([jnp.sum(a * b, axis=0)
+  return pyramid.reconstruct([checks.sum_leading(a * b)
                               for a, b in zip(img_pyr, w_pyr)])
 
 
@@ -81,8 +81,8 @@ def multifocus_fusion(images, *, levels=5, radius=2, consistency=1):
       choice = jax.nn.one_hot(
           jnp.argmax(features.box_filter(choice, consistency), axis=0),
           x.shape[0], axis=0)
-    fused.append(jnp.sum(band * choice, axis=0))
-  fused.append(jnp.mean(lap[-1], axis=0))
+    fused.append(checks.sum_leading(band * choice))
+  fused.append(checks.sum_leading(lap[-1]) / x.shape[0])
   return pyramid.reconstruct(fused)
 
 
@@ -92,7 +92,7 @@ def pyramid_max_abs_fusion(images, *, levels=5):
   lap = pyramid.laplacian_pyramid(x, levels)
   fused = [jnp.take_along_axis(b, jnp.argmax(jnp.abs(b), 0)[None], 0)[0]
            for b in lap[:-1]]
-  return pyramid.reconstruct(fused + [jnp.mean(lap[-1], axis=0)])
+  return pyramid.reconstruct(fused + [checks.sum_leading(lap[-1]) / x.shape[0]])
 
 
 # Average fusion is a weighted blend with equal weights.

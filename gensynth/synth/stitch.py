@@ -309,7 +309,7 @@ def panorama(images, *, key, num_keypoints=2000, ratio=0.8,
     if blend == 'multiband':
       out = blend_lib.multiband_blend(warped, masks, levels=levels)
     elif blend == 'feather':
-      out = jnp.sum(warped * masks, axis=0)
+      out = checks.sum_leading(warped * masks)
     else:
       raise ValueError(f"blend={blend!r}; expected 'multiband', 'feather' or "
                        "'none'.")
