@@ -242,6 +242,9 @@ def panorama(images, *, key, num_keypoints=2000, ratio=0.8,
   """
   if len(images) < 2:
     raise ValueError(f'panorama needs at least 2 images, got {len(images)}.')
+  if blend not in ('multiband', 'feather', 'none'):
+    raise ValueError(f"blend={blend!r}; expected 'multiband', 'feather' or "
+                     "'none'.")
   imgs = [np.asarray(checks.image(jnp.asarray(x), f'images[{i}]', min_hw=32))
           for i, x in enumerate(images)]
   if len({x.shape[-1] for x in imgs}) > 1:
@@ -300,6 +303,19 @@ def panorama(images, *, key, num_keypoints=2000, ratio=0.8,
   if gain_compensation:
     g = _gains(warped, valid)
     warped = warped * jnp.asarray(g, warped.dtype).reshape(-1, 1, 1, 1)
+  out = _composite(warped, valid, blend=blend, levels=levels,
+                   feather_radius=feather_radius)
+  cover = jnp.any(valid > 0, axis=0)[..., 0]
+  out = jnp.where(cover[..., None], out, 0.0)
+  return Panorama(np.asarray(out), np.asarray(cover),
+                  [shift @ to_ref[i] for i in range(n)], pairs, ref)
+
+
+@functools.partial(jax.jit, static_argnames=('blend', 'levels',
+                                             'feather_radius'))
+def _composite(warped, valid, *, blend, levels, feather_radius):
+  """Seam blending of warped images [N, H, W, C] with validity [N, H, W, 1]."""
+  n = warped.shape[0]
   if blend == 'none':
     out = warped[0]
     for k in range(1, n):
@@ -313,7 +329,4 @@ def panorama(images, *, key, num_keypoints=2000, ratio=0.8,
     else:
       raise ValueError(f"blend={blend!r}; expected 'multiband', 'feather' or "
                        "'none'.")
-  cover = jnp.any(valid > 0, axis=0)[..., 0]
-  out = jnp.where(cover[..., None], out, 0.0)
-  return Panorama(np.asarray(out), np.asarray(cover),
-                  [shift @ to_ref[i] for i in range(n)], pairs, ref)
+  return out
