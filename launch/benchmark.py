@@ -1,6 +1,7 @@
 r"""Side-by-side benchmarks (medians and ratios measured in one process).
 
   python -m launch.benchmark --bench=vae_throughput [--steps=30 --rounds=5]
+  python -m launch.benchmark --bench=conv_layers
   python -m launch.benchmark --bench=pyramid_blend
   python -m launch.benchmark --bench=weighted_blend
   python -m launch.benchmark --bench=exposure_fusion --data_dir=../shared/datasets
@@ -21,7 +22,7 @@ from absl import flags
 
 from launch import distributed
 
-BENCHES = ('vae_throughput', 'pyramid_blend', 'weighted_blend',
+BENCHES = ('vae_throughput', 'conv_layers', 'pyramid_blend', 'weighted_blend',
            'exposure_fusion', 'multifocus', 'panorama')
 flags.DEFINE_enum('bench', 'vae_throughput', BENCHES, 'Which benchmark to run.')
 flags.DEFINE_string('data_dir', '../shared/datasets',
@@ -110,11 +111,52 @@ def vae_throughput():
           'torch_version': torch.__version__, 'jax_version': jax.__version__}
 
 
+def conv_layers():
+  """Forward+backward of single convs (batch 128): XLA:CPU vs PyTorch."""
+  import os  # pylint: disable=g-import-not-at-top
+
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  from jax import lax  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(FLAGS.threads or os.cpu_count())
+  cases = [('3x3 s1 16->16 @28', 28, 16, 16, 3, 1, 1),
+           ('5x5 s1 1->16 @28', 28, 1, 16, 5, 1, 2),
+           ('4x4 s2 16->32 @28', 28, 16, 32, 4, 2, 1),
+           ('4x4 s2 32->64 @14', 14, 32, 64, 4, 2, 1),
+           ('1x1 16->16 @28', 28, 16, 16, 1, 1, 0)]
+  rows = []
+  for name, hw, ci, co, k, s, p in cases:
+    conv = lambda x, w, s=s, p=p: lax.conv_general_dilated(
+        x, w, (s, s), ((p, p), (p, p)),
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    grad = jax.jit(jax.grad(lambda x, w: jnp.sum(conv(x, w)**2), (0, 1)))
+    x, w = jnp.ones((128, hw, hw, ci)), jnp.ones((k, k, ci, co)) * 0.01
+    tx = torch.ones(128, ci, hw, hw, requires_grad=True)
+    tw = torch.full((co, ci, k, k), 0.01, requires_grad=True)
+    tstep = lambda: (torch.nn.functional.conv2d(tx, tw, stride=s, padding=p)
+                     **2).sum().backward()
+    jax.block_until_ready(grad(x, w))
+    tstep()
+    times = {'jax': [], 'torch': []}
+    for _ in range(FLAGS.steps):
+      t = time.perf_counter()
+      jax.block_until_ready(grad(x, w))
+      times['jax'].append(time.perf_counter() - t)
+      t = time.perf_counter()
+      tstep()
+      times['torch'].append(time.perf_counter() - t)
+    rows.append({'conv': name,
+                 **{f'{k}_ms': round(float(np.median(v)) * 1e3, 2)
+                    for k, v in times.items()}})
+  return {'bench': 'conv_layers', 'rows': rows}
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   from launch import bench_synth  # pylint: disable=g-import-not-at-top
-  record = {'vae_throughput': vae_throughput,
+  record = {'vae_throughput': vae_throughput, 'conv_layers': conv_layers,
             'pyramid_blend': bench_synth.pyramid_blend,
             'weighted_blend': bench_synth.weighted_blend,
             'exposure_fusion': bench_synth.exposure_fusion,
