@@ -10,6 +10,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from launch import distributed
@@ -32,7 +33,15 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   distributed.initialize()
-  result = _trainer(FLAGS.config.trainer)(FLAGS.config, FLAGS.workdir)
+  from gensynth.data import pipeline  # pylint: disable=g-import-not-at-top
+  from gensynth.train import checkpoint  # pylint: disable=g-import-not-at-top
+  from gensynth.train import loop  # pylint: disable=g-import-not-at-top
+  try:
+    result = _trainer(FLAGS.config.trainer)(FLAGS.config, FLAGS.workdir)
+  except (loop.NonFiniteError, checkpoint.CheckpointMismatchError,
+          pipeline.DataError, FileNotFoundError, OSError) as e:
+    logging.error('%s: %s', type(e).__name__, e)
+    sys.exit(1)
   if result.get('preempted'):
     sys.exit(143)  # 128 + SIGTERM, as if the signal had ended the process.
 

@@ -14,6 +14,7 @@ def base_config():
   c.keep_checkpoints = 3
   c.image_every = 2000
   c.eval_every = 0  # 0: only at the end.
+  c.skip_nonfinite = False  # True: skip NaN/Inf steps instead of stopping
 
   c.data = ml_collections.ConfigDict(dict(
       source='shapes',  # shapes | idx | folder | tfds

@@ -69,8 +69,14 @@ def loss_fn(params, apply_fn, batch, key, *, likelihood, beta=1.0,
   return loss, metrics
 
 
-def train_step(state, batch, key, **loss_kwargs):
-  """One optimizer step on the batch mean of the negative bound."""
+def train_step(state, batch, key, *, skip_nonfinite=False, **loss_kwargs):
+  """One optimizer step on the batch mean of the negative bound.
+
+  With skip_nonfinite, a step whose loss or gradient norm is NaN/Inf keeps
+  the parameters and optimizer state (the step counter still advances, so the
+  next batch is drawn) and reports skipped=1 with its other metrics zeroed;
+  without it, the non-finite metrics reach the trainer, which stops.
+  """
   key = jax.random.fold_in(key, state.step)
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   (_, metrics), grads = grad_fn(state.params, state.apply_fn, batch, key,
@@ -78,6 +84,14 @@ def train_step(state, batch, key, **loss_kwargs):
   new_state = state.apply_gradients(grads=grads)
   metrics = dict(metrics, grad_norm=optax.global_norm(grads),
                  param_norm=optax.global_norm(new_state.params))
+  if skip_nonfinite:
+    ok = jnp.isfinite(metrics['loss']) & jnp.isfinite(metrics['grad_norm'])
+    kept = jax.tree.map(lambda new, old: jnp.where(ok, new, old),
+                        (new_state.params, new_state.opt_state),
+                        (state.params, state.opt_state))
+    new_state = new_state.replace(params=kept[0], opt_state=kept[1])
+    metrics = {k: jnp.where(ok, v, 0.0) for k, v in metrics.items()}
+    metrics['skipped'] = 1.0 - ok.astype(jnp.float32)
   return new_state, metrics
 
 

@@ -149,7 +149,8 @@ def train_and_evaluate(config, workdir):
 
   repl, data_sh = sharding.replicated(mesh), sharding.data_sharded(mesh)
   train_step = jax.jit(
-      functools.partial(vae_steps.train_step, **_step_kwargs(config)),
+      functools.partial(vae_steps.train_step, **_step_kwargs(config),
+                        skip_nonfinite=config.get('skip_nonfinite', False)),
       in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl),
       donate_argnums=0)
   root = jax.random.key(config.seed)
@@ -187,31 +188,37 @@ def train_and_evaluate(config, workdir):
   data_iter = batches.iterate(start)
   t_start = time.perf_counter()
   step = start
-  with preempt.handler():
-    while step < config.num_steps:
-      batch = sharding.shard_batch(next(data_iter), data_sh)
-      state, metrics = train_step(state, batch, train_key)
-      buffer.push(step, metrics)
-      step += 1
-      if step % config.log_every == 0 or step == config.num_steps:
-        reporter.scalars(step, buffer.flush())
-      if config.get('image_every') and step % config.image_every == 0:
-        write_images(step, state.params)
-      if config.get('eval_every') and step % config.eval_every == 0:
-        reporter.scalars(step, evaluate_bounds(
-            config, mesh, state, test_src, eval_key,
-            num_samples=config.eval.train_samples,
-            chunk_size=config.eval.train_samples,
-            batch_size=config.eval.batch_size,
-            max_examples=config.eval.train_examples), prefix='test')
-      if step % config.checkpoint_every == 0 or preempt.requested:
-        buffer.flush()  # Never checkpoint a state whose step was not checked.
-        ckpt.save(step, state, force=preempt.requested)
-      if preempt.requested:
-        ckpt.wait()
-        logging.warning('Preempted at step %d; checkpoint written.', step)
-        reporter.close()
-        return {'preempted': True, 'step': step}
+  try:
+    with preempt.handler():
+      while step < config.num_steps:
+        batch = sharding.shard_batch(next(data_iter), data_sh)
+        state, metrics = train_step(state, batch, train_key)
+        buffer.push(step, metrics)
+        step += 1
+        if step % config.log_every == 0 or step == config.num_steps:
+          reporter.scalars(step, buffer.flush())
+        if config.get('image_every') and step % config.image_every == 0:
+          write_images(step, state.params)
+        if config.get('eval_every') and step % config.eval_every == 0:
+          reporter.scalars(step, evaluate_bounds(
+              config, mesh, state, test_src, eval_key,
+              num_samples=config.eval.train_samples,
+              chunk_size=config.eval.train_samples,
+              batch_size=config.eval.batch_size,
+              max_examples=config.eval.train_examples), prefix='test')
+        if step % config.checkpoint_every == 0 or preempt.requested:
+          buffer.flush()  # Never checkpoint a state whose step was not checked.
+          ckpt.save(step, state, force=preempt.requested)
+        if preempt.requested:
+          ckpt.wait()
+          logging.warning('Preempted at step %d; checkpoint written.', step)
+          reporter.close()
+          return {'preempted': True, 'step': step}
+
+  finally:
+    # A failing step must not abandon an in-flight async save: the last
+    # good checkpoint has to be complete on disk before the error leaves.
+    ckpt.wait()
 
   buffer.flush()
   if ckpt.latest_step() != step:

@@ -60,3 +60,18 @@ def test_bad_flags_and_config_fields(tmp_path, args, message):
 def test_evaluate_without_checkpoint(tmp_path):
   proc = helpers.run_launch('evaluate', f'--workdir={tmp_path}', check=False)
   assert proc.returncode != 0 and 'config.json' in proc.stderr
+
+
+def test_non_finite_run_stops_cleanly_and_keeps_last_checkpoint(tmp_path):
+  workdir = tmp_path / 'nan'
+  proc = helpers.run_launch('train', f'--config={SMOKE}',
+                            '--config.optim.lr=1e30', '--config.optim.grad_clip=0',
+                            '--config.checkpoint_every=1',
+                            f'--workdir={workdir}', check=False)
+  assert proc.returncode == 1
+  assert 'non-finite' in proc.stderr and 'at step' in proc.stderr
+  assert 'Traceback' not in proc.stderr
+  ckpts = os.listdir(workdir / 'checkpoints')
+  assert ckpts and all(c.isdigit() for c in ckpts)  # no half-written tmp dir
+  assert all(os.path.exists(workdir / 'checkpoints' / c / 'commit_success.txt')
+             for c in ckpts)

@@ -73,3 +73,21 @@ def test_autoregressive_sampling_draws_binary_images():
   assert out.shape == (3, 8, 8, 1)
   assert set(np.unique(np.asarray(out))) <= {0.0, 1.0}
   del model
+
+
+def test_non_finite_step_is_skipped_or_reported():
+  _, state, batch = _setup()
+  bad = dict(batch, image=batch['image'].at[0, 0, 0, 0].set(jnp.nan))
+  skip = jax.jit(functools.partial(steps.train_step, likelihood='bernoulli',
+                                   skip_nonfinite=True))
+  new, m = skip(state, bad, jax.random.key(0))
+  assert float(m['skipped']) == 1.0 and float(m['loss']) == 0.0
+  assert int(new.step) == int(state.step) + 1
+  jax.tree.map(np.testing.assert_array_equal, new.params, state.params)
+  new, m = skip(state, batch, jax.random.key(0))
+  assert float(m['skipped']) == 0.0
+  assert not np.allclose(new.params['encoder']['Dense_0']['bias'],
+                         state.params['encoder']['Dense_0']['bias'])
+  plain = jax.jit(functools.partial(steps.train_step, likelihood='bernoulli'))
+  _, m = plain(state, bad, jax.random.key(0))
+  assert not np.isfinite(float(m['loss']))  # the trainer's buffer stops on it
