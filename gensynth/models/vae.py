@@ -132,10 +132,6 @@ class VAE(nn.Module):
     else:
       self.head = nn.Conv(out, (3, 3))
 
-  @property
-  def autoregressive(self):
-    return bool(self.ar_channels)
-
   def encode(self, x, labels=None):
     return self.encoder(x, labels)
 

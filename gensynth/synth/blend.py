@@ -1,8 +1,10 @@
 """Weighted and multi-band (Laplacian pyramid) blending of N images."""
 
+import jax
 import jax.numpy as jnp
 
 from gensynth.synth import checks
+from gensynth.synth import features
 from gensynth.synth import pyramid
 
 
@@ -72,7 +74,6 @@ def two_image_masks(mask):
 def feather_masks(valid, *, radius=16):
   """Soft seam weights from validity masks [N, ..., H, W, 1]: each mask is
   box-blurred `radius` pixels so overlaps cross-fade, then normalised."""
-  from gensynth.synth import features  # pylint: disable=g-import-not-at-top
   valid = jnp.asarray(valid, jnp.float32)
   soft = features.box_filter(valid, radius) * valid
   return normalise_masks(soft)
@@ -105,7 +106,6 @@ def poisson_blend(source, target, mask, *, mixed=False, tol=1e-5,
   Returns:
     float image [..., H, W, C].
   """
-  import jax  # pylint: disable=g-import-not-at-top
   s = checks.image(source, 'source', min_hw=3)
   t = checks.image(target, 'target', min_hw=3)
   checks.same_shape([s, t], ['source', 'target'])
