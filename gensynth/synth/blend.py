@@ -60,7 +60,11 @@ def multiband_blend(images, masks, *, levels=6):
   m = checks.mask_like(masks, x.shape, 'masks')
   m = normalise_masks(jnp.clip(m, 0.0, None))
   img_pyr = pyramid.laplacian_pyramid(x, levels)
-  mask_pyr = pyramid.gaussian_pyramid(m, levels)
+  # Normalised weights sum to 1 and the Gaussian pyramid is linear and keeps
+  # constants, so the last weight's pyramid is 1 minus the others'.
+  head = pyramid.gaussian_pyramid(m[:-1], levels)
+  mask_pyr = [jnp.concatenate([g, 1.0 - checks.sum_leading(g)[None]])
+              for g in head]
   return pyramid.reconstruct([checks.sum_leading(a * w)
                               for a, w in zip(img_pyr, mask_pyr)])
 
