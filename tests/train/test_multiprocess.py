@@ -67,3 +67,30 @@ def test_killing_one_process_stops_the_other(tmp_path):
   assert time.time() - t_kill < 120
   procs[1].wait()
   del err
+
+
+def test_killing_both_then_restarting_resumes(tmp_path):
+  args = ['--config.num_steps=30', '--config.checkpoint_every=10']
+  single, multi = str(tmp_path / 'single'), str(tmp_path / 'multi')
+  helpers.run_launch('train', *ARGS, *args, f'--workdir={single}', devices=4)
+  port = _port()
+  procs = [_start(multi, port, p, *args) for p in (0, 1)]
+  ckpt = os.path.join(multi, 'checkpoints', '10', 'commit_success.txt')
+  t0 = time.time()
+  while not os.path.exists(ckpt):
+    assert time.time() - t0 < 240, 'no checkpoint in time'
+    assert all(p.poll() is None for p in procs), procs[0].stderr.read()[-2000:]
+    time.sleep(0.05)
+  for p in procs:
+    p.kill()
+    p.wait()
+  port = _port()
+  procs = [_start(multi, port, p, *args) for p in (0, 1)]
+  errs = [p.communicate(timeout=300)[1] for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], errs[0][-3000:]
+  assert 'Restored checkpoint step' in errs[0] + errs[1]
+  s1, p1 = helpers.restore_params(single)
+  s2, p2 = helpers.restore_params(multi)
+  assert s1 == s2 == 30
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4,
+                                                       atol=2e-5), p1, p2)
