@@ -106,6 +106,22 @@ class MetricsBuffer:
     return means
 
 
+def rss_mib():
+  """Resident set size of this process in MiB (Linux /proc), else None."""
+  try:
+    with open('/proc/self/statm') as f:
+      pages = int(f.read().split()[1])
+    return pages * os.sysconf('SC_PAGE_SIZE') / 2**20
+  except (OSError, ValueError, IndexError):
+    return None
+
+
+def compile_count(jitted):
+  """Number of compiled variants a jax.jit function holds (1 = no retrace)."""
+  size = getattr(jitted, '_cache_size', None)
+  return size() if callable(size) else None
+
+
 def write_json(path, record):
   if jax.process_index() == 0:
     with open(path, 'w') as f:

@@ -185,6 +185,7 @@ def train_and_evaluate(config, workdir):
 
   buffer = loop.MetricsBuffer()
   preempt = loop.Preemption()
+  rss_start = loop.rss_mib()
   data_iter = batches.iterate(start)
   t_start = time.perf_counter()
   step = start
@@ -230,7 +231,9 @@ def train_and_evaluate(config, workdir):
                           chunk_size=config.eval.chunk_size,
                           batch_size=config.eval.batch_size,
                           max_examples=config.eval.get('final_examples'))
-  final.update(step=step, train_seconds=time.perf_counter() - t_start)
+  final.update(step=step, train_seconds=time.perf_counter() - t_start,
+               train_step_compiles=loop.compile_count(train_step),
+               rss_mib_start=rss_start, rss_mib_end=loop.rss_mib())
   reporter.scalars(step, final, prefix='final')
   reporter.close()
   loop.write_json(os.path.join(workdir, 'final_metrics.json'), final)

@@ -26,6 +26,8 @@ def test_train_then_evaluate(tmp_path):
   assert [r['step'] for r in records if r['split'] == 'train'] == [2, 4, 6]
   final = json.load(open(os.path.join(workdir, 'final_metrics.json')))
   assert final['nll_nats'] <= final['neg_elbo_nats'] + 1e-3
+  assert final['train_step_compiles'] == 1  # no retracing after step one
+  assert final['rss_mib_end'] > 0
 
   proc = helpers.run_launch('evaluate', f'--workdir={workdir}',
                             '--num_samples=8', '--chunk_size=4',
