@@ -197,7 +197,8 @@ def train_and_evaluate(config, workdir):
         buffer.push(step, metrics)
         step += 1
         if step % config.log_every == 0 or step == config.num_steps:
-          reporter.scalars(step, buffer.flush())
+          reporter.scalars(step, dict(buffer.flush(), rss_mib=loop.rss_mib()
+                                      or 0.0))
         if config.get('image_every') and step % config.image_every == 0:
           write_images(step, state.params)
         if config.get('eval_every') and step % config.eval_every == 0:
