@@ -8,7 +8,6 @@ import skimage.data
 from gensynth.synth import blend
 from gensynth.synth import features
 from gensynth.synth import fusion
-from gensynth.synth import pyramid
 
 
 def _pair(size=96):
@@ -35,8 +34,6 @@ def test_weighted_blend_validates():
 
 
 def _opencv_multiband(a, b, mask, levels):
-  la = pyramid.laplacian_pyramid(a, levels)
-  del la
   ga, gb, gm = [a], [b], [mask]
   for _ in range(levels - 1):
     ga.append(cv2.pyrDown(ga[-1]))
