@@ -71,11 +71,16 @@ def make_eval_fn(config, mesh, apply_fn, *, num_samples, chunk_size):
 
 
 def evaluate_bounds(config, mesh, state, test, key, *, num_samples, chunk_size,
-                    batch_size, max_examples=None):
-  """Test -ELBO and IWAE NLL (per image, and in reported units) over a split."""
+                    batch_size, max_examples=None, eval_fn=None):
+  """Test -ELBO and IWAE NLL (per image, and in reported units) over a split.
+
+  Pass `eval_fn` (from make_eval_fn) when evaluating repeatedly, so that the
+  compiled function is reused instead of rebuilt and recompiled each call.
+  """
   sharding.check_batch_size(batch_size, mesh, 'eval batch size')
-  eval_fn = make_eval_fn(config, mesh, state.apply_fn, num_samples=num_samples,
-                         chunk_size=chunk_size)
+  if eval_fn is None:
+    eval_fn = make_eval_fn(config, mesh, state.apply_fn,
+                           num_samples=num_samples, chunk_size=chunk_size)
   binarize = config.data.get('binarize', False)
   if max_examples:
     test = data_lib.ArraySource(test.images[:max_examples],
@@ -183,6 +188,9 @@ def train_and_evaluate(config, workdir):
         params, key=jax.random.fold_in(sample_key, 0), labels=sample_labels)),
                                               vr))
 
+  periodic_eval_fn = make_eval_fn(
+      config, mesh, state.apply_fn, num_samples=config.eval.train_samples,
+      chunk_size=config.eval.train_samples) if config.get('eval_every') else None
   buffer = loop.MetricsBuffer()
   preempt = loop.Preemption()
   rss_start = loop.rss_mib()
@@ -207,7 +215,8 @@ def train_and_evaluate(config, workdir):
               num_samples=config.eval.train_samples,
               chunk_size=config.eval.train_samples,
               batch_size=config.eval.batch_size,
-              max_examples=config.eval.train_examples), prefix='test')
+              max_examples=config.eval.train_examples,
+              eval_fn=periodic_eval_fn), prefix='test')
         if step % config.checkpoint_every == 0 or preempt.requested:
           buffer.flush()  # Never checkpoint a state whose step was not checked.
           ckpt.save(step, state, force=preempt.requested)
@@ -234,6 +243,8 @@ def train_and_evaluate(config, workdir):
                           max_examples=config.eval.get('final_examples'))
   final.update(step=step, train_seconds=time.perf_counter() - t_start,
                train_step_compiles=loop.compile_count(train_step),
+               periodic_eval_compiles=(loop.compile_count(periodic_eval_fn)
+                                       if periodic_eval_fn else 0),
                rss_mib_start=rss_start, rss_mib_end=loop.rss_mib())
   reporter.scalars(step, final, prefix='final')
   reporter.close()

@@ -38,6 +38,17 @@ def test_train_then_evaluate(tmp_path):
   assert 0 < out['nll_nats'] <= out['neg_elbo_nats'] + 1e-3
 
 
+def test_periodic_evaluation_compiles_once(tmp_path):
+  workdir = str(tmp_path / 'run')
+  helpers.run_launch('train', f'--config={SMOKE}', '--config.eval_every=2',
+                     f'--workdir={workdir}')
+  records = [json.loads(l) for l in open(os.path.join(workdir,
+                                                      'metrics.jsonl'))]
+  assert [r['step'] for r in records if r['split'] == 'test'] == [2, 4, 6]
+  final = json.load(open(os.path.join(workdir, 'final_metrics.json')))
+  assert final['periodic_eval_compiles'] == 1
+
+
 def test_embedded_default_config_smoke(tmp_path):
   workdir = str(tmp_path / 'run')
   helpers.run_launch('train', '--config=gensynth/configs/vae_shapes.py:smoke',
