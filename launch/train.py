@@ -6,6 +6,7 @@ r"""Trains a gensynth model.
 Re-running the same command resumes from the newest checkpoint in --workdir.
 """
 
+import importlib
 import sys
 
 from absl import app
@@ -20,13 +21,15 @@ config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
                                 lock_config=True)
 flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
+TRAINERS = ('vae', 'gan', 'classifier')
 
 
 def _trainer(name):
-  if name == 'vae':
-    from gensynth.train import vae  # pylint: disable=g-import-not-at-top
-    return vae.train_and_evaluate
-  raise app.UsageError(f'config.trainer={name!r} unknown; expected vae.')
+  if name not in TRAINERS:
+    raise app.UsageError(f'config.trainer={name!r} unknown; expected one of '
+                         f'{TRAINERS}.')
+  module = importlib.import_module(f'gensynth.train.{name}')
+  return module.train_and_evaluate
 
 
 def main(argv):
@@ -39,7 +42,7 @@ def main(argv):
   try:
     result = _trainer(FLAGS.config.trainer)(FLAGS.config, FLAGS.workdir)
   except (loop.NonFiniteError, checkpoint.CheckpointMismatchError,
-          pipeline.DataError, FileNotFoundError, OSError) as e:
+          pipeline.DataError, FileNotFoundError, OSError, ValueError) as e:
     logging.error('%s: %s', type(e).__name__, e)
     sys.exit(1)
   if result.get('preempted'):

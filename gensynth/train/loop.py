@@ -35,11 +35,24 @@ def check_workdir(workdir):
                   ) from e
 
 
-def save_config(workdir, config):
-  """Writes config.json (process 0 only) so evaluation can rebuild the model."""
+def save_config(workdir, config, **info):
+  """Writes config.json, and info.json with `info` (data facts such as
+  image_shape and num_classes), from process 0 only, so evaluation and
+  sampling can rebuild the model without loading the data."""
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json(indent=2))
+    if info:
+      write_json(os.path.join(workdir, 'info.json'), info)
+
+
+def load_info(workdir):
+  """The info.json written by save_config, or {} if there is none."""
+  path = os.path.join(workdir, 'info.json')
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
 
 
 class Preemption:
@@ -132,3 +145,53 @@ def _jsonable(x):
   if isinstance(x, (np.floating, np.integer)):
     return x.item()
   raise TypeError(f'{type(x)} is not JSON serialisable')
+
+
+def run(state, *, train_step, batches, start, num_steps, key, data_sharding,
+        ckpt, reporter, log_every, checkpoint_every, hooks=()):
+  """The step loop every trainer shares.
+
+  Runs `state, metrics = train_step(state, batch, key)` from step `start` to
+  `num_steps` on `batches.iterate(start)`, logging averaged metrics every
+  `log_every` steps, calling each `(every, fn)` of `hooks` as `fn(step, state)`
+  every `every` steps, and checkpointing every `checkpoint_every` steps, on
+  SIGTERM and at the end. Non-finite metrics raise NonFiniteError with the
+  last good checkpoint complete on disk.
+
+  Returns:
+    (state, step, preempted).
+  """
+  from gensynth.train import sharding  # pylint: disable=g-import-not-at-top
+  buffer = MetricsBuffer()
+  preempt = Preemption()
+  data_iter = batches.iterate(start)
+  step = start
+  try:
+    with preempt.handler():
+      while step < num_steps:
+        batch = sharding.shard_batch(next(data_iter), data_sharding)
+        state, metrics = train_step(state, batch, key)
+        buffer.push(step, metrics)
+        step += 1
+        if step % log_every == 0 or step == num_steps:
+          reporter.scalars(step, dict(buffer.flush(),
+                                      rss_mib=rss_mib() or 0.0))
+        for every, fn in hooks:
+          if every and step % every == 0:
+            fn(step, state)
+        if step % checkpoint_every == 0 or preempt.requested:
+          buffer.flush()  # Never checkpoint a state whose step was not checked.
+          ckpt.save(step, state, force=preempt.requested)
+        if preempt.requested:
+          ckpt.wait()
+          logging.warning('Preempted at step %d; checkpoint written.', step)
+          return state, step, True
+  finally:
+    # A failing step must not abandon an in-flight async save: the last
+    # good checkpoint has to be complete on disk before the error leaves.
+    ckpt.wait()
+  buffer.flush()
+  if ckpt.latest_step() != step:
+    ckpt.save(step, state, force=True)
+  ckpt.wait()
+  return state, step, False

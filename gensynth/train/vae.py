@@ -147,7 +147,8 @@ def train_and_evaluate(config, workdir):
                                keep=config.get('keep_checkpoints', 3))
   state = ckpt.restore_or_init(state)
   start = int(state.step)
-  loop.save_config(workdir, config)
+  loop.save_config(workdir, config, image_shape=image_shape,
+                   num_classes=train_src.num_classes)
   reporter = reporting.Reporter(workdir, total_steps=config.num_steps,
                                 start_step=start,
                                 enabled=jax.process_index() == 0)
@@ -191,50 +192,29 @@ def train_and_evaluate(config, workdir):
   periodic_eval_fn = make_eval_fn(
       config, mesh, state.apply_fn, num_samples=config.eval.train_samples,
       chunk_size=config.eval.train_samples) if config.get('eval_every') else None
-  buffer = loop.MetricsBuffer()
-  preempt = loop.Preemption()
+
+  def periodic_eval(step, state):
+    reporter.scalars(step, evaluate_bounds(
+        config, mesh, state, test_src, eval_key,
+        num_samples=config.eval.train_samples,
+        chunk_size=config.eval.train_samples,
+        batch_size=config.eval.batch_size,
+        max_examples=config.eval.train_examples,
+        eval_fn=periodic_eval_fn), prefix='test')
+
   rss_start = loop.rss_mib()
-  data_iter = batches.iterate(start)
   t_start = time.perf_counter()
-  step = start
-  try:
-    with preempt.handler():
-      while step < config.num_steps:
-        batch = sharding.shard_batch(next(data_iter), data_sh)
-        state, metrics = train_step(state, batch, train_key)
-        buffer.push(step, metrics)
-        step += 1
-        if step % config.log_every == 0 or step == config.num_steps:
-          reporter.scalars(step, dict(buffer.flush(), rss_mib=loop.rss_mib()
-                                      or 0.0))
-        if config.get('image_every') and step % config.image_every == 0:
-          write_images(step, state.params)
-        if config.get('eval_every') and step % config.eval_every == 0:
-          reporter.scalars(step, evaluate_bounds(
-              config, mesh, state, test_src, eval_key,
-              num_samples=config.eval.train_samples,
-              chunk_size=config.eval.train_samples,
-              batch_size=config.eval.batch_size,
-              max_examples=config.eval.train_examples,
-              eval_fn=periodic_eval_fn), prefix='test')
-        if step % config.checkpoint_every == 0 or preempt.requested:
-          buffer.flush()  # Never checkpoint a state whose step was not checked.
-          ckpt.save(step, state, force=preempt.requested)
-        if preempt.requested:
-          ckpt.wait()
-          logging.warning('Preempted at step %d; checkpoint written.', step)
-          reporter.close()
-          return {'preempted': True, 'step': step}
-
-  finally:
-    # A failing step must not abandon an in-flight async save: the last
-    # good checkpoint has to be complete on disk before the error leaves.
-    ckpt.wait()
-
-  buffer.flush()
-  if ckpt.latest_step() != step:
-    ckpt.save(step, state, force=True)
-  ckpt.wait()
+  state, step, preempted = loop.run(
+      state, train_step=train_step, batches=batches, start=start,
+      num_steps=config.num_steps, key=train_key, data_sharding=data_sh,
+      ckpt=ckpt, reporter=reporter, log_every=config.log_every,
+      checkpoint_every=config.checkpoint_every,
+      hooks=[(config.get('image_every'),
+              lambda step, state: write_images(step, state.params)),
+             (config.get('eval_every'), periodic_eval)])
+  if preempted:
+    reporter.close()
+    return {'preempted': True, 'step': step}
   write_images(step, state.params)
   final = evaluate_bounds(config, mesh, state, test_src, eval_key,
                           num_samples=config.eval.final_samples,

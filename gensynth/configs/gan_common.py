@@ -1,0 +1,66 @@
+"""Fields every GAN config carries (a locked ConfigDict rejects unknown ones)."""
+
+import ml_collections
+
+from gensynth.configs import common
+
+
+def _optim(lr):
+  # Constant-rate Adam with beta1 = 0.5, the DCGAN setting.
+  return ml_collections.ConfigDict(dict(
+      lr=lr, warmup_steps=0, schedule='constant', final_lr_fraction=1.0,
+      b1=0.5, b2=0.999, weight_decay=0.0, grad_clip=0.0))
+
+
+def base_config():
+  c = ml_collections.ConfigDict()
+  c.trainer = 'gan'
+  c.seed = 0
+  c.batch_size = 64  # real images per D step (x loss.d_steps per step)
+  c.num_steps = 20_000
+  c.log_every = 100
+  c.checkpoint_every = 1000
+  c.keep_checkpoints = 3
+  c.image_every = 1000
+  c.skip_nonfinite = False  # True: skip NaN/Inf steps instead of stopping
+  c.data = common.data_config()
+  c.data.value_range = 'minus_one_one'  # the generator ends in tanh
+  c.model = ml_collections.ConfigDict(dict(
+      latent_dim=64, g_widths=(128, 64), d_widths=(64, 128), conditional=False,
+      embed_dim=32, g_norm='group', spectral_norm=False))
+  c.loss = ml_collections.ConfigDict(dict(
+      kind='ns',  # ns | hinge | wgan
+      d_steps=1, gp_weight=0.0, r1_weight=0.0, r1_every=16))
+  c.ema = ml_collections.ConfigDict(dict(decay=0.999, start=1000))
+  c.g_optim = _optim(2e-4)
+  c.d_optim = _optim(2e-4)
+  c.eval = ml_collections.ConfigDict(dict(
+      classifier='',  # workdir of a gensynth classifier: metrics at the end
+      num_samples=10_000, batch_size=500, kid_subsets=100,
+      kid_subset_size=1000, pr_k=3))
+  return c
+
+
+def smoke(c, *, steps=6):
+  """A few steps on tiny data and a tiny model: seconds on one CPU core."""
+  c.batch_size = 8
+  c.num_steps = steps
+  c.log_every = 2
+  c.checkpoint_every = 2
+  c.image_every = steps
+  c.data.num_train, c.data.num_test = 64, 64
+  c.model.update(latent_dim=8, g_widths=tuple(8 for _ in c.model.g_widths),
+                 d_widths=tuple(8 for _ in c.model.d_widths), embed_dim=4)
+  c.ema.start = 2
+  c.eval.update(num_samples=64, batch_size=16, kid_subsets=4,
+                kid_subset_size=8)
+  return c
+
+
+def parse_variants(name, arg, allowed):
+  variants = set(filter(None, (arg or '').split(',')))
+  unknown = variants - set(allowed)
+  if unknown:
+    raise ValueError(f'{name} variants {sorted(unknown)} unknown; expected any '
+                     f'of {", ".join(allowed)} (comma-separated).')
+  return variants

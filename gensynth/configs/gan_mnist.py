@@ -1,0 +1,26 @@
+"""DCGAN on MNIST (the FID / precision-recall benchmark in BUILD_NOTES.md).
+
+Variants: '' (TFDS mnist), 'idx' (four MNIST IDX files in --config.data.path),
+'cond' (class-conditional: conditional normalisation in G, projection D),
+'smoke' (28x28 grey procedural shapes, seconds).
+"""
+
+from gensynth.configs import gan_common
+
+
+def get_config(arg=None):
+  variants = gan_common.parse_variants('gan_mnist', arg,
+                                       ('idx', 'cond', 'smoke'))
+  c = gan_common.base_config()
+  c.num_steps = 40_000
+  c.data.update(source='tfds', name='mnist', download=True, channels=1)
+  c.model.update(latent_dim=64, g_widths=(128, 64), d_widths=(32, 64))
+  c.loss.update(kind='ns')
+  if 'idx' in variants:
+    c.data.update(source='idx', path='~/data/mnist', download=False)
+  if 'cond' in variants:
+    c.model.conditional = True
+  if 'smoke' in variants:
+    c.data.update(source='shapes', image_size=28, download=False)
+    gan_common.smoke(c)
+  return c

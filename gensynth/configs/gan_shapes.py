@@ -1,0 +1,24 @@
+"""DCGAN on gensynth's procedural shapes (the embedded default data).
+
+32x32 RGB; trains for a few minutes on 2 CPU cores. Variants: 'cond'
+(class-conditional), 'smoke' (seconds).
+"""
+
+from gensynth.configs import gan_common
+
+
+def get_config(arg=None):
+  variants = gan_common.parse_variants('gan_shapes', arg, ('cond', 'smoke'))
+  c = gan_common.base_config()
+  c.num_steps = 3000
+  c.checkpoint_every = 500
+  c.image_every = 500
+  c.data.update(source='shapes', image_size=32, channels=3, num_train=20_000,
+                num_test=1000)
+  c.model.update(latent_dim=64, g_widths=(128, 64, 32), d_widths=(32, 64, 128))
+  c.ema.start = 500
+  if 'cond' in variants:
+    c.model.conditional = True
+  if 'smoke' in variants:
+    gan_common.smoke(c)
+  return c

@@ -1,0 +1,145 @@
+"""DCGAN-family generator and discriminator (Flax Linen).
+
+Sizes: the generator starts at `image_size / 2**len(widths)` (7 for 28x28, 4
+for 32x32 and 64x64) and doubles the resolution with each transposed
+convolution (gensynth's fast `layers.ConvTranspose`, kernel 4, stride 2); the
+discriminator mirrors it with strided convolutions and a dense head.
+
+Conditioning: the generator concatenates a label embedding to z and, with
+`norm='group'`, uses class-conditional gains and biases in every normalisation
+(conditional normalisation); the discriminator is a projection discriminator,
+logit = w . phi(x) + embed(y) . phi(x) (Miyato & Koyama, 2018).
+
+Normalisation in G is per sample (group norm), so a sample depends only on its
+own z and label, data-parallel runs equal single-device runs, and the EMA
+weights sample without any batch statistics. D has no normalisation, with
+optional spectral normalisation (its power-iteration vectors live in the
+'spectral' collection, kept in the train state).
+"""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from gensynth.models import layers
+
+SPECTRAL = 'spectral'
+
+
+def check_size(image_size, widths):
+  """The generator's base resolution, or a ValueError if none fits."""
+  n = len(widths)
+  if n == 0 or image_size % 2**n or image_size // 2**n < 2:
+    raise ValueError(
+        f'image size {image_size} does not fit {n} resolution doublings '
+        f'(widths={tuple(widths)}): image_size / 2**len(widths) must be an '
+        'integer >= 2, e.g. 2 widths for 28x28, 3 for 32x32, 4 for 64x64.')
+  return image_size // 2**n
+
+
+class CondGroupNorm(nn.Module):
+  """Group normalisation with learned (optionally per-class) gain and bias."""
+  num_classes: int = 0
+  groups: int = 8
+
+  @nn.compact
+  def __call__(self, x, labels=None):
+    c = x.shape[-1]
+    y = nn.GroupNorm(num_groups=min(self.groups, c), use_scale=False,
+                     use_bias=False)(x)
+    if labels is None:
+      scale = self.param('scale', nn.initializers.ones, (c,))
+      bias = self.param('bias', nn.initializers.zeros, (c,))
+      return y * scale + bias
+    emb = lambda name, init: nn.Embed(self.num_classes, c, embedding_init=init,
+                                      name=name)(labels)[:, None, None, :]
+    return y * (1.0 + emb('scale', nn.initializers.zeros)) + emb(
+        'bias', nn.initializers.zeros)
+
+
+class Generator(nn.Module):
+  """z [N, latent_dim] (+ labels [N]) -> images [N, S, S, C] in [-1, 1]."""
+  image_size: int
+  channels: int
+  widths: tuple = (128, 64)
+  num_classes: int = 0  # > 0: class-conditional
+  embed_dim: int = 32
+  norm: str = 'group'  # group | none
+
+  def _norm(self, x, labels):
+    if self.norm == 'none':
+      return x
+    return CondGroupNorm(self.num_classes)(x, labels)
+
+  @nn.compact
+  def __call__(self, z, labels=None):
+    base = check_size(self.image_size, self.widths)
+    if self.num_classes:
+      if labels is None:
+        raise ValueError('a class-conditional generator needs labels.')
+      z = jnp.concatenate(
+          [z, nn.Embed(self.num_classes, self.embed_dim)(labels)], -1)
+    else:
+      labels = None
+    h = nn.Dense(base * base * self.widths[0])(z)
+    h = h.reshape(z.shape[0], base, base, self.widths[0])
+    h = nn.relu(self._norm(h, labels))
+    for width in self.widths[1:]:
+      h = nn.relu(self._norm(layers.ConvTranspose(width)(h), labels))
+    return jnp.tanh(layers.ConvTranspose(self.channels)(h))
+
+
+class Discriminator(nn.Module):
+  """images [N, S, S, C] in [-1, 1] (+ labels [N]) -> logits [N]."""
+  widths: tuple = (64, 128)
+  num_classes: int = 0
+  spectral_norm: bool = False
+
+  def _layer(self, layer, x, update_stats):
+    if not self.spectral_norm:
+      return layer(x)
+    return nn.SpectralNorm(layer, collection_name=SPECTRAL)(
+        x, update_stats=update_stats)
+
+  @nn.compact
+  def __call__(self, x, labels=None, *, update_stats=False):
+    if x.ndim != 4:
+      raise ValueError(f'Discriminator expects images [N, H, W, C], got shape '
+                       f'{x.shape}.')
+    h = x
+    for width in self.widths:
+      h = self._layer(nn.Conv(width, (4, 4), (2, 2), padding=((1, 1), (1, 1))),
+                      h, update_stats)
+      h = nn.leaky_relu(h, 0.2)
+    phi = h.reshape(h.shape[0], -1)
+    logit = self._layer(nn.Dense(1), phi, update_stats)[:, 0]
+    if self.num_classes:
+      if labels is None:
+        raise ValueError('a class-conditional discriminator needs labels.')
+      proj = nn.Embed(self.num_classes, phi.shape[-1],
+                      embedding_init=nn.initializers.normal(0.02))(labels)
+      logit = logit + jnp.sum(proj * phi, axis=-1)
+    return logit
+
+
+def from_config(cfg, image_shape, num_classes):
+  """(Generator, Discriminator) for `config.model` and the data's shape."""
+  if cfg.latent_dim <= 0:
+    raise ValueError(f'config.model.latent_dim={cfg.latent_dim} must be '
+                     'positive.')
+  if image_shape[0] != image_shape[1]:
+    raise ValueError(f'the GAN needs square images, got {image_shape[:2]}.')
+  if cfg.g_norm not in ('group', 'none'):
+    raise ValueError(f"config.model.g_norm={cfg.g_norm!r}; expected 'group' "
+                     "or 'none'.")
+  for name in ('g_widths', 'd_widths'):
+    if not cfg[name] or min(cfg[name]) <= 0:
+      raise ValueError(f'config.model.{name}={tuple(cfg[name])} must be '
+                       'non-empty and positive.')
+  check_size(image_shape[0], cfg.g_widths)
+  classes = num_classes if cfg.conditional else 0
+  gen = Generator(image_size=image_shape[0], channels=image_shape[-1],
+                  widths=tuple(cfg.g_widths), num_classes=classes,
+                  embed_dim=cfg.embed_dim, norm=cfg.g_norm)
+  disc = Discriminator(widths=tuple(cfg.d_widths), num_classes=classes,
+                       spectral_norm=cfg.spectral_norm)
+  return gen, disc

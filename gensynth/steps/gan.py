@@ -1,0 +1,196 @@
+"""Pure GAN steps: one `train_step(state, batch, key)` updates D then G.
+
+The state keeps both networks' parameters and optimizer states, the EMA of the
+generator weights (used for sampling and evaluation) and D's spectral-norm
+vectors side by side. Options are keyword-only and bound with
+functools.partial before the trainer compiles the step once.
+
+With `d_steps = k > 1` the global batch holds k real micro-batches: row
+`i * k + j` belongs to micro-batch j, so every micro-batch is spread evenly
+over the devices (rows stay where they are; no data moves between devices).
+"""
+
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from gensynth.losses import adversarial
+
+
+@flax.struct.dataclass
+class GANState:
+  step: jax.Array
+  g_params: Any
+  d_params: Any
+  g_opt_state: Any
+  d_opt_state: Any
+  ema_params: Any
+  d_stats: Any  # D's spectral-norm vectors ({} without spectral norm)
+  g_apply: Callable = flax.struct.field(pytree_node=False)
+  d_apply: Callable = flax.struct.field(pytree_node=False)
+  g_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+  d_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+
+
+def create_state(key, generator, discriminator, g_tx, d_tx, *, latent_dim,
+                 image_shape):
+  """Initialises both networks, their optimizers and the EMA copy of G."""
+  g_key, d_key = jax.random.split(key)
+  z = jnp.zeros((1, latent_dim))
+  labels = jnp.zeros((1,), jnp.int32)
+  g_params = generator.init(g_key, z, labels)['params']
+  d_vars = discriminator.init(d_key, jnp.zeros((1,) + tuple(image_shape)),
+                              labels)
+  d_params = d_vars['params']
+  return GANState(
+      step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
+      g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params),
+      ema_params=g_params, d_stats=dict(d_vars.get('spectral', {})),
+      g_apply=generator.apply, d_apply=discriminator.apply, g_tx=g_tx,
+      d_tx=d_tx)
+
+
+def generate(g_apply, params, z, labels=None):
+  """Generator output [N, H, W, C] in [-1, 1] (a pure function of z, labels)."""
+  return g_apply({'params': params}, z, labels)
+
+
+def _discriminate(state, d_params, x, labels, *, update_stats):
+  """D logits, and D's updated spectral-norm vectors."""
+  if not state.d_stats:
+    return state.d_apply({'params': d_params}, x, labels), state.d_stats
+  variables = {'params': d_params, 'spectral': state.d_stats}
+  if not update_stats:
+    return state.d_apply(variables, x, labels), state.d_stats
+  logits, new = state.d_apply(variables, x, labels, update_stats=True,
+                              mutable=['spectral'])
+  return logits, new['spectral']
+
+
+def _fake_inputs(key, n, *, latent_dim, num_classes):
+  z_key, y_key = jax.random.split(key)
+  z = jax.random.normal(z_key, (n, latent_dim))
+  labels = (jax.random.randint(y_key, (n,), 0, num_classes)
+            if num_classes else None)
+  return z, labels
+
+
+def _d_update(state, real, real_labels, key, *, loss, gp_weight, r1_weight,
+              r1_every, latent_dim, num_classes):
+  """One discriminator step on one real micro-batch."""
+  z_key, gp_key = jax.random.split(key)
+  z, fake_labels = _fake_inputs(z_key, real.shape[0], latent_dim=latent_dim,
+                                num_classes=num_classes)
+  fake = jax.lax.stop_gradient(generate(state.g_apply, state.g_params, z,
+                                        fake_labels))
+  do_r1 = (state.step % r1_every) == 0
+
+  def loss_fn(d_params):
+    both = jnp.concatenate([real, fake])
+    labels = (None if real_labels is None else
+              jnp.concatenate([real_labels, fake_labels]))
+    logits, stats = _discriminate(state, d_params, both, labels,
+                                  update_stats=True)
+    real_logits, fake_logits = jnp.split(logits, 2)
+    total = adversarial.d_loss(real_logits, fake_logits, kind=loss)
+    aux = {'d_loss': total, 'd_real': jnp.mean(real_logits),
+           'd_fake': jnp.mean(fake_logits)}
+    d_fn = lambda lbl: (lambda x: _discriminate(
+        state, d_params, x, lbl, update_stats=False)[0])
+    if gp_weight:
+      gp = adversarial.gradient_penalty(gp_key, d_fn(real_labels), real, fake)
+      total += gp_weight * gp
+      aux['gp'] = gp
+    if r1_weight:
+      # Lazy R1: computed every r1_every steps, weighted up to compensate.
+      r1 = jax.lax.cond(do_r1, lambda: adversarial.r1_penalty(
+          d_fn(real_labels), real), lambda: jnp.zeros(()))
+      total += 0.5 * r1_weight * r1_every * r1
+      aux['r1'] = r1
+    return total, (aux, stats)
+
+  (_, (aux, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.d_params)
+  updates, d_opt_state = state.d_tx.update(grads, state.d_opt_state,
+                                           state.d_params)
+  state = state.replace(d_params=optax.apply_updates(state.d_params, updates),
+                        d_opt_state=d_opt_state, d_stats=stats)
+  return state, dict(aux, d_grad_norm=optax.global_norm(grads))
+
+
+def _g_update(state, n, key, *, loss, latent_dim, num_classes):
+  z, labels = _fake_inputs(key, n, latent_dim=latent_dim,
+                           num_classes=num_classes)
+
+  def loss_fn(g_params):
+    fake = generate(state.g_apply, g_params, z, labels)
+    logits, _ = _discriminate(state, state.d_params, fake, labels,
+                              update_stats=False)
+    return adversarial.g_loss(logits, kind=loss)
+
+  g_loss, grads = jax.value_and_grad(loss_fn)(state.g_params)
+  updates, g_opt_state = state.g_tx.update(grads, state.g_opt_state,
+                                           state.g_params)
+  state = state.replace(g_params=optax.apply_updates(state.g_params, updates),
+                        g_opt_state=g_opt_state)
+  return state, {'g_loss': g_loss, 'g_grad_norm': optax.global_norm(grads)}
+
+
+def ema_decay_at(step, *, decay, start):
+  """EMA decay at `step`: 0 (copy G) before `start`, then `decay`."""
+  return jnp.where(step < start, 0.0, decay)
+
+
+def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
+               d_steps=1, gp_weight=0.0, r1_weight=0.0, r1_every=1,
+               ema_decay=0.999, ema_start=0, skip_nonfinite=False):
+  """`d_steps` discriminator updates, one generator update, one EMA update.
+
+  num_classes > 0 makes both networks class-conditional: real images keep
+  their labels, fakes get uniformly drawn ones. With skip_nonfinite, a step
+  with a NaN/Inf loss or gradient keeps the previous networks (the counter
+  still advances) and reports skipped=1.
+  """
+  key = jax.random.fold_in(key, state.step)
+  images = batch['image']
+  n = images.shape[0] // d_steps
+  if n * d_steps != images.shape[0]:
+    raise ValueError(f'batch of {images.shape[0]} does not split into '
+                     f'd_steps={d_steps} micro-batches.')
+  micro = lambda x, j: x.reshape((n, d_steps) + x.shape[1:])[:, j]
+  old = state
+  opts = dict(latent_dim=latent_dim, num_classes=num_classes, loss=loss)
+  metrics = {}
+  for j in range(d_steps):
+    state, m = _d_update(
+        state, micro(images, j),
+        micro(batch['label'], j) if num_classes else None,
+        jax.random.fold_in(key, j), gp_weight=gp_weight, r1_weight=r1_weight,
+        r1_every=r1_every, **opts)
+    metrics = m if not metrics else jax.tree.map(jnp.add, metrics, m)
+  metrics = jax.tree.map(lambda v: v / d_steps, metrics)
+  state, g_metrics = _g_update(state, n, jax.random.fold_in(key, d_steps),
+                               **opts)
+  beta = ema_decay_at(state.step, decay=ema_decay, start=ema_start)
+  ema = jax.tree.map(lambda e, p: beta * e + (1.0 - beta) * p,
+                     state.ema_params, state.g_params)
+  state = state.replace(ema_params=ema, step=state.step + 1)
+  metrics = dict(metrics, **g_metrics)
+  if skip_nonfinite:
+    ok = jnp.all(jnp.stack([jnp.isfinite(v) for v in metrics.values()]))
+    keep = lambda new, prev: jax.tree.map(
+        lambda a, b: jnp.where(ok, a, b), new, prev)
+    state = keep(state.replace(step=old.step + 1), old.replace(
+        step=old.step + 1))
+    metrics = {k: jnp.where(ok, v, 0.0) for k, v in metrics.items()}
+    metrics['skipped'] = 1.0 - ok.astype(jnp.float32)
+  return state, metrics
+
+
+def sample(params, key, labels=None, *, g_apply, num, latent_dim):
+  """`num` images from N(0, I) latents (labels [num] for conditional G)."""
+  z = jax.random.normal(key, (num, latent_dim))
+  return generate(g_apply, params, z, labels)

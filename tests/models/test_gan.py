@@ -1,0 +1,74 @@
+"""Generator/discriminator shapes, conditioning and parameter trees."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from gensynth.models import gan
+
+
+@pytest.mark.parametrize('size,widths', [(28, (16, 8)), (32, (16, 8, 8)),
+                                         (64, (16, 8, 8, 8))])
+@pytest.mark.parametrize('classes', [0, 10])
+def test_shapes(size, widths, classes):
+  g = gan.Generator(size, 3, widths, num_classes=classes)
+  d = gan.Discriminator(widths[::-1], num_classes=classes, spectral_norm=True)
+  z, y = jnp.ones((2, 8)), jnp.array([1, 7])
+  gp = g.init(jax.random.key(0), z, y)
+  x = g.apply(gp, z, y)
+  assert x.shape == (2, size, size, 3)
+  assert float(jnp.max(jnp.abs(x))) <= 1.0
+  dv = d.init(jax.random.key(1), x, y)
+  assert d.apply(dv, x, y).shape == (2,)
+  assert 'spectral' in dv
+
+
+def test_generator_uses_fast_conv_transpose():
+  g = gan.Generator(28, 1, (16, 8))
+  params = g.init(jax.random.key(0), jnp.ones((1, 4)))['params']
+  names = [jax.tree_util.keystr(p) for p, _ in
+           jax.tree_util.tree_flatten_with_path(params)[0]]
+  assert any('ConvTranspose_0' in n for n in names)
+  # layers.ConvTranspose stores HWIO of the strided conv it is the adjoint of.
+  assert params['ConvTranspose_0']['kernel'].shape == (4, 4, 8, 16)
+
+
+def test_conditional_generator_depends_on_label_and_sample_is_per_row():
+  g = gan.Generator(28, 1, (16, 8), num_classes=10)
+  z = jax.random.normal(jax.random.key(0), (4, 8))
+  params = g.init(jax.random.key(1), z, jnp.zeros(4, jnp.int32))
+  # Perturb the class embeddings so that labels matter at init.
+  params = jax.tree.map(lambda p: p + 0.1, params)
+  a = g.apply(params, z, jnp.array([0, 1, 2, 3]))
+  b = g.apply(params, z, jnp.array([0, 1, 2, 4]))
+  np.testing.assert_allclose(a[:3], b[:3], atol=1e-6)
+  assert float(jnp.abs(a[3] - b[3]).max()) > 1e-3
+  # Group norm is per sample: a row does not depend on the rest of the batch.
+  np.testing.assert_allclose(g.apply(params, z[:1], jnp.array([0])), a[:1],
+                             atol=1e-5)
+
+
+def test_projection_discriminator_uses_labels():
+  d = gan.Discriminator((8, 8), num_classes=5)
+  x = jax.random.normal(jax.random.key(0), (2, 16, 16, 1))
+  v = d.init(jax.random.key(1), x, jnp.array([0, 0]))
+  assert not np.allclose(d.apply(v, x, jnp.array([0, 0])),
+                         d.apply(v, x, jnp.array([3, 3])))
+
+
+def test_size_and_config_errors():
+  with pytest.raises(ValueError, match='image_size / 2\\*\\*len'):
+    gan.check_size(28, (8, 8, 8))
+  cfg = ml_collections.ConfigDict(dict(
+      latent_dim=8, g_widths=(8, 8), d_widths=(8, 8), conditional=True,
+      embed_dim=4, g_norm='batch', spectral_norm=False))
+  with pytest.raises(ValueError, match="g_norm='batch'"):
+    gan.from_config(cfg, (28, 28, 1), 10)
+  cfg.g_norm = 'group'
+  with pytest.raises(ValueError, match='square'):
+    gan.from_config(cfg, (28, 32, 1), 10)
+  with pytest.raises(ValueError, match='needs labels'):
+    g, _ = gan.from_config(cfg, (28, 28, 1), 10)
+    g.init(jax.random.key(0), jnp.ones((1, 8)))
