@@ -126,14 +126,22 @@ def reconstruct(params, x, labels=None, *, apply_fn, likelihood):
 
 def sample(params, key, labels=None, *, apply_fn, num, latent_dim, likelihood,
            image_shape, autoregressive=False):
-  """Images decoded from `num` prior samples.
-
-  A factorised decoder returns its mean. An autoregressive (Bernoulli) decoder
-  draws the pixels in raster order, one `lax.fori_loop` iteration per pixel,
-  reusing the trunk features computed once from z.
-  """
+  """Images decoded from `num` prior samples (see decode_latents)."""
   z_key, px_key = jax.random.split(key)
   z = jax.random.normal(z_key, (num, latent_dim))
+  return decode_latents(params, px_key, z, labels, apply_fn=apply_fn,
+                        likelihood=likelihood, image_shape=image_shape,
+                        autoregressive=autoregressive)
+
+
+def decode_latents(params, key, z, labels=None, *, apply_fn, likelihood,
+                   image_shape, autoregressive=False):
+  """Images [N, H, W, C] decoded from latents z [N, latent_dim].
+
+  A factorised decoder returns its mean (`key` unused). An autoregressive
+  (Bernoulli) decoder draws the pixels in raster order, one `lax.fori_loop`
+  iteration per pixel, reusing the trunk features computed once from z.
+  """
   variables = {'params': params}
   if not autoregressive:
     out = apply_fn(variables, z, labels, None, method='decode')
@@ -147,12 +155,18 @@ def sample(params, key, labels=None, *, apply_fn, num, latent_dim, likelihood,
   def body(i, x):
     logits = apply_fn(variables, feats, x, method='decode_head')
     r, c = i // width, i % width
-    bit = jax.random.bernoulli(jax.random.fold_in(px_key, i),
+    bit = jax.random.bernoulli(jax.random.fold_in(key, i),
                                jax.nn.sigmoid(logits[:, r, c, 0]))
     return x.at[:, r, c, 0].set(bit.astype(x.dtype))
 
-  x0 = jnp.zeros((num, height, width, 1), jnp.float32)
+  x0 = jnp.zeros((z.shape[0], height, width, 1), jnp.float32)
   return lax.fori_loop(0, height * width, body, x0)
+
+
+def encode_mean(params, x, labels=None, *, apply_fn):
+  """Posterior means [N, latent_dim] of images x in the data's value range."""
+  enc, _ = _fns(apply_fn, params)
+  return enc(x, labels)[0]
 
 
 def decoder_mean(out, *, likelihood):

@@ -252,3 +252,22 @@ def evaluate(config, workdir, *, num_samples, chunk_size, batch_size=None,
   out['step'] = int(state.step)
   ckpt.close()
   return out
+
+
+def load_model(config, workdir, *, step=None):
+  """(TrainState, info) of a trained run, without loading its data when the
+  run wrote info.json."""
+  info = loop.load_info(workdir)
+  if not info:
+    src = data_lib.load_split(config.data, 'train')
+    info = {'image_shape': src.image_shape, 'num_classes': src.num_classes}
+  mesh = sharding.make_mesh()
+  _, state = build(config, mesh, tuple(info['image_shape']),
+                   info['num_classes'], config.num_steps)
+  ckpt = ckpt_lib.Checkpointer(workdir, save_every=1)
+  if ckpt.latest_step() is None:
+    raise FileNotFoundError(f'no checkpoint under {ckpt.directory}; train '
+                            'first with launch.train --workdir=' + workdir)
+  state = ckpt.restore_or_init(state, step=step)
+  ckpt.close()
+  return state, info

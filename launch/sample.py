@@ -1,0 +1,177 @@
+r"""Writes sample grids, interpolation strips and latent fusions as PNG.
+
+  python -m launch.sample --workdir=runs/gan_mnist --mode=grid
+  python -m launch.sample --workdir=runs/gan_mnist --mode=interpolate \
+      --method=spherical --num_paths=4 --num_steps=10
+  python -m launch.sample --workdir=runs/vae_mnist --mode=fuse \
+      --inputs=a.png,b.png --weights=0.5,0.5      # or --test_indices=3,7
+
+The model (GAN or VAE) is rebuilt from workdir/config.json; GANs sample from
+their EMA generator. Conditional models draw the classes in --classes
+(default: every class). Prints the written paths as JSON.
+"""
+
+import json
+import os
+
+import ml_collections
+import numpy as np
+from absl import app
+from absl import flags
+
+from launch import distributed
+
+flags.DEFINE_string('workdir', None, 'Training workdir with checkpoints.')
+flags.DEFINE_enum('mode', 'grid', ['grid', 'interpolate', 'fuse'],
+                  'What to write.')
+flags.DEFINE_string('output', None, 'Output directory (default: '
+                    'WORKDIR/samples).')
+flags.DEFINE_integer('step', None, 'Checkpoint step (default: the newest).')
+flags.DEFINE_integer('seed', 0, 'Seed of the latents.')
+flags.DEFINE_list('classes', None, 'Class ids for conditional models.')
+flags.DEFINE_integer('per_class', 10, 'grid: samples per class (or per row).')
+flags.DEFINE_integer('rows', 8, 'grid: rows for unconditional models.')
+flags.DEFINE_enum('method', 'spherical', ['linear', 'spherical'],
+                  'interpolate: latent path.')
+flags.DEFINE_integer('num_paths', 4, 'interpolate: strips (rows).')
+flags.DEFINE_integer('num_steps', 10, 'interpolate: images per strip.')
+flags.DEFINE_list('inputs', None, 'fuse/interpolate (VAE): image files.')
+flags.DEFINE_list('test_indices', None, 'fuse/interpolate (VAE): test-split '
+                  'images instead of --inputs.')
+flags.DEFINE_list('weights', None, 'fuse: one weight per input.')
+flags.DEFINE_string('mask_dims', None, "fuse: 'a:b' takes latent dims a..b-1 "
+                    'from the second input and the rest from the first.')
+flags.mark_flags_as_required(['workdir'])
+FLAGS = flags.FLAGS
+
+
+def _config():
+  path = os.path.join(FLAGS.workdir, 'config.json')
+  if not os.path.exists(path):
+    raise app.UsageError(f'{path} not found: --workdir must be a run written '
+                         'by launch.train.')
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def _ints(values, flag):
+  try:
+    return [int(v) for v in values]
+  except ValueError:
+    raise app.UsageError(f'--{flag} takes integers, got {values}.') from None
+
+
+def _classes(num_classes, default_all=True):
+  from gensynth.train import gan  # pylint: disable=g-import-not-at-top
+  if not num_classes:
+    if FLAGS.classes:
+      raise app.UsageError('--classes given for an unconditional model.')
+    return None
+  if not FLAGS.classes and not default_all:
+    return None
+  ids = _ints(FLAGS.classes, 'classes') if FLAGS.classes else range(
+      num_classes)
+  try:
+    return gan.check_labels(np.array(list(ids)), num_classes)
+  except ValueError as e:
+    raise app.UsageError(f'--classes: {e}') from None
+
+
+def _inputs(config, info):
+  """[K, H, W, C] images in [0, 1] and their labels from --inputs or the
+  test split."""
+  from gensynth import data as data_lib  # pylint: disable=g-import-not-at-top
+  from gensynth.synth import io  # pylint: disable=g-import-not-at-top
+  shape = tuple(info['image_shape'])
+  if FLAGS.test_indices:
+    test = data_lib.load_split(config.data, 'test')
+    idx = _ints(FLAGS.test_indices, 'test_indices')
+    if min(idx) < 0 or max(idx) >= len(test):
+      raise app.UsageError(f'--test_indices must lie in 0..{len(test) - 1}.')
+    return data_lib.preprocess(test.images[idx]), test.labels[idx]
+  if not FLAGS.inputs:
+    raise app.UsageError(f'--mode={FLAGS.mode} needs --inputs or '
+                         '--test_indices.')
+  images = []
+  for path in FLAGS.inputs:
+    try:
+      img, _ = io.read_image(path)
+    except (FileNotFoundError, ValueError) as e:
+      raise app.UsageError(f'--inputs: {e}') from None
+    if img.shape != shape:
+      raise app.UsageError(f'--inputs: {path} is {img.shape[0]}x{img.shape[1]}'
+                           f'x{img.shape[2]}; the model takes '
+                           f'{shape[0]}x{shape[1]}x{shape[2]} images.')
+    images.append(img)
+  return np.stack(images), np.zeros(len(images), np.int32)
+
+
+def _fusion_weights(k, latent_dim):
+  if FLAGS.mask_dims:
+    if k != 2:
+      raise app.UsageError('--mask_dims needs exactly two inputs.')
+    try:
+      a, b = (int(v) for v in FLAGS.mask_dims.split(':'))
+    except ValueError:
+      raise app.UsageError(f"--mask_dims={FLAGS.mask_dims!r}: expected "
+                           "'a:b'.") from None
+    if not 0 <= a < b <= latent_dim:
+      raise app.UsageError(f'--mask_dims={a}:{b} must satisfy 0 <= a < b <= '
+                           f'latent_dim={latent_dim}.')
+    second = np.zeros(latent_dim, np.float32)
+    second[a:b] = 1.0
+    return None, np.stack([1.0 - second, second])
+  weights = np.full(k, 1.0 / k, np.float32)
+  if FLAGS.weights:
+    try:
+      weights = np.array([float(w) for w in FLAGS.weights], np.float32)
+    except ValueError:
+      raise app.UsageError(f'--weights takes numbers, got {FLAGS.weights}.'
+                           ) from None
+    if len(weights) != k or np.any(weights < 0) or weights.sum() <= 0:
+      raise app.UsageError(f'--weights needs {k} non-negative numbers with a '
+                           f'positive sum, got {FLAGS.weights}.')
+  return weights, None
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  distributed.initialize()
+  from gensynth.train import sampling  # pylint: disable=g-import-not-at-top
+  config = _config()
+  out_dir = FLAGS.output or os.path.join(FLAGS.workdir, 'samples')
+  os.makedirs(out_dir, exist_ok=True)
+  model = sampling.load(config, FLAGS.workdir, step=FLAGS.step)
+  classes = _classes(model.num_classes, default_all=FLAGS.mode != 'fuse')
+  if FLAGS.mode == 'grid':
+    images, ncols = model.grid(FLAGS.seed, classes=classes,
+                               per_class=FLAGS.per_class, rows=FLAGS.rows)
+  elif FLAGS.mode == 'interpolate':
+    ends = None
+    if model.kind == 'vae' and (FLAGS.inputs or FLAGS.test_indices):
+      ends = _inputs(config, model.info)
+      if len(ends[0]) != 2:
+        raise app.UsageError('interpolating real images needs two inputs.')
+    images, ncols = model.interpolate(
+        FLAGS.seed, classes=classes, num_paths=FLAGS.num_paths,
+        num_steps=FLAGS.num_steps, method=FLAGS.method, ends=ends)
+  else:
+    if model.kind != 'vae':
+      raise app.UsageError('--mode=fuse needs a VAE workdir (a GAN has no '
+                           'encoder).')
+    inputs, labels = _inputs(config, model.info)
+    weights, masks = _fusion_weights(len(inputs), config.model.latent_dim)
+    if model.num_classes and FLAGS.inputs and classes is None:
+      raise app.UsageError('this VAE is class-conditional: pass --classes '
+                           'for images read from files.')
+    images, ncols = model.fuse(FLAGS.seed, inputs, labels, weights=weights,
+                               masks=masks, classes=classes)
+  path = sampling.write_grid(os.path.join(out_dir, f'{FLAGS.mode}.png'),
+                             images, ncols)
+  distributed.emit_json({'mode': FLAGS.mode, 'path': path,
+                         'step': model.step, 'shape': list(images.shape)})
+
+
+if __name__ == '__main__':
+  app.run(main)
