@@ -1,16 +1,25 @@
 r"""Evaluates the newest checkpoint in --workdir and prints JSON.
 
   python -m launch.evaluate --workdir=runs/vae_mnist --num_samples=1000
+  python -m launch.evaluate --workdir=runs/gan_mnist \
+      --classifier=runs/classifier_mnist [--num_generated=10000]
+
+VAE: test -ELBO and IWAE NLL. GAN: FID, KID and precision/recall on the
+features of a gensynth classifier (and, if conditional, the classifier's
+accuracy on samples of each requested class), each next to its real-vs-real
+floor (train split vs test split).
 
 The model is rebuilt from workdir/config.json unless --config is given.
 """
 
 import json
 import os
+import sys
 
 import ml_collections
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from launch import distributed
@@ -18,7 +27,14 @@ from launch import distributed
 flags.DEFINE_string('workdir', None, 'Training workdir with checkpoints.')
 config_flags.DEFINE_config_file('config', None, 'Config (default: the one '
                                 'saved in --workdir).', lock_config=True)
-flags.DEFINE_integer('num_samples', 1000, 'IWAE samples k per test image.')
+flags.DEFINE_integer('num_samples', 1000, 'VAE: IWAE samples k per test '
+                     'image.')
+flags.DEFINE_string('classifier', None, 'GAN: workdir of the gensynth '
+                    'classifier whose features the metrics use (default: '
+                    'config.eval.classifier).')
+flags.DEFINE_integer('num_generated', None, 'GAN: images generated and '
+                     'compared with as many test images (default: '
+                     'config.eval.num_samples).')
 flags.DEFINE_integer('chunk_size', 50, 'IWAE samples decoded at once.')
 flags.DEFINE_integer('batch_size', None, 'Test images per batch.')
 flags.DEFINE_integer('max_examples', None, 'Evaluate only the first N.')
@@ -41,19 +57,40 @@ def _load_config():
 
 
 def main(argv):
+  try:
+    _main(argv)
+  except (FileNotFoundError, ValueError) as e:  # incl. checkpoint/data errors
+    logging.error('%s: %s', type(e).__name__, e)
+    sys.exit(1)
+
+
+def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   distributed.initialize()
   config = _load_config()
-  if config.trainer != 'vae':
+  if config.trainer == 'gan':
+    from gensynth.train import gan  # pylint: disable=g-import-not-at-top
+    classifier = FLAGS.classifier or config.eval.get('classifier')
+    if not classifier:
+      raise app.UsageError('a GAN is evaluated on classifier features: pass '
+                           '--classifier=WORKDIR of a run of '
+                           'gensynth/configs/classifier_mnist.py (or similar).')
+    result = gan.evaluate(config, FLAGS.workdir, classifier=classifier,
+                          num_samples=FLAGS.num_generated,
+                          batch_size=FLAGS.batch_size, seed=FLAGS.seed,
+                          step=FLAGS.step)
+  elif config.trainer == 'vae':
+    from gensynth.train import vae  # pylint: disable=g-import-not-at-top
+    result = vae.evaluate(config, FLAGS.workdir,
+                          num_samples=FLAGS.num_samples,
+                          chunk_size=FLAGS.chunk_size,
+                          batch_size=FLAGS.batch_size,
+                          max_examples=FLAGS.max_examples, seed=FLAGS.seed,
+                          step=FLAGS.step)
+  else:
     raise app.UsageError(f'config.trainer={config.trainer!r}: launch.evaluate '
-                         'handles vae.')
-  from gensynth.train import vae  # pylint: disable=g-import-not-at-top
-  result = vae.evaluate(config, FLAGS.workdir, num_samples=FLAGS.num_samples,
-                        chunk_size=FLAGS.chunk_size,
-                        batch_size=FLAGS.batch_size,
-                        max_examples=FLAGS.max_examples, seed=FLAGS.seed,
-                        step=FLAGS.step)
+                         'handles vae and gan runs.')
   distributed.emit_json(result, FLAGS.output)
 
 

@@ -13,11 +13,13 @@ their EMA generator. Conditional models draw the classes in --classes
 
 import json
 import os
+import sys
 
 import ml_collections
 import numpy as np
 from absl import app
 from absl import flags
+from absl import logging
 
 from launch import distributed
 
@@ -135,6 +137,14 @@ def _fusion_weights(k, latent_dim):
 
 
 def main(argv):
+  try:
+    _main(argv)
+  except (FileNotFoundError, ValueError) as e:  # incl. checkpoint/data errors
+    logging.error('%s: %s', type(e).__name__, e)
+    sys.exit(1)
+
+
+def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   distributed.initialize()

@@ -1,0 +1,142 @@
+"""GAN, classifier and sampling through the real launch path (subprocesses)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests import helpers
+
+GAN = 'gensynth/configs/gan_mnist.py:smoke,cond'
+
+
+@pytest.fixture(scope='module')
+def classifier(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('cls'))
+  helpers.run_launch('train',
+                     '--config=gensynth/configs/classifier_mnist.py:smoke',
+                     f'--workdir={workdir}')
+  final = json.load(open(os.path.join(workdir, 'final_metrics.json')))
+  assert 0.0 <= final['accuracy'] <= 1.0 and final['num_examples'] == 32
+  return workdir
+
+
+@pytest.fixture(scope='module')
+def gan_run(tmp_path_factory, classifier):
+  workdir = str(tmp_path_factory.mktemp('gan'))
+  proc = helpers.run_launch('train', f'--config={GAN}', f'--workdir={workdir}',
+                            f'--config.eval.classifier={classifier}')
+  return workdir, proc
+
+
+def test_gan_train_writes_everything(gan_run):
+  workdir, proc = gan_run
+  assert 'steps/s' in proc.stderr and 'ETA' in proc.stderr
+  files = set(os.listdir(workdir))
+  assert {'checkpoints', 'config.json', 'info.json', 'metrics.jsonl',
+          'tensorboard', 'final_metrics.json', 'samples_0000006.png'} <= files
+  final = json.load(open(os.path.join(workdir, 'final_metrics.json')))
+  assert final['train_step_compiles'] == 1
+  for k in ('fid', 'fid_floor', 'kid', 'kid_floor', 'precision', 'recall',
+            'precision_floor', 'recall_floor', 'class_accuracy'):
+    assert np.isfinite(final[k]), k
+  assert len(final['class_accuracy_per_class']) == 6  # shapes has 6 classes
+  records = [json.loads(l) for l in open(os.path.join(workdir,
+                                                      'metrics.jsonl'))]
+  train = [r for r in records if r['split'] == 'train']
+  assert [r['step'] for r in train] == [2, 4, 6]
+  assert {'d_loss', 'g_loss', 'd_grad_norm', 'g_grad_norm'} <= set(train[0])
+  grid = Image.open(os.path.join(workdir, 'samples_0000006.png'))
+  assert grid.size == (10 * 29 + 1, 6 * 29 + 1)  # a row per class
+
+
+def test_evaluate_reports_metrics_next_to_floors(gan_run, classifier):
+  workdir, _ = gan_run
+  out = json.loads(helpers.run_launch(
+      'evaluate', f'--workdir={workdir}', f'--classifier={classifier}',
+      '--num_generated=40', '--batch_size=8').stdout)
+  assert out['step'] == 6 and out['num_samples'] == 40
+  assert out['fid_over_floor'] == pytest.approx(out['fid'] / out['fid_floor'])
+  assert 0 <= out['recall_floor'] <= 1 and 0 <= out['precision'] <= 1
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--num_generated=8'], 'N=8 for D=8'),
+    (['--classifier=/nonexistent/cls'], 'Train one with python -m '
+     'launch.train --config=gensynth/configs/classifier_mnist.py'),
+    (['--config=gensynth/configs/gan_mnist.py:smoke',
+      '--config.model.conditional=true', '--config.model.g_widths=(16,8)'],
+     "in model: ['g_params']['Dense_0']['kernel']"),
+])
+def test_evaluate_errors(gan_run, classifier, args, message):
+  workdir, _ = gan_run
+  proc = helpers.run_launch('evaluate', f'--workdir={workdir}',
+                            f'--classifier={classifier}', '--batch_size=8',
+                            *args, check=False)
+  assert proc.returncode == 1
+  assert message in proc.stderr
+  assert 'Traceback' not in proc.stderr
+
+
+def test_sample_grid_and_interpolation(gan_run, tmp_path):
+  workdir, _ = gan_run
+  out = json.loads(helpers.run_launch(
+      'sample', f'--workdir={workdir}', '--classes=1,4', '--per_class=3',
+      f'--output={tmp_path}').stdout)
+  assert out['shape'] == [6, 28, 28, 1]
+  assert Image.open(out['path']).size == (3 * 29 + 1, 2 * 29 + 1)
+  out = json.loads(helpers.run_launch(
+      'sample', f'--workdir={workdir}', '--mode=interpolate', '--num_paths=2',
+      '--num_steps=5', '--method=linear', f'--output={tmp_path}').stdout)
+  assert out['shape'] == [10, 28, 28, 1]
+  proc = helpers.run_launch('sample', f'--workdir={workdir}', '--classes=6',
+                            check=False)
+  assert proc.returncode != 0
+  assert 'class id 6 out of range' in proc.stderr
+  proc = helpers.run_launch('sample', f'--workdir={workdir}', '--mode=fuse',
+                            '--test_indices=0,1', check=False)
+  assert proc.returncode != 0 and 'needs a VAE' in proc.stderr
+
+
+def test_missing_classifier_fails_before_training(tmp_path):
+  proc = helpers.run_launch('train', f'--config={GAN}',
+                            f'--workdir={tmp_path}/w',
+                            '--config.eval.classifier=/nonexistent',
+                            check=False)
+  assert proc.returncode == 1 and 'no classifier at' in proc.stderr
+  assert not os.path.exists(tmp_path / 'w' / 'checkpoints')
+
+
+@pytest.mark.parametrize('config', ['gan_shapes.py:smoke',
+                                    'gan_cifar10.py:smoke,cond',
+                                    'gan_mnist.py:smoke'])
+def test_other_gan_configs_train(tmp_path, config):
+  workdir = str(tmp_path / 'run')
+  helpers.run_launch('train', f'--config=gensynth/configs/{config}',
+                     f'--workdir={workdir}', '--config.num_steps=2')
+  final = json.load(open(os.path.join(workdir, 'final_metrics.json')))
+  assert final['step'] == 2
+
+
+def test_vae_latent_fusion_cli(tmp_path):
+  workdir = str(tmp_path / 'vae')
+  helpers.run_launch('train', '--config=gensynth/configs/vae_shapes.py:smoke',
+                     f'--workdir={workdir}')
+  a, b = tmp_path / 'a.png', tmp_path / 'b.png'
+  Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(a)
+  Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(b)
+  out = json.loads(helpers.run_launch(
+      'sample', f'--workdir={workdir}', '--mode=fuse', f'--inputs={a},{b}',
+      '--weights=0.3,0.7').stdout)
+  assert out['shape'] == [3, 32, 32, 3]  # both inputs and the fusion
+  out = json.loads(helpers.run_launch(
+      'sample', f'--workdir={workdir}', '--mode=interpolate',
+      f'--inputs={a},{b}', '--num_steps=4').stdout)
+  assert out['shape'] == [4, 32, 32, 3]
+  small = tmp_path / 'small.png'
+  Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(small)
+  proc = helpers.run_launch('sample', f'--workdir={workdir}', '--mode=fuse',
+                            f'--inputs={a},{small}', check=False)
+  assert proc.returncode != 0 and 'the model takes 32x32x3' in proc.stderr
