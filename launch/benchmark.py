@@ -1,6 +1,8 @@
 r"""Side-by-side benchmarks (medians and ratios measured in one process).
 
   python -m launch.benchmark --bench=vae_throughput [--steps=30 --rounds=5]
+  python -m launch.benchmark --bench=gan_throughput \
+      --config=gensynth/configs/gan_mnist.py:cond
   python -m launch.benchmark --bench=conv_layers
   python -m launch.benchmark --bench=pyramid_blend
   python -m launch.benchmark --bench=weighted_blend
@@ -22,7 +24,7 @@ from absl import flags
 
 from launch import distributed
 
-BENCHES = ('vae_throughput', 'conv_layers', 'pyramid_blend', 'weighted_blend',
+BENCHES = ('vae_throughput', 'gan_throughput', 'conv_layers', 'pyramid_blend', 'weighted_blend',
            'exposure_fusion', 'multifocus', 'panorama')
 flags.DEFINE_enum('bench', 'vae_throughput', BENCHES, 'Which benchmark to run.')
 flags.DEFINE_string('data_dir', '../shared/datasets',
@@ -38,11 +40,13 @@ FLAGS = flags.FLAGS
 
 
 def _load_config(path):
+  """Config from 'file.py' or 'file.py:variant'."""
   import importlib.util  # pylint: disable=g-import-not-at-top
+  path, _, arg = path.partition(':')
   spec = importlib.util.spec_from_file_location('bench_config', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config(arg or None)
 
 
 def vae_throughput():
@@ -111,6 +115,102 @@ def vae_throughput():
           'torch_version': torch.__version__, 'jax_version': jax.__version__}
 
 
+def gan_throughput():
+  """Images/s of one GAN train step (D step + G step + EMA), gensynth (JAX)
+  vs the same architecture in PyTorch eager with the DCGAN training loop."""
+  import copy  # pylint: disable=g-import-not-at-top
+  import functools  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+
+  import jax  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  from torch.nn import functional as F  # pylint: disable=g-import-not-at-top
+
+  from gensynth.steps import gan as gan_steps  # pylint: disable=g-import-not-at-top
+  from gensynth.train import gan as gan_train  # pylint: disable=g-import-not-at-top
+  from gensynth.train import sharding  # pylint: disable=g-import-not-at-top
+  from launch import torch_models  # pylint: disable=g-import-not-at-top
+
+  config = _load_config(FLAGS.config)
+  if config.trainer != 'gan' or config.loss.kind != 'ns' or \
+      config.loss.d_steps != 1 or config.loss.r1_weight or \
+      config.loss.gp_weight or config.model.spectral_norm:
+    raise app.UsageError('gan_throughput compares the plain non-saturating '
+                         'recipe (ns loss, d_steps=1, no penalties, no '
+                         'spectral norm).')
+  b, classes, shape = config.batch_size, 10, (28, 28, 1)
+  mesh = sharding.make_mesh()
+  _, _, state = gan_train.build(config, mesh, shape, classes)
+  step = jax.jit(functools.partial(gan_steps.train_step,
+                                   **gan_train.step_kwargs(config, classes)),
+                 donate_argnums=0)
+  rng = np.random.default_rng(0)
+  x = rng.uniform(-1, 1, (b,) + shape).astype(np.float32)
+  y = (np.arange(b) % classes).astype(np.int32)
+  batch = {'image': x, 'label': y}
+  key = jax.random.key(0)
+
+  torch.set_num_threads(FLAGS.threads or os.cpu_count())
+  g = torch_models.Generator(config.model, 28, 1, classes)
+  d = torch_models.Discriminator(config.model, 28, 1, classes)
+  ema = copy.deepcopy(g).requires_grad_(False)
+  opt = lambda m, c: torch.optim.Adam(m.parameters(), lr=c.lr,
+                                      betas=(c.b1, c.b2))
+  g_opt, d_opt = opt(g, config.g_optim), opt(d, config.d_optim)
+  tx = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+  ty = torch.from_numpy(y).long()
+  nz, decay = config.model.latent_dim, config.ema.decay
+
+  def torch_step():
+    z, fy = torch.randn(b, nz), torch.randint(0, classes, (b,))
+    fake = g(z, fy)
+    d_opt.zero_grad(set_to_none=True)
+    logits = d(torch.cat([tx, fake.detach()]), torch.cat([ty, fy]))
+    (F.softplus(-logits[:b]).mean() + F.softplus(logits[b:]).mean()
+     ).backward()
+    d_opt.step()
+    z, fy = torch.randn(b, nz), torch.randint(0, classes, (b,))
+    g_opt.zero_grad(set_to_none=True)
+    F.softplus(-d(g(z, fy), fy)).mean().backward()
+    g_opt.step()
+    with torch.no_grad():
+      for e, p in zip(ema.parameters(), g.parameters()):
+        e.mul_(decay).add_(p, alpha=1 - decay)
+
+  def jax_round(state):
+    t = time.perf_counter()
+    for _ in range(FLAGS.steps):
+      state, m = step(state, batch, key)
+    jax.block_until_ready(m)
+    return state, time.perf_counter() - t
+
+  def torch_round():
+    t = time.perf_counter()
+    for _ in range(FLAGS.steps):
+      torch_step()
+    return time.perf_counter() - t
+
+  state, _ = jax_round(state)  # compile + warm-up
+  torch_round()
+  jt, tt = [], []
+  for _ in range(FLAGS.rounds):
+    state, t = jax_round(state)
+    jt.append(t)
+    tt.append(torch_round())
+  jax_ips = b * FLAGS.steps / np.median(jt)
+  torch_ips = b * FLAGS.steps / np.median(tt)
+  count = lambda tree: int(sum(p.size for p in jax.tree.leaves(tree)))
+  tcount = lambda m: int(sum(p.numel() for p in m.parameters()))
+  return {'bench': 'gan_throughput', 'config': FLAGS.config, 'batch': b,
+          'jax_images_per_s': round(jax_ips, 1),
+          'torch_images_per_s': round(torch_ips, 1),
+          'ratio_jax_over_torch': round(jax_ips / torch_ips, 3),
+          'jax_params_g_d': [count(state.g_params), count(state.d_params)],
+          'torch_params_g_d': [tcount(g), tcount(d)],
+          'torch_threads': torch.get_num_threads(),
+          'torch_version': torch.__version__, 'jax_version': jax.__version__}
+
+
 def conv_layers():
   """Forward+backward of single convs (batch 128): XLA:CPU vs PyTorch."""
   import os  # pylint: disable=g-import-not-at-top
@@ -156,7 +256,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   from launch import bench_synth  # pylint: disable=g-import-not-at-top
-  record = {'vae_throughput': vae_throughput, 'conv_layers': conv_layers,
+  record = {'vae_throughput': vae_throughput,
+            'gan_throughput': gan_throughput, 'conv_layers': conv_layers,
             'pyramid_blend': bench_synth.pyramid_blend,
             'weighted_blend': bench_synth.weighted_blend,
             'exposure_fusion': bench_synth.exposure_fusion,

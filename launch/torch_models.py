@@ -66,3 +66,79 @@ class VAE(nn.Module):
         (1, 2, 3))
     kl = 0.5 * (logvar.exp() + mean**2 - 1 - logvar).sum(1)
     return (rec + kl).mean()
+
+
+class _CondGroupNorm(nn.Module):
+
+  def __init__(self, c, num_classes, groups=8):
+    super().__init__()
+    self.norm = nn.GroupNorm(min(groups, c), c, affine=False)
+    self.num_classes = num_classes
+    if num_classes:
+      self.scale = nn.Embedding(num_classes, c)
+      self.bias = nn.Embedding(num_classes, c)
+      nn.init.zeros_(self.scale.weight)
+      nn.init.zeros_(self.bias.weight)
+    else:
+      self.scale = nn.Parameter(torch.ones(c))
+      self.bias = nn.Parameter(torch.zeros(c))
+
+  def forward(self, x, y):
+    h = self.norm(x)
+    if self.num_classes:
+      return h * (1 + self.scale(y)[:, :, None, None]) + self.bias(
+          y)[:, :, None, None]
+    return h * self.scale[:, None, None] + self.bias[:, None, None]
+
+
+class Generator(nn.Module):
+  """Twin of gensynth.models.gan.Generator (group norm, label embedding)."""
+
+  def __init__(self, cfg, image_size, channels, num_classes):
+    super().__init__()
+    w = list(cfg.g_widths)
+    self.base, self.w0 = image_size // 2**len(w), w[0]
+    self.num_classes = num_classes if cfg.conditional else 0
+    zin = cfg.latent_dim + (cfg.embed_dim if self.num_classes else 0)
+    if self.num_classes:
+      self.embed = nn.Embedding(self.num_classes, cfg.embed_dim)
+    self.fc = nn.Linear(zin, self.base**2 * w[0])
+    self.norms = nn.ModuleList(_CondGroupNorm(c, self.num_classes) for c in w)
+    self.ups = nn.ModuleList(nn.ConvTranspose2d(a, b, 4, 2, 1)
+                             for a, b in zip(w[:-1], w[1:]))
+    self.out = nn.ConvTranspose2d(w[-1], channels, 4, 2, 1)
+
+  def forward(self, z, y):
+    if self.num_classes:
+      z = torch.cat([z, self.embed(y)], 1)
+    h = self.fc(z).view(-1, self.w0, self.base, self.base)
+    h = F.relu(self.norms[0](h, y))
+    for up, norm in zip(self.ups, self.norms[1:]):
+      h = F.relu(norm(up(h), y))
+    return torch.tanh(self.out(h))
+
+
+class Discriminator(nn.Module):
+  """Twin of gensynth.models.gan.Discriminator (projection head)."""
+
+  def __init__(self, cfg, image_size, channels, num_classes):
+    super().__init__()
+    w = [channels] + list(cfg.d_widths)
+    self.convs = nn.ModuleList(nn.Conv2d(a, b, 4, 2, 1)
+                               for a, b in zip(w[:-1], w[1:]))
+    feat = w[-1] * (image_size // 2**len(cfg.d_widths))**2
+    self.fc = nn.Linear(feat, 1)
+    self.num_classes = num_classes if cfg.conditional else 0
+    if self.num_classes:
+      self.proj = nn.Embedding(self.num_classes, feat)
+      nn.init.normal_(self.proj.weight, std=0.02)
+
+  def forward(self, x, y):
+    h = x
+    for conv in self.convs:
+      h = F.leaky_relu(conv(h), 0.2)
+    phi = h.flatten(1)
+    out = self.fc(phi)[:, 0]
+    if self.num_classes:
+      out = out + (self.proj(y) * phi).sum(1)
+    return out

@@ -1,5 +1,6 @@
 """Argument validation shared by the synthesis ops and metrics (trace time)."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -24,12 +25,29 @@ def image(x, name, *, min_hw=1, channels=None):
     raise ValueError(f'{name}: {c} channels, expected one of {channels}.')
   if x.dtype == jnp.uint8 or x.dtype == jnp.uint16:
     return x.astype(jnp.float32) / float(np.iinfo(x.dtype).max)
-  if x.dtype in (jnp.float16, jnp.bfloat16):
-    return x.astype(jnp.float32)
   if x.dtype not in _FLOATS:
     raise ValueError(f'{name}: dtype {x.dtype} unsupported; expected uint8, '
                      'uint16 or a float dtype.')
+  finite(x, name)
+  if x.dtype in (jnp.float16, jnp.bfloat16):
+    return x.astype(jnp.float32)
   return x
+
+
+def finite(x, name):
+  """Raises a ValueError if a concrete float array holds NaN or Inf.
+
+  Called eagerly, every public op checks its pixels (one scalar read back).
+  Inside the caller's own jax.jit the values are unknown at trace time and
+  the check is skipped: compiled code never syncs with the host.
+  """
+  if isinstance(x, jax.core.Tracer) or x.size == 0:
+    return
+  ok = np.all(np.isfinite(x)) if isinstance(x, np.ndarray) else bool(
+      jnp.all(jnp.isfinite(x)))
+  if not ok:
+    raise ValueError(f'{name}: holds NaN or Inf pixels; expected finite '
+                     'values (e.g. replace them with np.nan_to_num first).')
 
 
 def same_shape(arrays, names):

@@ -6,7 +6,6 @@ posterior means (weights, or per-dimension masks), decode. All functions are
 pure and jit/vmap-friendly; latents are [..., D] arrays.
 """
 
-import jax
 import jax.numpy as jnp
 
 from gensynth.steps import vae as vae_steps

@@ -26,7 +26,12 @@ def images(draw, n=1):
     hi = np.iinfo(dtype).max if dtype != np.int32 else 1000
     elems = st.integers(0, hi)
   else:
-    elems = st.floats(0, 1, width=np.dtype(dtype).itemsize * 8)
+    width = np.dtype(dtype).itemsize * 8
+    # Mostly valid pixels, sometimes NaN or Inf ones.
+    elems = st.one_of(st.floats(0, 1, width=width),
+                      st.sampled_from([np.nan, np.inf, -np.inf]))
+    if draw(st.booleans()):
+      elems = st.floats(0, 1, width=width)
   return [draw(hnp.arrays(dtype, shape, elements=elems)) for _ in range(n)]
 
 
@@ -68,6 +73,12 @@ def test_metrics_and_features(xs):
 
 
 def test_error_names_argument():
+  bad = np.ones((8, 8, 3), np.float32)
+  bad[2, 3, 1] = np.nan
+  with pytest.raises(ValueError, match=r'images\[1\]: holds NaN or Inf'):
+    blend.weighted_blend([np.ones_like(bad), bad], [1, 1])
+  with pytest.raises(ValueError, match=r'b: holds NaN or Inf'):
+    metrics.ssim(np.ones((16, 16, 1)), np.full((16, 16, 1), np.inf))
   with pytest.raises(ValueError, match=r'images\[1\]: dtype int32'):
     blend.weighted_blend([np.zeros((4, 4, 3), np.float32),
                           np.zeros((4, 4, 3), np.int32)], [1, 1])
