@@ -102,9 +102,9 @@ class Generator(nn.Module):
     zin = cfg.latent_dim + (cfg.embed_dim if self.num_classes else 0)
     if self.num_classes:
       self.embed = nn.Embedding(self.num_classes, cfg.embed_dim)
-    self.fc = nn.Linear(zin, self.base**2 * w[0])
+    self.fc = nn.Linear(zin, self.base**2 * w[0], bias=False)
     self.norms = nn.ModuleList(_CondGroupNorm(c, self.num_classes) for c in w)
-    self.ups = nn.ModuleList(nn.ConvTranspose2d(a, b, 4, 2, 1)
+    self.ups = nn.ModuleList(nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False)
                              for a, b in zip(w[:-1], w[1:]))
     self.out = nn.ConvTranspose2d(w[-1], channels, 4, 2, 1)
 

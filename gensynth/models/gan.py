@@ -80,11 +80,15 @@ class Generator(nn.Module):
           [z, nn.Embed(self.num_classes, self.embed_dim)(labels)], -1)
     else:
       labels = None
-    h = nn.Dense(base * base * self.widths[0])(z)
+    # A bias right before a normalisation is cancelled by it (its gradient is
+    # round-off, which Adam would amplify to full-size steps): none there.
+    bias = self.norm == 'none'
+    h = nn.Dense(base * base * self.widths[0], use_bias=bias)(z)
     h = h.reshape(z.shape[0], base, base, self.widths[0])
     h = nn.relu(self._norm(h, labels))
     for width in self.widths[1:]:
-      h = nn.relu(self._norm(layers.ConvTranspose(width)(h), labels))
+      h = nn.relu(self._norm(layers.ConvTranspose(width, use_bias=bias)(h),
+                             labels))
     return jnp.tanh(layers.ConvTranspose(self.channels)(h))
 
 
