@@ -73,10 +73,19 @@ def test_sixteen_bit_and_alpha(files):
     (['--method=panorama', '--inputs={d}/a.png,{d}/b.jpg'], 'panorama'),
     (['--method=weighted', '--inputs={d}/a.png,{d}/b.jpg', '--weights=1'],
      '--weights has 1 values for 2 inputs'),
+    (['--method=weighted', '--inputs={d}/a.png,{d}/trunc.jpg'], 'trunc.jpg'),
+    (['--method=weighted', '--inputs={d}/a.png,{d}/notes.png'],
+     'notes.png: not a readable image'),
+    (['--method=weighted', '--inputs={d}/a.png,{d}'], 'no such image file'),
+    (['--method=weighted', '--inputs={d}/a.png,{d}/b.jpg', '--bogus=1'],
+     'bogus'),
 ])
 def test_fuse_errors(files, args, message):
   data = (files / 'a.png').read_bytes()
   (files / 'trunc.png').write_bytes(data[:len(data) // 3])
+  jpg = (files / 'b.jpg').read_bytes()
+  (files / 'trunc.jpg').write_bytes(jpg[:len(jpg) // 2])
+  (files / 'notes.png').write_text('not an image at all')
   args = [a.format(d=files) for a in args]
   proc = helpers.run_launch('fuse', *args, f'--output={files}/o.png',
                             check=False)
@@ -98,3 +107,12 @@ def test_stitch_concat_and_grid(files):
                             f'--inputs={files}/a.png,{files}/small.png',
                             f'--output={files}/e.png', check=False)
   assert proc.returncode != 0 and 'heights differ' in proc.stderr
+
+
+def test_stitch_rejects_corrupt_input(files):
+  (files / 'bad.jpg').write_bytes(b'\xff\xd8\xff' + b'\0' * 40)
+  proc = helpers.run_launch('stitch', '--mode=panorama',
+                            f'--inputs={files}/a.png,{files}/bad.jpg',
+                            f'--output={files}/p.png', check=False)
+  assert proc.returncode != 0 and 'bad.jpg' in proc.stderr
+  assert 'Traceback' not in proc.stderr
