@@ -1,5 +1,7 @@
 """Flags and start-up shared by the launch scripts (multi-process included)."""
 
+import ctypes
+import ctypes.util
 import json
 
 import jax
@@ -15,6 +17,10 @@ flags.DEFINE_integer('heartbeat_timeout_seconds', 100,
                      'stops with an error instead of hanging.')
 flags.DEFINE_string('compilation_cache_dir', None,
                     'Persistent XLA compilation cache directory.')
+flags.DEFINE_integer('malloc_arena_max', 2,
+                     'glibc malloc arenas (0 = glibc default). Few arenas '
+                     'keep RSS flat across thousands of asynchronous '
+                     'checkpoints (BUILD_NOTES.md, Soak).')
 
 FLAGS = flags.FLAGS
 
@@ -27,8 +33,25 @@ class _QuietLibraries(logging.logging.Filter):
         '/orbax/' not in record.pathname)
 
 
+def _limit_malloc_arenas(n):
+  """mallopt(M_ARENA_MAX, n): glibc otherwise gives every thread that
+  allocates (orbax's async checkpoint writers among them) its own arena, and
+  the host copies of each saved state fragment them; RSS then creeps up with
+  every checkpoint. No-op off glibc."""
+  if n <= 0:
+    return
+  name = ctypes.util.find_library('c')
+  try:
+    libc = ctypes.CDLL(name) if name else None
+    if libc is not None and hasattr(libc, 'mallopt'):
+      libc.mallopt(-8, n)  # -8 = M_ARENA_MAX
+  except OSError:
+    pass
+
+
 def initialize():
   """jax.distributed when asked for (flags or cluster env), then log devices."""
+  _limit_malloc_arenas(FLAGS.malloc_arena_max)
   logging.get_absl_handler().addFilter(_QuietLibraries())
   if FLAGS.compilation_cache_dir:
     jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache_dir)
