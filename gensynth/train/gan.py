@@ -80,10 +80,11 @@ class Sampler:
     self.batch_size = batch_size
     repl, data_sh = sharding.replicated(mesh), sharding.data_sharded(mesh)
     self._fn = jax.jit(
-        functools.partial(gan_steps.generate, state.g_apply),
-        in_shardings=(repl, data_sh, data_sh if self.num_classes else None),
+        functools.partial(gan_steps.sample, g_apply=state.g_apply,
+                          num=batch_size,
+                          latent_dim=config.model.latent_dim),
+        in_shardings=(repl, repl, data_sh if self.num_classes else None),
         out_shardings=data_sh)
-    self._latent_dim = config.model.latent_dim
 
   def __call__(self, params, key, num, labels=None):
     """`num` images in [-1, 1] (NumPy on every process) from N(0, I) latents.
@@ -100,13 +101,11 @@ class Sampler:
     out = []
     b = self.batch_size
     for i, start in enumerate(range(0, num, b)):
-      z = np.asarray(jax.random.normal(jax.random.fold_in(key, i),
-                                       (b, self._latent_dim)))
       y = None
       if self.num_classes:
         y = labels[start:start + b]
         y = np.concatenate([y, np.zeros(b - len(y), np.int32)])
-      x = self._fn(params, z, y)
+      x = self._fn(params, jax.random.fold_in(key, i), y)
       out.append(np.asarray(multihost_utils.process_allgather(x, tiled=True)))
     return np.concatenate(out)[:num]
 
