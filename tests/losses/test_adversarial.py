@@ -1,11 +1,11 @@
 """Adversarial losses and penalties against hand-computed values."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from gensynth.losses import adversarial
-import jax
 
 
 def test_loss_values():
