@@ -108,3 +108,19 @@ class Checkpointer:
 
   def close(self):
     self.manager.close()
+
+
+def restore_trained(workdir, state, *, step=None):
+  """`state` restored from the newest (or the given) checkpoint in `workdir`.
+
+  For evaluation and sampling: a workdir without any checkpoint is an error
+  that says how to make one, not a silently untrained model.
+  """
+  ckpt = Checkpointer(workdir, save_every=1)
+  try:
+    if ckpt.latest_step() is None:
+      raise FileNotFoundError(f'no checkpoint under {ckpt.directory}; train '
+                              f'first with launch.train --workdir={workdir}')
+    return ckpt.restore_or_init(state, step=step)
+  finally:
+    ckpt.close()

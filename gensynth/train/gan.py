@@ -254,18 +254,9 @@ def _fit(n, mesh):
 
 def restore(config, workdir, *, step=None):
   """(mesh, GANState, train split, test split) of a trained run."""
-  mesh = sharding.make_mesh()
-  train_src = data_lib.load_split(config.data, 'train')
-  test_src = data_lib.load_split(config.data, 'test')
-  _, _, state = build(config, mesh, train_src.image_shape,
-                      train_src.num_classes)
-  ckpt = ckpt_lib.Checkpointer(workdir, save_every=1)
-  if ckpt.latest_step() is None:
-    raise FileNotFoundError(f'no checkpoint under {ckpt.directory}; train '
-                            'first with launch.train --workdir=' + workdir)
-  state = ckpt.restore_or_init(state, step=step)
-  ckpt.close()
-  return mesh, state, train_src, test_src
+  mesh, state, _ = load_generator(config, workdir, step=step)
+  return (mesh, state, data_lib.load_split(config.data, 'train'),
+          data_lib.load_split(config.data, 'test'))
 
 
 def evaluate(config, workdir, *, classifier, num_samples=None, batch_size=None,
@@ -296,10 +287,5 @@ def load_generator(config, workdir, *, step=None):
   mesh = sharding.make_mesh()
   _, _, state = build(config, mesh, tuple(info['image_shape']),
                       info['num_classes'])
-  ckpt = ckpt_lib.Checkpointer(workdir, save_every=1)
-  if ckpt.latest_step() is None:
-    raise FileNotFoundError(f'no checkpoint under {ckpt.directory}; train '
-                            'first with launch.train --workdir=' + workdir)
-  state = ckpt.restore_or_init(state, step=step)
-  ckpt.close()
+  state = ckpt_lib.restore_trained(workdir, state, step=step)
   return mesh, state, info

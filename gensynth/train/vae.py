@@ -240,17 +240,12 @@ def evaluate(config, workdir, *, num_samples, chunk_size, batch_size=None,
   test_src = data_lib.load_split(config.data, 'test')
   _, state = build(config, mesh, test_src.image_shape, test_src.num_classes,
                    config.num_steps)
-  ckpt = ckpt_lib.Checkpointer(workdir, save_every=1)
-  if ckpt.latest_step() is None:
-    raise FileNotFoundError(f'no checkpoint under {ckpt.directory}; train '
-                            'first with launch.train --workdir=' + workdir)
-  state = ckpt.restore_or_init(state, step=step)
+  state = ckpt_lib.restore_trained(workdir, state, step=step)
   out = evaluate_bounds(config, mesh, state, test_src, jax.random.key(seed),
                         num_samples=num_samples, chunk_size=chunk_size,
                         batch_size=batch_size or config.eval.batch_size,
                         max_examples=max_examples)
   out['step'] = int(state.step)
-  ckpt.close()
   return out
 
 
@@ -264,10 +259,5 @@ def load_model(config, workdir, *, step=None):
   mesh = sharding.make_mesh()
   _, state = build(config, mesh, tuple(info['image_shape']),
                    info['num_classes'], config.num_steps)
-  ckpt = ckpt_lib.Checkpointer(workdir, save_every=1)
-  if ckpt.latest_step() is None:
-    raise FileNotFoundError(f'no checkpoint under {ckpt.directory}; train '
-                            'first with launch.train --workdir=' + workdir)
-  state = ckpt.restore_or_init(state, step=step)
-  ckpt.close()
+  state = ckpt_lib.restore_trained(workdir, state, step=step)
   return state, info
