@@ -3,6 +3,8 @@
 import ctypes
 import ctypes.util
 import json
+import os
+import sys
 
 import jax
 from absl import flags
@@ -74,3 +76,25 @@ def emit_json(record, output=None):
   if output:
     with open(output, 'w') as f:
       f.write(text + '\n')
+
+
+def run_config(workdir):
+  """The ConfigDict launch.train saved in `workdir` (config.json)."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from absl import app  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise app.UsageError(f'{path} not found: --workdir must be a run written '
+                         'by launch.train (or pass --config).')
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def exit_on_known_errors(main_fn, argv):
+  """Runs main_fn(argv); a known error (bad file, checkpoint or data: all
+  FileNotFoundError/ValueError) becomes one logged line and exit status 1."""
+  try:
+    main_fn(argv)
+  except (FileNotFoundError, ValueError) as e:
+    logging.error('%s: %s', type(e).__name__, e)
+    sys.exit(1)

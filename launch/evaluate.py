@@ -12,14 +12,9 @@ floor (train split vs test split).
 The model is rebuilt from workdir/config.json unless --config is given.
 """
 
-import json
-import os
-import sys
 
-import ml_collections
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 from launch import distributed
@@ -45,30 +40,16 @@ flags.mark_flags_as_required(['workdir'])
 FLAGS = flags.FLAGS
 
 
-def _load_config():
-  if FLAGS.config is not None:
-    return FLAGS.config
-  path = os.path.join(FLAGS.workdir, 'config.json')
-  if not os.path.exists(path):
-    raise app.UsageError(f'{path} not found: pass --config or a --workdir '
-                         'written by launch.train.')
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
-
-
 def main(argv):
-  try:
-    _main(argv)
-  except (FileNotFoundError, ValueError) as e:  # incl. checkpoint/data errors
-    logging.error('%s: %s', type(e).__name__, e)
-    sys.exit(1)
+  distributed.exit_on_known_errors(_main, argv)
 
 
 def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   distributed.initialize()
-  config = _load_config()
+  config = (FLAGS.config if FLAGS.config is not None else
+            distributed.run_config(FLAGS.workdir))
   if config.trainer == 'gan':
     from gensynth.train import gan  # pylint: disable=g-import-not-at-top
     classifier = FLAGS.classifier or config.eval.get('classifier')

@@ -11,15 +11,11 @@ their EMA generator. Conditional models draw the classes in --classes
 (default: every class). Prints the written paths as JSON.
 """
 
-import json
 import os
-import sys
 
-import ml_collections
 import numpy as np
 from absl import app
 from absl import flags
-from absl import logging
 
 from launch import distributed
 
@@ -45,15 +41,6 @@ flags.DEFINE_string('mask_dims', None, "fuse: 'a:b' takes latent dims a..b-1 "
                     'from the second input and the rest from the first.')
 flags.mark_flags_as_required(['workdir'])
 FLAGS = flags.FLAGS
-
-
-def _config():
-  path = os.path.join(FLAGS.workdir, 'config.json')
-  if not os.path.exists(path):
-    raise app.UsageError(f'{path} not found: --workdir must be a run written '
-                         'by launch.train.')
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
 
 
 def _ints(values, flag):
@@ -137,11 +124,7 @@ def _fusion_weights(k, latent_dim):
 
 
 def main(argv):
-  try:
-    _main(argv)
-  except (FileNotFoundError, ValueError) as e:  # incl. checkpoint/data errors
-    logging.error('%s: %s', type(e).__name__, e)
-    sys.exit(1)
+  distributed.exit_on_known_errors(_main, argv)
 
 
 def _main(argv):
@@ -149,7 +132,7 @@ def _main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   distributed.initialize()
   from gensynth.train import sampling  # pylint: disable=g-import-not-at-top
-  config = _config()
+  config = distributed.run_config(FLAGS.workdir)
   out_dir = FLAGS.output or os.path.join(FLAGS.workdir, 'samples')
   os.makedirs(out_dir, exist_ok=True)
   model = sampling.load(config, FLAGS.workdir, step=FLAGS.step)
