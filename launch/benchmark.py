@@ -49,6 +49,35 @@ def _load_config(path):
   return module.get_config(arg or None)
 
 
+def _side_by_side(jax_step, state, torch_step, images_per_step):
+  """Alternating timed rounds of FLAGS.steps steps each, after one warm-up
+  round apiece: (final JAX state, JAX images/s, PyTorch images/s), medians."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  def jax_round(state):
+    t = time.perf_counter()
+    for _ in range(FLAGS.steps):
+      state, m = jax_step(state)
+    jax.block_until_ready(m)
+    return state, time.perf_counter() - t
+
+  def torch_round():
+    t = time.perf_counter()
+    for _ in range(FLAGS.steps):
+      torch_step()
+    return time.perf_counter() - t
+
+  state, _ = jax_round(state)  # compile + warm-up
+  torch_round()
+  jt, tt = [], []
+  for _ in range(FLAGS.rounds):
+    state, t = jax_round(state)
+    jt.append(t)
+    tt.append(torch_round())
+  ips = lambda times: images_per_step * FLAGS.steps / float(np.median(times))
+  return state, ips(jt), ips(tt)
+
+
 def vae_throughput():
   """Train-step images/s of the VAE config: gensynth (JAX) vs PyTorch eager."""
   import functools  # pylint: disable=g-import-not-at-top
@@ -80,31 +109,13 @@ def vae_throughput():
   topt = torch.optim.Adam(tmodel.parameters(), lr=config.optim.lr)
   tx = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
 
-  def jax_round(state):
-    t = time.perf_counter()
-    for _ in range(FLAGS.steps):
-      state, m = step(state, batch, key)
-    jax.block_until_ready(m)
-    return state, time.perf_counter() - t
+  def torch_step():
+    topt.zero_grad(set_to_none=True)
+    tmodel.loss(tx).backward()
+    topt.step()
 
-  def torch_round():
-    t = time.perf_counter()
-    for _ in range(FLAGS.steps):
-      topt.zero_grad(set_to_none=True)
-      loss = tmodel.loss(tx)
-      loss.backward()
-      topt.step()
-    return time.perf_counter() - t
-
-  state, _ = jax_round(state)  # compile + warm-up
-  torch_round()
-  jt, tt = [], []
-  for _ in range(FLAGS.rounds):
-    state, t = jax_round(state)
-    jt.append(t)
-    tt.append(torch_round())
-  jax_ips = b * FLAGS.steps / np.median(jt)
-  torch_ips = b * FLAGS.steps / np.median(tt)
+  state, jax_ips, torch_ips = _side_by_side(
+      lambda state: step(state, batch, key), state, torch_step, b)
   return {'bench': 'vae_throughput', 'config': FLAGS.config, 'batch': b,
           'jax_images_per_s': round(jax_ips, 1),
           'torch_images_per_s': round(torch_ips, 1),
@@ -177,28 +188,8 @@ def gan_throughput():
       for e, p in zip(ema.parameters(), g.parameters()):
         e.mul_(decay).add_(p, alpha=1 - decay)
 
-  def jax_round(state):
-    t = time.perf_counter()
-    for _ in range(FLAGS.steps):
-      state, m = step(state, batch, key)
-    jax.block_until_ready(m)
-    return state, time.perf_counter() - t
-
-  def torch_round():
-    t = time.perf_counter()
-    for _ in range(FLAGS.steps):
-      torch_step()
-    return time.perf_counter() - t
-
-  state, _ = jax_round(state)  # compile + warm-up
-  torch_round()
-  jt, tt = [], []
-  for _ in range(FLAGS.rounds):
-    state, t = jax_round(state)
-    jt.append(t)
-    tt.append(torch_round())
-  jax_ips = b * FLAGS.steps / np.median(jt)
-  torch_ips = b * FLAGS.steps / np.median(tt)
+  state, jax_ips, torch_ips = _side_by_side(
+      lambda state: step(state, batch, key), state, torch_step, b)
   count = lambda tree: int(sum(p.size for p in jax.tree.leaves(tree)))
   tcount = lambda m: int(sum(p.numel() for p in m.parameters()))
   return {'bench': 'gan_throughput', 'config': FLAGS.config, 'batch': b,
