@@ -8,7 +8,6 @@ import time
 import jax
 import ml_collections
 import numpy as np
-from absl import logging
 
 from gensynth import data as data_lib
 from gensynth.models import classifier as classifier_model
@@ -16,7 +15,6 @@ from gensynth.steps import classifier as classifier_steps
 from gensynth.train import checkpoint as ckpt_lib
 from gensynth.train import loop
 from gensynth.train import optim
-from gensynth.train import reporting
 from gensynth.train import sharding
 
 
@@ -66,37 +64,15 @@ def _validate(config):
 def train_and_evaluate(config, workdir):
   """Trains the classifier; returns (and writes) final test accuracy."""
   _validate(config)
-  loop.check_workdir(workdir)
-  mesh = sharding.make_mesh()
-  sharding.check_batch_size(config.batch_size, mesh)
-  sharding.check_batch_size(config.eval.batch_size, mesh,
-                            'config.eval.batch_size')
-  logging.info('Devices: %d global, %d local, process %d/%d', mesh.devices.size,
-               jax.local_device_count(), jax.process_index(),
-               jax.process_count())
-  train_src = data_lib.load_split(config.data, 'train')
-  test_src = data_lib.load_split(config.data, 'test')
-  batches = data_lib.BatchIterator(
-      train_src, global_batch_size=config.batch_size, seed=config.seed,
-      value_range=config.data.value_range,
-      process_index=jax.process_index(), process_count=jax.process_count())
+  mesh = loop.prepare(config, workdir,
+                      ('config.eval.batch_size', config.eval.batch_size))
+  train_src, test_src, batches = loop.load_data(config, config.batch_size)
   _, state = build(config, mesh, train_src.image_shape, train_src.num_classes)
-  ckpt = ckpt_lib.Checkpointer(workdir, save_every=config.checkpoint_every,
-                               keep=config.get('keep_checkpoints', 3))
-  state = ckpt.restore_or_init(state)
-  start = int(state.step)
-  loop.save_config(workdir, config, image_shape=train_src.image_shape,
-                   num_classes=train_src.num_classes)
-  reporter = reporting.Reporter(workdir, total_steps=config.num_steps,
-                                start_step=start,
-                                enabled=jax.process_index() == 0)
-  repl, data_sh = sharding.replicated(mesh), sharding.data_sharded(mesh)
-  train_step = jax.jit(
+  ckpt, state, start, reporter = loop.resume(config, workdir, state, train_src)
+  train_step = loop.jit_train_step(
       functools.partial(classifier_steps.train_step,
                         label_smoothing=config.loss.label_smoothing,
-                        max_shift=config.data.augment_shift),
-      in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl),
-      donate_argnums=0)
+                        max_shift=config.data.augment_shift), mesh)
   eval_fn = make_eval_fn(mesh, state.apply_fn)
 
   def periodic_eval(step, state):
@@ -110,7 +86,7 @@ def train_and_evaluate(config, workdir):
       state, train_step=train_step, batches=batches, start=start,
       num_steps=config.num_steps,
       key=jax.random.fold_in(jax.random.key(config.seed), 1),
-      data_sharding=data_sh, ckpt=ckpt, reporter=reporter,
+      data_sharding=sharding.data_sharded(mesh), ckpt=ckpt, reporter=reporter,
       log_every=config.log_every, checkpoint_every=config.checkpoint_every,
       hooks=[(config.get('eval_every'), periodic_eval)])
   if preempted:

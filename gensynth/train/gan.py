@@ -17,7 +17,6 @@ from gensynth.train import checkpoint as ckpt_lib
 from gensynth.train import classifier as classifier_lib
 from gensynth.train import loop
 from gensynth.train import optim
-from gensynth.train import reporting
 from gensynth.train import sharding
 
 
@@ -169,39 +168,20 @@ def train_and_evaluate(config, workdir):
   With config.eval.classifier set, ends with FID/KID/precision/recall.
   """
   _validate(config)
-  loop.check_workdir(workdir)
-  mesh = sharding.make_mesh()
-  sharding.check_batch_size(config.batch_size, mesh)
-  logging.info('Devices: %d global, %d local, process %d/%d', mesh.devices.size,
-               jax.local_device_count(), jax.process_index(),
-               jax.process_count())
+  mesh = loop.prepare(config, workdir)
   extractor = None
   if config.eval.classifier:  # Fail now, not after training, if it is missing.
     extractor = classifier_lib.ClassifierFeatures(
         os.path.expanduser(config.eval.classifier),
         batch_size=config.eval.batch_size)
-  train_src = data_lib.load_split(config.data, 'train')
-  test_src = data_lib.load_split(config.data, 'test')
+  train_src, test_src, batches = loop.load_data(
+      config, config.batch_size * config.loss.d_steps)
   image_shape, classes = train_src.image_shape, train_src.num_classes
-  batches = data_lib.BatchIterator(
-      train_src, global_batch_size=config.batch_size * config.loss.d_steps,
-      seed=config.seed, value_range=config.data.value_range,
-      process_index=jax.process_index(), process_count=jax.process_count())
   _, _, state = build(config, mesh, image_shape, classes)
-  ckpt = ckpt_lib.Checkpointer(workdir, save_every=config.checkpoint_every,
-                               keep=config.get('keep_checkpoints', 3))
-  state = ckpt.restore_or_init(state)
-  start = int(state.step)
-  loop.save_config(workdir, config, image_shape=image_shape,
-                   num_classes=classes)
-  reporter = reporting.Reporter(workdir, total_steps=config.num_steps,
-                                start_step=start,
-                                enabled=jax.process_index() == 0)
-  repl, data_sh = sharding.replicated(mesh), sharding.data_sharded(mesh)
-  train_step = jax.jit(
+  ckpt, state, start, reporter = loop.resume(config, workdir, state, train_src)
+  train_step = loop.jit_train_step(
       functools.partial(gan_steps.train_step, **step_kwargs(config, classes)),
-      in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl),
-      donate_argnums=0)
+      mesh)
   root = jax.random.key(config.seed)
   train_key, eval_key, sample_key = (jax.random.fold_in(root, i)
                                      for i in (1, 2, 3))
@@ -220,7 +200,7 @@ def train_and_evaluate(config, workdir):
   t_start = time.perf_counter()
   state, step, preempted = loop.run(
       state, train_step=train_step, batches=batches, start=start,
-      num_steps=config.num_steps, key=train_key, data_sharding=data_sh,
+      num_steps=config.num_steps, key=train_key, data_sharding=sharding.data_sharded(mesh),
       ckpt=ckpt, reporter=reporter, log_every=config.log_every,
       checkpoint_every=config.checkpoint_every,
       hooks=[(config.get('image_every'), write_images)])

@@ -14,6 +14,11 @@ import jax
 import numpy as np
 from absl import logging
 
+from gensynth import data as data_lib
+from gensynth.train import checkpoint as ckpt_lib
+from gensynth.train import reporting
+from gensynth.train import sharding
+
 
 class NonFiniteError(FloatingPointError):
   """A training metric became NaN or Inf."""
@@ -33,6 +38,61 @@ def check_workdir(workdir):
     raise OSError(f'workdir {workdir!r} is not writable ({e.strerror}); pass a '
                   '--workdir on a disk with free space and write permission.'
                   ) from e
+
+
+def prepare(config, workdir, *batch_sizes):
+  """Checks the workdir and batch sizes, then returns the device mesh.
+
+  `batch_sizes` are (name, size) pairs checked against the device count
+  besides config.batch_size. Everything here fails before any training.
+  """
+  check_workdir(workdir)
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(config.batch_size, mesh)
+  for name, size in batch_sizes:
+    sharding.check_batch_size(size, mesh, name)
+  logging.info('Devices: %d global, %d local, process %d/%d', mesh.devices.size,
+               jax.local_device_count(), jax.process_index(),
+               jax.process_count())
+  return mesh
+
+
+def load_data(config, global_batch_size, **batch_opts):
+  """(train source, test source, this process's shuffled train batches)."""
+  train_src = data_lib.load_split(config.data, 'train')
+  test_src = data_lib.load_split(config.data, 'test')
+  batches = data_lib.BatchIterator(
+      train_src, global_batch_size=global_batch_size, seed=config.seed,
+      value_range=config.data.value_range, process_index=jax.process_index(),
+      process_count=jax.process_count(), **batch_opts)
+  return train_src, test_src, batches
+
+
+def resume(config, workdir, state, train_src):
+  """Restores the newest valid checkpoint (or keeps the fresh `state`), writes
+  config.json/info.json and opens the reporter.
+
+  Returns:
+    (checkpointer, state, start step, reporter).
+  """
+  ckpt = ckpt_lib.Checkpointer(workdir, save_every=config.checkpoint_every,
+                               keep=config.get('keep_checkpoints', 3))
+  state = ckpt.restore_or_init(state)
+  start = int(state.step)
+  save_config(workdir, config, image_shape=train_src.image_shape,
+              num_classes=train_src.num_classes)
+  reporter = reporting.Reporter(workdir, total_steps=config.num_steps,
+                                start_step=start,
+                                enabled=jax.process_index() == 0)
+  return ckpt, state, start, reporter
+
+
+def jit_train_step(step_fn, mesh):
+  """`step_fn(state, batch, key)` jitted once: replicated state, batch split
+  over the mesh's data axis, the old state's buffers donated."""
+  repl, data_sh = sharding.replicated(mesh), sharding.data_sharded(mesh)
+  return jax.jit(step_fn, in_shardings=(repl, data_sh, repl),
+                 out_shardings=(repl, repl), donate_argnums=0)
 
 
 def save_config(workdir, config, **info):

@@ -7,7 +7,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 
 from gensynth import data as data_lib
 from gensynth.models import vae as vae_model
@@ -15,7 +14,6 @@ from gensynth.steps import vae as vae_steps
 from gensynth.train import checkpoint as ckpt_lib
 from gensynth.train import loop
 from gensynth.train import optim
-from gensynth.train import reporting
 from gensynth.train import sharding
 
 
@@ -125,40 +123,18 @@ def train_and_evaluate(config, workdir):
     dict of final metrics (also written to workdir/final_metrics.json).
   """
   _validate(config)
-  loop.check_workdir(workdir)
-  mesh = sharding.make_mesh()
-  sharding.check_batch_size(config.batch_size, mesh)
-  logging.info('Devices: %d global, %d local, process %d/%d', mesh.devices.size,
-               jax.local_device_count(), jax.process_index(),
-               jax.process_count())
-
-  train_src = data_lib.load_split(config.data, 'train')
-  test_src = data_lib.load_split(config.data, 'test')
+  mesh = loop.prepare(config, workdir)
+  train_src, test_src, batches = loop.load_data(
+      config, config.batch_size,
+      dynamic_binarize=config.data.get('binarize', False))
   image_shape = train_src.image_shape
-  batches = data_lib.BatchIterator(
-      train_src, global_batch_size=config.batch_size, seed=config.seed,
-      value_range=config.data.value_range,
-      dynamic_binarize=config.data.get('binarize', False),
-      process_index=jax.process_index(), process_count=jax.process_count())
-
   model, state = build(config, mesh, image_shape, train_src.num_classes,
                        config.num_steps)
-  ckpt = ckpt_lib.Checkpointer(workdir, save_every=config.checkpoint_every,
-                               keep=config.get('keep_checkpoints', 3))
-  state = ckpt.restore_or_init(state)
-  start = int(state.step)
-  loop.save_config(workdir, config, image_shape=image_shape,
-                   num_classes=train_src.num_classes)
-  reporter = reporting.Reporter(workdir, total_steps=config.num_steps,
-                                start_step=start,
-                                enabled=jax.process_index() == 0)
-
-  repl, data_sh = sharding.replicated(mesh), sharding.data_sharded(mesh)
-  train_step = jax.jit(
+  ckpt, state, start, reporter = loop.resume(config, workdir, state, train_src)
+  train_step = loop.jit_train_step(
       functools.partial(vae_steps.train_step, **_step_kwargs(config),
                         skip_nonfinite=config.get('skip_nonfinite', False)),
-      in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl),
-      donate_argnums=0)
+      mesh)
   root = jax.random.key(config.seed)
   train_key, eval_key, sample_key = (jax.random.fold_in(root, i)
                                      for i in (1, 2, 3))
@@ -206,7 +182,7 @@ def train_and_evaluate(config, workdir):
   t_start = time.perf_counter()
   state, step, preempted = loop.run(
       state, train_step=train_step, batches=batches, start=start,
-      num_steps=config.num_steps, key=train_key, data_sharding=data_sh,
+      num_steps=config.num_steps, key=train_key, data_sharding=sharding.data_sharded(mesh),
       ckpt=ckpt, reporter=reporter, log_every=config.log_every,
       checkpoint_every=config.checkpoint_every,
       hooks=[(config.get('image_every'),
