@@ -60,11 +60,16 @@ def fid_from_stats(mu1, sigma1, mu2, sigma2):
   mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
   sigma1 = np.asarray(sigma1, np.float64)
   sigma2 = np.asarray(sigma2, np.float64)
-  if sigma1.shape != (mu1.size, mu1.size) or sigma2.shape != sigma1.shape or \
-      mu2.shape != mu1.shape:
+  if mu1.ndim != 1 or not mu1.size or mu2.shape != mu1.shape or (
+      sigma1.shape != (mu1.size, mu1.size)) or sigma2.shape != sigma1.shape:
     raise ValueError(f'inconsistent statistics: means {mu1.shape}, '
                      f'{mu2.shape}; covariances {sigma1.shape}, '
-                     f'{sigma2.shape}.')
+                     f'{sigma2.shape}; expected [D], [D], [D, D], [D, D] with '
+                     'D >= 1.')
+  for name, v in (('mu1', mu1), ('sigma1', sigma1), ('mu2', mu2),
+                  ('sigma2', sigma2)):
+    if not np.all(np.isfinite(v)):
+      raise ValueError(f'{name} holds NaN or Inf; expected finite statistics.')
   s = _sqrt_psd(sigma1)
   w = np.linalg.eigvalsh(s @ sigma2 @ s)
   tr_sqrt = np.sum(np.sqrt(np.clip(w, 0, None)))
@@ -87,7 +92,13 @@ def _poly_kernel(x, y):
 
 def mmd2_unbiased(x, y):
   """Unbiased MMD^2 with the cubic polynomial kernel (equal-size sets)."""
+  x, y = _features(x, 'x'), _features(y, 'y')
+  _same_dim(x, y, ('x', 'y'))
   m = x.shape[0]
+  if m < 2 or y.shape[0] != m:
+    raise ValueError(f'x and y must hold the same number of rows, at least 2 '
+                     f'(the unbiased estimate leaves the diagonal out), got '
+                     f'{x.shape[0]} and {y.shape[0]}.')
   kxx, kyy, kxy = _poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y)
   off = lambda k: (k.sum() - np.trace(k)) / (m * (m - 1))
   return off(kxx) + off(kyy) - 2.0 * kxy.mean()
@@ -149,7 +160,13 @@ def _chunked(fn, queries, chunk, *args, **kwargs):
 
 def knn_radii2(features, *, k=3, chunk=1000):
   """Squared distance of each row to its k-th nearest other row."""
-  x = jnp.asarray(features, jnp.float32)
+  x = _features(features, 'features').astype(np.float32)
+  if k < 1 or k >= len(x):
+    raise ValueError(f'k={k} must be in [1, {len(x) - 1}] for {len(x)} rows '
+                     '(the k-th nearest other row must exist).')
+  if chunk < 1:
+    raise ValueError(f'chunk={chunk} must be positive.')
+  x = jnp.asarray(x)
   return _chunked(_kth_neighbour_dist2, np.asarray(x), min(chunk, len(x)), x,
                   k=k + 1)  # +1: every row is its own nearest neighbour.
 
@@ -180,13 +197,25 @@ def precision_recall(real_features, fake_features, *, k=3, chunk=1000):
 def class_accuracy(logits, requested, num_classes):
   """Accuracy of a classifier on samples generated for `requested` classes.
 
-  Returns {'accuracy': mean over samples, 'per_class': [num_classes] list}.
+  Returns {'accuracy': mean over samples, 'per_class': [num_classes] list,
+  None for a class with no samples}.
   """
   logits, requested = np.asarray(logits), np.asarray(requested)
-  if logits.ndim != 2 or requested.shape != logits.shape[:1]:
-    raise ValueError(f'logits [N, K] and requested labels [N] expected, got '
-                     f'{logits.shape} and {requested.shape}.')
+  if (logits.ndim != 2 or requested.shape != logits.shape[:1] or
+      not logits.shape[0]):
+    raise ValueError(f'logits [N, K] and requested labels [N] with N >= 1 '
+                     f'expected, got {logits.shape} and {requested.shape}.')
+  if num_classes < 1 or logits.shape[1] < num_classes:
+    raise ValueError(f'num_classes={num_classes} must be in [1, '
+                     f'{logits.shape[1]}] (the logits\' K).')
+  if not np.issubdtype(requested.dtype, np.integer) or requested.min() < 0 or (
+      requested.max() >= num_classes):
+    raise ValueError(f'requested labels must be integers in [0, '
+                     f'{num_classes - 1}], got {requested.dtype} values in '
+                     f'[{requested.min()}, {requested.max()}].')
+  if not np.all(np.isfinite(logits)):
+    raise ValueError('logits hold NaN or Inf; check the classifier input.')
   hit = (logits.argmax(-1) == requested).astype(np.float64)
   per = [float(hit[requested == c].mean()) if np.any(requested == c)
-         else float('nan') for c in range(num_classes)]
+         else None for c in range(num_classes)]
   return {'accuracy': float(hit.mean()), 'per_class': per}

@@ -56,8 +56,8 @@ def ssim(a, b, *, max_val=1.0, k1=0.01, k2=0.03):
   return jnp.mean(s, axis=(-3, -2, -1))
 
 
-def _grey255(x, name):
-  x = checks.image(x, name)
+def _grey255(x, name, min_hw=1):
+  x = checks.image(x, name, min_hw=min_hw)
   return features.grey(x)[..., 0] * 255.0 if x.shape[-1] != 1 else \
       x[..., 0] * 255.0
 
@@ -152,7 +152,7 @@ def mutual_information(a, b, fused, *, normalised=False):
 
 def spatial_frequency(x):
   """SF = sqrt(RF^2 + CF^2) of grey values in [0, 255]: [...]."""
-  g = _grey255(x, 'x')
+  g = _grey255(x, 'x', min_hw=2)
   rf = jnp.mean(jnp.diff(g, axis=-1)**2, axis=(-2, -1))
   cf = jnp.mean(jnp.diff(g, axis=-2)**2, axis=(-2, -1))
   return jnp.sqrt(rf + cf)
@@ -160,7 +160,7 @@ def spatial_frequency(x):
 
 def average_gradient(x):
   """Mean of sqrt((dx^2 + dy^2) / 2) of grey values in [0, 255]: [...]."""
-  g = _grey255(x, 'x')
+  g = _grey255(x, 'x', min_hw=2)
   dx = jnp.diff(g, axis=-1)[..., :-1, :]
   dy = jnp.diff(g, axis=-2)[..., :, :-1]
   return jnp.mean(jnp.sqrt((dx**2 + dy**2) / 2), axis=(-2, -1))

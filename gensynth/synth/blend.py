@@ -30,10 +30,19 @@ def weighted_blend(images, weights, *, bias=0.0):
 
 
 def normalise_masks(masks, eps=1e-12):
-  """[N, ..., H, W, C] non-negative weights -> per-pixel convex weights.
+  """[N, ...] weights -> per-position convex weights (summing to 1 over N).
 
-  Where all weights are zero the images are averaged.
+  Negative weights count as 0; where all weights are zero the N inputs are
+  averaged.
   """
+  masks = checks.values(masks, 'masks', min_ndim=1,
+                        expected='[N, ...] weights, N >= 1')
+  if not masks.shape[0]:
+    raise ValueError('masks: no masks given (leading axis of size 0).')
+  return _normalise(jnp.clip(masks, 0.0, None), eps)
+
+
+def _normalise(masks, eps=1e-12):
   total = checks.sum_leading(masks)[None]
   n = masks.shape[0]
   return jnp.where(total > eps, masks / jnp.maximum(total, eps), 1.0 / n)
@@ -58,7 +67,7 @@ def multiband_blend(images, masks, *, levels=6):
   if masks.shape[0] != x.shape[0]:
     raise ValueError(f'masks: {masks.shape[0]} masks for {x.shape[0]} images.')
   m = checks.mask_like(masks, x.shape, 'masks')
-  m = normalise_masks(jnp.clip(m, 0.0, None))
+  m = _normalise(jnp.clip(m, 0.0, None))
   img_pyr = pyramid.laplacian_pyramid(x, levels)
   # Normalised weights sum to 1 and the Gaussian pyramid is linear and keeps
   # constants, so the last weight's pyramid is 1 minus the others'.
@@ -70,17 +79,24 @@ def multiband_blend(images, masks, *, levels=6):
 
 
 def two_image_masks(mask):
-  """Weight map of the second image -> stacked masks [1 - mask, mask]."""
-  mask = jnp.asarray(mask, jnp.float32)
+  """Weight map of the second image -> stacked masks [1 - mask, mask].
+
+  Values are clipped to [0, 1] (1 = all second image).
+  """
+  mask = jnp.clip(checks.values(mask, 'mask', expected='a weight map'), 0.0,
+                  1.0)
   return jnp.stack([1.0 - mask, mask])
 
 
 def feather_masks(valid, *, radius=16):
   """Soft seam weights from validity masks [N, ..., H, W, 1]: each mask is
   box-blurred `radius` pixels so overlaps cross-fade, then normalised."""
-  valid = jnp.asarray(valid, jnp.float32)
+  valid = jnp.clip(checks.image(valid, 'valid').astype(jnp.float32), 0.0, 1.0)
+  if valid.ndim < 4 or not valid.shape[0]:
+    raise ValueError(f'valid: expected N >= 1 masks [N, ..., H, W, 1], got '
+                     f'shape {tuple(valid.shape)}.')
   soft = features.box_filter(valid, radius) * valid
-  return normalise_masks(soft)
+  return _normalise(soft)
 
 
 def _neighbour_sum(x):

@@ -34,6 +34,31 @@ def image(x, name, *, min_hw=1, channels=None):
   return x
 
 
+def values(x, name, *, shape=None, min_ndim=0, expected=''):
+  """Checks a numeric non-image array (points, latents, weights, matrices).
+
+  shape: the exact shape required, with None for any size on that axis.
+  Integers and float16/bfloat16 become float32; float32/64 stay as they are.
+  NaN/Inf are refused as in `finite`.
+  """
+  x = jnp.asarray(x) if not hasattr(x, 'dtype') else x
+  what = f' ({expected})' if expected else ''
+  if x.dtype == jnp.bool_ or not (jnp.issubdtype(x.dtype, jnp.integer) or
+                                  jnp.issubdtype(x.dtype, jnp.floating)):
+    raise ValueError(f'{name}: dtype {x.dtype} unsupported; expected integer '
+                     f'or float values{what}.')
+  bad_shape = x.ndim < min_ndim
+  if shape is not None:
+    bad_shape |= x.ndim != len(shape) or any(
+        want is not None and got != want for got, want in zip(x.shape, shape))
+  if bad_shape:
+    raise ValueError(f'{name}: shape {tuple(x.shape)} unexpected{what}.')
+  if x.dtype not in (jnp.float32, jnp.float64):
+    x = x.astype(jnp.float32)
+  finite(x, name)
+  return x
+
+
 def finite(x, name):
   """Raises a ValueError if a concrete float array holds NaN or Inf.
 
@@ -46,7 +71,7 @@ def finite(x, name):
   ok = np.all(np.isfinite(x)) if isinstance(x, np.ndarray) else bool(
       jnp.all(jnp.isfinite(x)))
   if not ok:
-    raise ValueError(f'{name}: holds NaN or Inf pixels; expected finite '
+    raise ValueError(f'{name}: holds NaN or Inf values; expected finite '
                      'values (e.g. replace them with np.nan_to_num first).')
 
 

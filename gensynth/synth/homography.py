@@ -11,14 +11,22 @@ accelerator), then refits the winner on its inliers. Shapes stay static: a
 import jax
 import jax.numpy as jnp
 
+from gensynth.synth import checks
+
+
+def _bits(d):
+  d = jnp.asarray(d)
+  return d.astype(jnp.float32) if d.dtype == jnp.bool_ else d
+
 
 def distance_matrix(desc_a, desc_b, *, binary):
   """[Na, D] x [Nb, D] -> [Na, Nb]: Hamming (binary) or Euclidean distances."""
-  a = jnp.asarray(desc_a, jnp.float32)
-  b = jnp.asarray(desc_b, jnp.float32)
-  if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-    raise ValueError(f'descriptors must be [N, D] with one D, got {a.shape} '
-                     f'and {b.shape}.')
+  a, b = (checks.values(_bits(d), name, shape=(None, None),
+                        expected='descriptors [N, D]').astype(jnp.float32)
+          for d, name in ((desc_a, 'desc_a'), (desc_b, 'desc_b')))
+  if a.shape[1] != b.shape[1] or not a.shape[1]:
+    raise ValueError(f'descriptors must be [N, D] with one D >= 1, got '
+                     f'{a.shape} and {b.shape}.')
   cross = a @ b.T
   sq = (jnp.sum(a * a, 1)[:, None] + jnp.sum(b * b, 1)[None, :] - 2 * cross)
   sq = jnp.maximum(sq, 0.0)
@@ -36,7 +44,12 @@ def match(desc_a, desc_b, *, binary, ratio=0.8, mutual=True, valid_a=None,
     (index into b [Na] int32, valid [Na] bool): valid rows pass the ratio test
     (best < ratio * second best) and, with mutual, are each other's nearest.
   """
+  if not ratio > 0:
+    raise ValueError(f'ratio={ratio} must be positive (Lowe uses 0.7-0.8).')
   d = distance_matrix(desc_a, desc_b, binary=binary)
+  if d.shape[1] < 2:
+    raise ValueError(f'desc_b has {d.shape[1]} rows; the ratio test needs at '
+                     'least 2 candidates.')
   if valid_b is not None:
     d = jnp.where(valid_b[None, :], d, jnp.inf)
   if valid_a is not None:
@@ -66,8 +79,19 @@ def _apply(h, pts):
 
 
 def apply_homography(h, pts):
-  """Maps [N, 2] (x, y) points through a 3x3 homography."""
-  return _apply(jnp.asarray(h, jnp.float32), jnp.asarray(pts, jnp.float32))
+  """Maps [N, 2] (x, y) points through a 3x3 homography.
+
+  A point on the homography's vanishing line maps to infinity: called eagerly
+  that is a ValueError; inside jit the result there is Inf or NaN.
+  """
+  h = checks.values(h, 'h', shape=(3, 3), expected='a 3x3 homography')
+  pts = checks.values(pts, 'pts', shape=(None, 2), expected='points [N, 2]')
+  out = _apply(h.astype(jnp.float32), pts.astype(jnp.float32))
+  if not isinstance(out, jax.core.Tracer) and not bool(
+      jnp.all(jnp.isfinite(out))):
+    raise ValueError('h maps some of pts to infinity (points on its vanishing '
+                     'line); expected points where h[2] . (x, y, 1) != 0.')
+  return out
 
 
 def _dlt_rows(src, dst):
@@ -80,7 +104,25 @@ def _dlt_rows(src, dst):
 
 
 def fit_homography(src, dst, weights):
-  """Weighted least-squares DLT (normalised) of dst ~ H src; [N, 2] points."""
+  """Weighted least-squares DLT (normalised) of dst ~ H src; [N, 2] points.
+
+  Needs at least 4 points of positive weight (checked when called eagerly).
+  """
+  src = checks.values(src, 'src', shape=(None, 2), expected='points [N, 2]')
+  dst = checks.values(dst, 'dst', shape=(src.shape[0], 2),
+                      expected=f'points [{src.shape[0]}, 2] like src')
+  weights = checks.values(weights, 'weights', shape=(src.shape[0],),
+                          expected=f'[{src.shape[0]}] per-point weights')
+  src, dst = src.astype(jnp.float32), dst.astype(jnp.float32)
+  weights = jnp.maximum(weights.astype(jnp.float32), 0.0)
+  if not isinstance(weights, jax.core.Tracer) and int(
+      jnp.sum(weights > 0)) < 4:
+    raise ValueError('fit_homography needs at least 4 points with positive '
+                     f'weight, got {int(jnp.sum(weights > 0))}.')
+  return _fit(src, dst, weights)
+
+
+def _fit(src, dst, weights):
   ts, td = _normaliser(src, weights), _normaliser(dst, weights)
   s = _apply(ts, src)
   d = _apply(td, dst)
@@ -118,7 +160,21 @@ def ransac_homography(key, src, dst, valid, *, num_hypotheses=2048,
   Returns:
     (H [3, 3], inliers [N] bool, rmse of inlier reprojection error).
   """
+  src = checks.values(src, 'src', shape=(None, 2), expected='points [N, 2]')
   n = src.shape[0]
+  dst = checks.values(dst, 'dst', shape=(n, 2),
+                      expected=f'points [{n}, 2] like src')
+  src, dst = src.astype(jnp.float32), dst.astype(jnp.float32)
+  valid = jnp.asarray(valid)
+  if valid.shape != (n,):
+    raise ValueError(f'valid: shape {valid.shape}, expected ({n},) booleans.')
+  valid = valid.astype(bool)
+  if not threshold > 0 or num_hypotheses < 1:
+    raise ValueError(f'threshold={threshold} (pixels) and num_hypotheses='
+                     f'{num_hypotheses} must be positive.')
+  if not isinstance(valid, jax.core.Tracer) and int(jnp.sum(valid)) < 4:
+    raise ValueError(f'RANSAC needs at least 4 valid matches, got '
+                     f'{int(jnp.sum(valid))}.')
   p = valid.astype(jnp.float32)
   p = p / jnp.maximum(jnp.sum(p), 1.0)
   picks = jax.random.choice(key, n, (num_hypotheses, 4), p=p)
@@ -133,10 +189,10 @@ def ransac_homography(key, src, dst, valid, *, num_hypotheses=2048,
   inl = (err < threshold) & valid[None] & jnp.all(jnp.isfinite(proj), -1)
   best = jnp.argmax(jnp.sum(inl, axis=1))
   inliers = inl[best]
-  h = fit_homography(src, dst, inliers.astype(jnp.float32))
+  h = _fit(src, dst, inliers.astype(jnp.float32))
   err = jnp.linalg.norm(_apply(h, src) - dst, axis=-1)
   inliers = (err < threshold) & valid
-  h = fit_homography(src, dst, inliers.astype(jnp.float32))
+  h = _fit(src, dst, inliers.astype(jnp.float32))
   err = jnp.linalg.norm(_apply(h, src) - dst, axis=-1)
   inliers = (err < threshold) & valid
   k = jnp.maximum(jnp.sum(inliers), 1)

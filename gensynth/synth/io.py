@@ -66,17 +66,37 @@ def write_image(path, image, *, bits=8):
 
 
 def harmonise_channels(images):
-  """Brings grey/RGB/RGBA images to one channel count (the largest)."""
-  target = max(x.shape[-1] for x in images)
+  """Brings grey (1), grey+alpha (2), RGB (3) and RGBA (4) images to one
+  layout: colour if any image has colour, alpha if any has alpha (opaque
+  where an image had none). Returns a list of arrays, dtypes kept."""
+  if not images:
+    raise ValueError('images: no images given.')
+  arrays = []
+  for i, x in enumerate(images):
+    x = np.asarray(x)
+    if x.ndim < 3 or x.shape[-1] not in (1, 2, 3, 4):
+      raise ValueError(f'images[{i}]: shape {x.shape}; expected [..., H, W, '
+                       'C] with C = 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 '
+                       '(RGBA).')
+    if not (np.issubdtype(x.dtype, np.integer) or
+            np.issubdtype(x.dtype, np.floating)) or x.dtype == np.bool_:
+      raise ValueError(f'images[{i}]: dtype {x.dtype}; expected integer or '
+                       'float pixels.')
+    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+      raise ValueError(f'images[{i}]: holds NaN or Inf values; expected '
+                       'finite pixels.')
+    arrays.append(x)
+  colour = any(x.shape[-1] >= 3 for x in arrays)
+  alpha = any(x.shape[-1] in (2, 4) for x in arrays)
   out = []
-  for x in images:
+  for x in arrays:
     c = x.shape[-1]
-    if c == target:
-      out.append(x)
-      continue
-    rgb = np.repeat(x[..., :1], 3, -1) if c in (1, 2) else x[..., :3]
-    if target == 4:
-      alpha = x[..., -1:] if c in (2, 4) else np.ones_like(x[..., :1])
-      rgb = np.concatenate([rgb, alpha], -1)
-    out.append(rgb)
+    col = x[..., :3] if c >= 3 else x[..., :1]
+    if colour and c < 3:
+      col = np.repeat(col, 3, -1)
+    if alpha:
+      opaque = np.ones_like(x[..., :1]) * (
+          np.iinfo(x.dtype).max if np.issubdtype(x.dtype, np.integer) else 1)
+      col = np.concatenate([col, x[..., -1:] if c in (2, 4) else opaque], -1)
+    out.append(col)
   return out

@@ -6,21 +6,31 @@ posterior means (weights, or per-dimension masks), decode. All functions are
 pure and jit/vmap-friendly; latents are [..., D] arrays.
 """
 
+import numbers
+
+import jax
 import jax.numpy as jnp
 
 from gensynth.steps import vae as vae_steps
+from gensynth.synth import checks
 
 
-def _check_pair(z0, z1):
-  if z0.shape != z1.shape or z0.ndim < 1:
-    raise ValueError(f'z0 and z1 must be latents [..., D] of one shape, got '
-                     f'{z0.shape} and {z1.shape}.')
+def _check_pair(z0, z1, t):
+  """Validated (z0, z1, t reshaped to [T, 1, ..., 1]) in one float dtype."""
+  z0 = checks.values(z0, 'z0', min_ndim=1, expected='latents [..., D]')
+  z1 = checks.values(z1, 'z1', min_ndim=1, expected='latents [..., D]')
+  if z0.shape != z1.shape or not z0.shape[-1]:
+    raise ValueError(f'z0 and z1 must be latents [..., D] of one shape with '
+                     f'D >= 1, got {z0.shape} and {z1.shape}.')
+  t = checks.values(t, 't', min_ndim=0, expected='interpolation weights [T]')
+  dtype = jnp.promote_types(z0.dtype, z1.dtype)
+  t = t.astype(dtype).reshape((-1,) + (1,) * z0.ndim)
+  return z0.astype(dtype), z1.astype(dtype), t
 
 
 def lerp(z0, z1, t):
   """(1 - t) z0 + t z1 for each t in `t` [T]: returns [T, ..., D]."""
-  _check_pair(z0, z1)
-  t = jnp.asarray(t, z0.dtype).reshape((-1,) + (1,) * z0.ndim)
+  z0, z1, t = _check_pair(z0, z1, t)
   return (1.0 - t) * z0 + t * z1
 
 
@@ -31,8 +41,7 @@ def slerp(z0, z1, t, *, eps=1e-6):
   Gaussian latents stay at typical radii. Parallel latents (angle < eps) fall
   back to lerp. Returns [T, ..., D].
   """
-  _check_pair(z0, z1)
-  t = jnp.asarray(t, z0.dtype).reshape((-1,) + (1,) * z0.ndim)
+  z0, z1, t = _check_pair(z0, z1, t)
   n0 = jnp.linalg.norm(z0, axis=-1, keepdims=True)
   n1 = jnp.linalg.norm(z1, axis=-1, keepdims=True)
   u0, u1 = z0 / jnp.maximum(n0, eps), z1 / jnp.maximum(n1, eps)
@@ -51,8 +60,8 @@ def slerp(z0, z1, t, *, eps=1e-6):
 
 def interpolate(z0, z1, num, *, method='spherical'):
   """`num` latents from z0 to z1 inclusive: [num, ..., D]."""
-  if num < 2:
-    raise ValueError(f'num={num} interpolation steps: need at least 2.')
+  if not isinstance(num, numbers.Integral) or num < 2:
+    raise ValueError(f'num={num!r} interpolation steps: need an integer >= 2.')
   t = jnp.linspace(0.0, 1.0, num)
   if method == 'linear':
     return lerp(z0, z1, t)
@@ -72,26 +81,36 @@ def combine_latents(latents, *, weights=None, masks=None):
     dimension from one image.
   Exactly one of weights, masks.
   """
-  latents = jnp.asarray(latents)
-  if latents.ndim < 2:
-    raise ValueError(f'latents must be [K, ..., D], got shape {latents.shape}.')
+  latents = checks.values(latents, 'latents', min_ndim=2,
+                          expected='[K, ..., D] latents')
+  if not latents.shape[0] or not latents.shape[-1]:
+    raise ValueError(f'latents must be [K, ..., D] with K, D >= 1, got shape '
+                     f'{latents.shape}.')
   if (weights is None) == (masks is None):
     raise ValueError('pass exactly one of weights=, masks=.')
   k = latents.shape[0]
   if weights is not None:
-    w = jnp.asarray(weights, latents.dtype)
-    if w.shape[:1] != (k,):
+    w = checks.values(weights, 'weights', min_ndim=1).astype(latents.dtype)
+    if w.shape[:1] != (k,) or w.ndim > latents.ndim:
       raise ValueError(f'weights shape {w.shape}: expected ({k},) for {k} '
                        'latents.')
     w = w.reshape(w.shape + (1,) * (latents.ndim - w.ndim))
   else:
-    w = jnp.asarray(masks, latents.dtype)
-    if w.shape[0] != k or w.shape[-1] != latents.shape[-1]:
+    w = checks.values(masks, 'masks', min_ndim=2).astype(latents.dtype)
+    if w.shape[0] != k or w.shape[-1] != latents.shape[-1] or (
+        w.ndim > latents.ndim):
       raise ValueError(f'masks shape {w.shape}: expected ({k}, ..., '
                        f'{latents.shape[-1]}) for latents {latents.shape}.')
     w = w.reshape((k,) + (1,) * (latents.ndim - w.ndim) + w.shape[1:])
+  _check_non_negative(w, 'weights' if masks is None else 'masks')
   total = jnp.sum(w, axis=0)
   return jnp.sum(w * latents, axis=0) / jnp.where(total > 0, total, 1.0)
+
+
+def _check_non_negative(w, name):
+  if not isinstance(w, jax.core.Tracer) and bool(jnp.any(w < 0)):
+    raise ValueError(f'{name}: negative values; expected non-negative weights '
+                     '(they are normalised to sum to 1).')
 
 
 def vae_fuse(params, key, images, labels=None, *, apply_fn, likelihood,

@@ -89,6 +89,19 @@ def laplacian_pyramid(x, levels):
 
 def reconstruct(lap):
   """Inverse of laplacian_pyramid: collapse coarse to fine."""
+  if not isinstance(lap, (list, tuple)) or not lap:
+    raise ValueError('lap: expected a non-empty list of pyramid levels, '
+                     'finest first.')
+  lap = [checks.image(b, f'lap[{i}]') for i, b in enumerate(lap)]
+  for i, (fine, coarse) in enumerate(zip(lap[:-1], lap[1:])):
+    h, w = fine.shape[-3:-1]
+    if (fine.shape[:-3] != coarse.shape[:-3] or fine.shape[-1] !=
+        coarse.shape[-1] or coarse.shape[-3:-1] != ((h + 1) // 2,
+                                                   (w + 1) // 2)):
+      raise ValueError(f'lap[{i + 1}] has shape {tuple(coarse.shape)}; after '
+                       f'lap[{i}] of shape {tuple(fine.shape)} expected '
+                       f'{fine.shape[:-3] + ((h + 1) // 2, (w + 1) // 2)}'
+                       f'{fine.shape[-1:]} (one pyr_down smaller).')
   x = lap[-1]
   for band in reversed(lap[:-1]):
     x = band + pyr_up(x, band.shape[-3:-1])

@@ -42,7 +42,9 @@ def _fit(x, size, axis, *, policy, align, fill):
   return jnp.pad(x, pad, constant_values=fill)
 
 
-def _check(images, policy, align, spacing):
+def _check(images, policy, align, spacing, fill):
+  if not np.isfinite(fill):
+    raise ValueError(f'fill={fill}: expected a finite pixel value.')
   if policy not in POLICIES:
     raise ValueError(f'policy={policy!r}; expected one of {POLICIES}.')
   if align not in ALIGNS:
@@ -61,7 +63,7 @@ def _check(images, policy, align, spacing):
 
 def _concat(images, axis, *, policy, align, spacing, fill):
   cross = -2 if axis == -3 else -3  # the edge that must match
-  xs = _check(images, policy, align, spacing)
+  xs = _check(images, policy, align, spacing, fill)
   size = max(x.shape[cross] for x in xs)
   if policy == 'error' and any(x.shape[cross] != size for x in xs):
     side = 'heights' if cross == -3 else 'widths'
@@ -94,7 +96,7 @@ def grid(images, *, cols, policy='pad', align='center', spacing=0, fill=0.0):
   With policy='pad' each cell is padded to the largest height and width; the
   last row is completed with empty (fill) cells.
   """
-  xs = _check(images, policy, align, spacing)
+  xs = _check(images, policy, align, spacing, fill)
   if cols < 1:
     raise ValueError(f'cols={cols} must be >= 1.')
   h = max(x.shape[-3] for x in xs)

@@ -1,5 +1,6 @@
 """Projective warping with bilinear sampling: [..., H, W, C] images."""
 
+import jax
 import jax.numpy as jnp
 
 from gensynth.synth import checks
@@ -8,7 +9,27 @@ from gensynth.synth import checks
 def bilinear_sample(image, x, y):
   """Samples image [H, W, C] at float coords x, y [...]; returns (values
   [..., C], inside [...]). Outside points read 0 and are marked invalid."""
+  image = _one_image(image, 'bilinear_sample')
+  x = checks.values(x, 'x', expected='sample coordinates')
+  y = checks.values(y, 'y', expected='sample coordinates')
+  if x.shape != y.shape:
+    raise ValueError(f'x and y must share one shape, got {x.shape} and '
+                     f'{y.shape}.')
+  return _bilinear(image, x, y)
+
+
+def _one_image(image, op):
+  image = checks.image(image, 'image')
+  if image.ndim != 3:
+    raise ValueError(f'image: {op} takes one [H, W, C] image (vmap it for '
+                     f'batches), got {image.shape}.')
+  return image
+
+
+def _bilinear(image, x, y):
   h, w = image.shape[-3:-1]
+  # Far-off points are outside anyway; clamping keeps float -> int defined.
+  x, y = jnp.clip(x, -2.0**20, 2.0**20), jnp.clip(y, -2.0**20, 2.0**20)
   x0, y0 = jnp.floor(x), jnp.floor(y)
   fx, fy = x - x0, y - y0
   x0i, y0i = x0.astype(jnp.int32), y0.astype(jnp.int32)
@@ -34,18 +55,30 @@ def warp_perspective(image, h, out_hw, *, offset=(0.0, 0.0)):
   Returns:
     (warped [oh, ow, C], valid [oh, ow, 1] float mask).
   """
-  image = checks.image(image, 'image')
-  if image.ndim != 3:
-    raise ValueError(f'image: warp_perspective takes one [H, W, C] image '
-                     f'(vmap it for batches), got {image.shape}.')
-  oh, ow = out_hw
+  image = _one_image(image, 'warp_perspective')
+  if len(out_hw) != 2 or min(out_hw) < 1:
+    raise ValueError(f'out_hw={tuple(out_hw)}: expected a positive (height, '
+                     'width).')
+  oh, ow = (int(v) for v in out_hw)
+  h = checks.values(h, 'h', shape=(3, 3), expected='a 3x3 homography')
+  offset = checks.values(offset, 'offset', shape=(2,),
+                         expected='the canvas origin (x, y)')
+  if not isinstance(h, jax.core.Tracer) and not abs(
+      float(jnp.linalg.det(h.astype(jnp.float64 if h.dtype == jnp.float64
+                                    else jnp.float32)))) > 0:
+    raise ValueError('h is singular (determinant 0); expected an invertible '
+                     'homography.')
   ys, xs = jnp.meshgrid(jnp.arange(oh, dtype=jnp.float32) + offset[1],
                         jnp.arange(ow, dtype=jnp.float32) + offset[0],
                         indexing='ij')
   hinv = jnp.linalg.inv(jnp.asarray(h, jnp.float32))
   z = hinv[2, 0] * xs + hinv[2, 1] * ys + hinv[2, 2]
+  ahead = z > 1e-12  # behind the camera or at infinity: outside
+  z = jnp.where(ahead, z, 1.0)
   sx = (hinv[0, 0] * xs + hinv[0, 1] * ys + hinv[0, 2]) / z
   sy = (hinv[1, 0] * xs + hinv[1, 1] * ys + hinv[1, 2]) / z
-  vals, inside = bilinear_sample(image, sx, sy)
-  inside = inside & (z > 0)
-  return vals * inside[..., None], inside[..., None].astype(image.dtype)
+  sx, sy = jnp.where(ahead, sx, -1.0), jnp.where(ahead, sy, -1.0)
+  vals, inside = _bilinear(image, sx, sy)
+  inside = inside & ahead
+  return (jnp.where(inside[..., None], vals, 0.0).astype(image.dtype),
+          inside[..., None].astype(image.dtype))

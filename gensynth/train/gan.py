@@ -147,7 +147,8 @@ def generative_metrics(config, sampler, params, train_src, test_src,
   if sampler.num_classes:
     acc = generative.class_accuracy(l_fake, requested, sampler.num_classes)
     out['class_accuracy'] = acc['accuracy']
-    out['class_accuracy_min'] = float(np.nanmin(acc['per_class']))
+    out['class_accuracy_min'] = min(a for a in acc['per_class']
+                                   if a is not None)
     out['class_accuracy_per_class'] = acc['per_class']
   return out
 
