@@ -4,6 +4,7 @@ r"""Side-by-side benchmarks (medians and ratios measured in one process).
   python -m launch.benchmark --bench=gan_throughput \
       --config=gensynth/configs/gan_mnist.py:cond
   python -m launch.benchmark --bench=conv_layers
+  python -m launch.benchmark --bench=checkpoint_rss --steps=400
   python -m launch.benchmark --bench=pyramid_blend
   python -m launch.benchmark --bench=weighted_blend
   python -m launch.benchmark --bench=exposure_fusion --data_dir=../shared/datasets
@@ -24,7 +25,8 @@ from absl import flags
 
 from launch import distributed
 
-BENCHES = ('vae_throughput', 'gan_throughput', 'conv_layers', 'pyramid_blend', 'weighted_blend',
+BENCHES = ('vae_throughput', 'gan_throughput', 'conv_layers',
+           'checkpoint_rss', 'pyramid_blend', 'weighted_blend',
            'exposure_fusion', 'multifocus', 'panorama')
 flags.DEFINE_enum('bench', 'vae_throughput', BENCHES, 'Which benchmark to run.')
 flags.DEFINE_string('data_dir', '../shared/datasets',
@@ -243,12 +245,67 @@ def conv_layers():
   return {'bench': 'conv_layers', 'rows': rows}
 
 
+def checkpoint_rss():
+  """Process RSS over FLAGS.steps checkpoint saves of a GAN-sized state (60
+  arrays, 13 MB) through gensynth's Checkpointer (orbax, async, keep 3), with
+  and without OCDBT, and the per-call growth of tensorstore's
+  KvStore.Spec.to_json (which orbax calls for every array it writes)."""
+  import gc  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+
+  import jax  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  import tensorstore as ts  # pylint: disable=g-import-not-at-top
+
+  from gensynth.train import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from gensynth.train import loop  # pylint: disable=g-import-not-at-top
+
+  distributed.initialize()  # the launch scripts' malloc arena limit
+  rng = np.random.default_rng(0)
+  shapes = [(96, 6272), (6272,), (4, 4, 64, 128), (64,), (4, 4, 1, 64),
+            (1,)] * 10
+  state = {f'p{i}': jax.numpy.asarray(rng.standard_normal(s, np.float32))
+           for i, s in enumerate(shapes)}
+  record = {'bench': 'checkpoint_rss', 'saves': FLAGS.steps,
+            'state_mb': round(sum(np.prod(s) for s in shapes) * 4 / 1e6, 1)}
+  for ocdbt in (True, False):
+    workdir = tempfile.mkdtemp(prefix='gensynth_ckpt_rss_')
+    try:
+      ckpt = ckpt_lib.Checkpointer(workdir, save_every=1, keep=3,
+                                   use_ocdbt=ocdbt)
+      rows = []
+      for i in range(FLAGS.steps):
+        ckpt.save(i, state)
+        time.sleep(0.05)  # a training step between saves
+        if i % 50 == 0 or i == FLAGS.steps - 1:
+          ckpt.wait()
+          gc.collect()
+          rows.append([i + 1, round(loop.rss_mib(), 1)])
+      ckpt.close()
+    finally:
+      shutil.rmtree(workdir, ignore_errors=True)
+    record['ocdbt' if ocdbt else 'no_ocdbt'] = rows
+  gc.collect()
+  before, n = loop.rss_mib(), 20_000
+  spec = ts.KvStore.Spec({'driver': 'file', 'path': '/tmp/x/'})
+  for _ in range(n):
+    spec.to_json()
+  gc.collect()
+  record['tensorstore_to_json_bytes_per_call'] = round(
+      (loop.rss_mib() - before) * 2**20 / n)
+  record['tensorstore_version'] = ts.__version__
+  record['orbax_version'] = ocp.__version__
+  return record
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   from launch import bench_synth  # pylint: disable=g-import-not-at-top
   record = {'vae_throughput': vae_throughput,
             'gan_throughput': gan_throughput, 'conv_layers': conv_layers,
+            'checkpoint_rss': checkpoint_rss,
             'pyramid_blend': bench_synth.pyramid_blend,
             'weighted_blend': bench_synth.weighted_blend,
             'exposure_fusion': bench_synth.exposure_fusion,

@@ -25,13 +25,18 @@ def _paths(tree):
 class Checkpointer:
   """Wraps `ocp.CheckpointManager` for one train state under `workdir`."""
 
-  def __init__(self, workdir, *, save_every, keep=3, async_save=True):
+  def __init__(self, workdir, *, save_every, keep=3, async_save=True,
+               use_ocdbt=True):
     self.directory = os.path.abspath(os.path.join(workdir, 'checkpoints'))
+    # use_ocdbt=False writes one TensorStore array per leaf instead of orbax's
+    # default OCDBT key-value database (more files; restores read either).
+    handlers = {} if use_ocdbt else dict(
+        item_handlers=ocp.StandardCheckpointHandler(use_ocdbt=False))
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
             max_to_keep=keep, save_interval_steps=save_every, create=True,
-            enable_async_checkpointing=async_save))
+            enable_async_checkpointing=async_save), **handlers)
 
   def _check_structure(self, step, target):
     """Compares parameter paths and shapes with the saved ones."""

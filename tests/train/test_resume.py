@@ -134,9 +134,11 @@ def _small_state(widths=(4, 8)):
                             (8, 8, 1))
 
 
-def test_corrupted_latest_step_falls_back(tmp_path, caplog):
+@pytest.mark.parametrize('use_ocdbt', [True, False])
+def test_corrupted_latest_step_falls_back(tmp_path, caplog, use_ocdbt):
   state = _small_state()
-  ckpt = checkpoint.Checkpointer(str(tmp_path), save_every=1)
+  ckpt = checkpoint.Checkpointer(str(tmp_path), save_every=1,
+                                 use_ocdbt=use_ocdbt)
   ckpt.save(1, state.replace(step=jnp.asarray(1)))
   ckpt.save(2, state.replace(step=jnp.asarray(2)))
   ckpt.wait()
@@ -150,6 +152,9 @@ def test_corrupted_latest_step_falls_back(tmp_path, caplog):
   with caplog.at_level('WARNING'):
     restored = fresh.restore_or_init(state)
   assert int(restored.step) == 1
+  for a, b in zip(jax.tree.leaves(restored.params),
+                  jax.tree.leaves(state.params)):
+    np.testing.assert_array_equal(a, b)
   assert any('step 2' in r.getMessage() for r in caplog.records)
   assert (tmp_path / 'checkpoints' / '2').exists()  # nothing deleted
 
