@@ -31,7 +31,8 @@ flags.DEFINE_list('weights', None, 'weighted: one weight per input.')
 flags.DEFINE_integer('levels', None, 'Pyramid levels (default: per method).')
 flags.DEFINE_string('output', None, 'Output path (.png, .jpg).')
 flags.DEFINE_enum('bits', 'auto', ['auto', '8', '16'],
-                  'Output bit depth (auto: 16 for 16-bit grey inputs).')
+                  'Output bit depth (auto: 16 for a PNG when any input is '
+                  '16-bit).')
 flags.mark_flags_as_required(['method', 'inputs', 'output'])
 FLAGS = flags.FLAGS
 
@@ -90,8 +91,7 @@ def main(argv):
     seconds = time.perf_counter() - t0
   except (ValueError, FileNotFoundError) as e:
     raise app.UsageError(str(e)) from e
-  out_bits = int(FLAGS.bits) if FLAGS.bits != 'auto' else (
-      16 if bits == 16 and out.shape[-1] == 1 else 8)
+  out_bits = io.output_bits(FLAGS.bits, [bits], FLAGS.output)
   try:
     io.write_image(FLAGS.output, out, bits=out_bits)
   except (ValueError, FileNotFoundError) as e:

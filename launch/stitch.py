@@ -37,6 +37,9 @@ flags.DEFINE_enum('align', 'center', list(stitch.ALIGNS),
 flags.DEFINE_integer('spacing', 0, 'Pixels between images.')
 flags.DEFINE_float('fill', 0.0, 'Fill value in [0, 1] for padding/spacing.')
 flags.DEFINE_string('output', None, 'Output path (.png, .jpg).')
+flags.DEFINE_enum('bits', 'auto', ['auto', '8', '16'],
+                  'Output bit depth (auto: 16 for a PNG when any input is '
+                  '16-bit).')
 flags.mark_flags_as_required(['mode', 'inputs', 'output'])
 FLAGS = flags.FLAGS
 
@@ -47,6 +50,7 @@ def main(argv):
   try:
     loaded = [io.read_image(p) for p in FLAGS.inputs]
     images = io.harmonise_channels([x for x, _ in loaded])
+    bits = io.output_bits(FLAGS.bits, [b for _, b in loaded], FLAGS.output)
     kw = dict(policy=FLAGS.policy, align=FLAGS.align, spacing=FLAGS.spacing,
               fill=FLAGS.fill)
     if FLAGS.mode == 'panorama':
@@ -54,7 +58,7 @@ def main(argv):
       pano = stitch.panorama(images, key=jax.random.key(FLAGS.seed),
                              blend=FLAGS.blend,
                              max_canvas_pixels=FLAGS.max_canvas_mpx * 1e6)
-      io.write_image(FLAGS.output, pano.image)
+      io.write_image(FLAGS.output, pano.image, bits=bits)
       print(f'panorama: {len(images)} images -> {pano.image.shape[0]}x'
             f'{pano.image.shape[1]} {FLAGS.output} in '
             f'{time.perf_counter() - t0:.2f} s (reference image '
@@ -70,12 +74,12 @@ def main(argv):
       out = stitch.hconcat(images, **kw)
     else:
       out = stitch.vconcat(images, **kw)
-    io.write_image(FLAGS.output, np.asarray(out))
+    io.write_image(FLAGS.output, np.asarray(out), bits=bits)
   except (ValueError, FileNotFoundError) as e:
     raise app.UsageError(str(e)) from e
   print(f'{FLAGS.mode}: {len(images)} images '
         f'{[x.shape[:2] for x in images]} -> {out.shape[0]}x{out.shape[1]}x'
-        f'{out.shape[2]} {FLAGS.output}')
+        f'{out.shape[2]} {FLAGS.output} ({bits}-bit)')
 
 
 if __name__ == '__main__':

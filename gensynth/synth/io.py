@@ -1,6 +1,8 @@
 """Host-side image files for the CLIs: PNG/JPEG, 8/16-bit, grey/RGB/RGBA.
 
-Kept at the edge: the ops themselves take arrays.
+Kept at the edge: the ops themselves take arrays. Pillow reads and writes
+everything except 16-bit colour PNGs, which it silently reduces to 8 bits;
+those go through OpenCV (BGR order swapped to RGB).
 """
 
 import os
@@ -11,13 +13,44 @@ from PIL import Image
 _MODES = {'L': 1, 'LA': 2, 'RGB': 3, 'RGBA': 4}
 
 
+def _png_depth_and_colour(path):
+  """(bit depth, colour type) from a PNG's IHDR, or None if not a PNG."""
+  with open(path, 'rb') as f:
+    head = f.read(26)
+  if len(head) < 26 or head[:8] != b'\x89PNG\r\n\x1a\n' or head[12:16] != b'IHDR':
+    return None
+  return head[24], head[25]
+
+
+def _read_png16_colour(path):
+  import cv2  # pylint: disable=g-import-not-at-top
+  arr = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+  if arr is None or arr.dtype != np.uint16 or arr.ndim != 3:
+    raise ValueError(f'{path}: not a readable 16-bit colour PNG.')
+  if arr.shape[-1] == 2:  # grey + alpha -> RGBA, as for 8-bit LA
+    arr = np.concatenate([np.repeat(arr[..., :1], 3, -1), arr[..., 1:]], -1)
+  rgb = arr[..., 2::-1] if arr.shape[-1] >= 3 else arr
+  if arr.shape[-1] == 4:
+    rgb = np.concatenate([rgb, arr[..., 3:]], -1)
+  return rgb.astype(np.float32) / 65535.0, 16
+
+
 def read_image(path):
   """Returns (float32 [H, W, C] in [0, 1], bit depth 8 or 16).
 
   Grey stays 1 channel, RGB 3, RGBA 4 (LA becomes RGBA, palettes RGB(A)).
+  16-bit PNGs keep all 16 bits, grey or colour.
   """
   if not os.path.isfile(path):
     raise FileNotFoundError(f'{path}: no such image file.')
+  png = _png_depth_and_colour(path)
+  if png is not None and png[0] == 16 and png[1] in (2, 4, 6):
+    try:
+      with Image.open(path) as im:
+        im.load()  # the same truncation/corruption checks as 8-bit files
+    except (OSError, SyntaxError, ValueError) as e:
+      raise ValueError(f'{path}: not a readable image ({e}).') from e
+    return _read_png16_colour(path)
   try:
     with Image.open(path) as im:
       im.load()
@@ -47,7 +80,14 @@ def write_image(path, image, *, bits=8):
     raise ValueError(f'{path}: output must end in .png, .jpg or .jpeg.')
   if bits not in (8, 16):
     raise ValueError(f'bits={bits}: expected 8 or 16.')
-  arr = np.clip(np.asarray(image, np.float32), 0.0, 1.0)
+  arr = np.asarray(image, np.float32)
+  if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4) or not arr.size:
+    raise ValueError(f'{path}: image of shape {arr.shape}; expected [H, W, C] '
+                     'with H, W >= 1 and C in 1..4.')
+  if not np.all(np.isfinite(arr)):
+    raise ValueError(f'{path}: the image holds NaN or Inf values; nothing '
+                     'written.')
+  arr = np.clip(arr, 0.0, 1.0)
   c = arr.shape[-1]
   if ext != '.png' and (bits == 16 or c in (2, 4)):
     raise ValueError(f'{path}: JPEG holds 8-bit grey or RGB only; write a '
@@ -56,13 +96,29 @@ def write_image(path, image, *, bits=8):
   if not os.path.isdir(parent):
     raise FileNotFoundError(f'{path}: directory {parent} does not exist.')
   if bits == 16:
-    if c != 1:
-      raise ValueError(f'{path}: 16-bit output is written for grey images '
-                       f'only; this image has {c} channels (use --bits=8).')
-    Image.fromarray((arr[..., 0] * 65535).round().astype(np.uint16)).save(path)
+    u16 = (arr * 65535).round().astype(np.uint16)
+    if c == 1:
+      Image.fromarray(u16[..., 0]).save(path)
+      return
+    import cv2  # pylint: disable=g-import-not-at-top
+    if c == 2:  # grey + alpha -> RGBA
+      u16 = np.concatenate([np.repeat(u16[..., :1], 3, -1), u16[..., 1:]], -1)
+    bgr = u16[..., 2::-1]
+    if u16.shape[-1] == 4:
+      bgr = np.concatenate([bgr, u16[..., 3:]], -1)
+    if not cv2.imwrite(path, np.ascontiguousarray(bgr)):
+      raise ValueError(f'{path}: could not be written.')
     return
   u8 = (arr * 255).round().astype(np.uint8)
   Image.fromarray(u8[..., 0] if c == 1 else u8).save(path)
+
+
+def output_bits(flag, input_bits, path):
+  """Bit depth for an output file: flag '8' or '16', or 'auto' = 16 for a PNG
+  made from any 16-bit input, else 8."""
+  if flag != 'auto':
+    return int(flag)
+  return 16 if max(input_bits) == 16 and path.lower().endswith('.png') else 8
 
 
 def harmonise_channels(images):

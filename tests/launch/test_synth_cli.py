@@ -1,8 +1,10 @@
+import cv2
 import numpy as np
 import pytest
 import skimage.data
 from PIL import Image
 
+from gensynth.synth import io
 from tests import helpers
 
 
@@ -116,3 +118,61 @@ def test_stitch_rejects_corrupt_input(files):
                             f'--output={files}/p.png', check=False)
   assert proc.returncode != 0 and 'bad.jpg' in proc.stderr
   assert 'Traceback' not in proc.stderr
+
+
+def _write_png16_bgr(path, rgb):
+  """An independent 16-bit colour PNG writer: OpenCV, BGR(A) order."""
+  bgr = rgb[..., 2::-1]
+  if rgb.shape[-1] == 4:
+    bgr = np.concatenate([bgr, rgb[..., 3:]], -1)
+  assert cv2.imwrite(str(path), np.ascontiguousarray(bgr))
+
+
+def _read_png16_rgb(path):
+  arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+  assert arr.dtype == np.uint16
+  rgb = arr[..., 2::-1]
+  return np.concatenate([rgb, arr[..., 3:]], -1) if arr.shape[-1] == 4 else rgb
+
+
+@pytest.mark.parametrize('channels', [3, 4])
+def test_sixteen_bit_colour_png_read_and_written_at_full_depth(tmp_path,
+                                                               channels):
+  rng = np.random.default_rng(channels)
+  # Values whose low byte matters: an 8-bit round trip would be off by ~128.
+  a = rng.integers(0, 65536, (20, 24, channels), dtype=np.uint16)
+  _write_png16_bgr(tmp_path / 'a.png', a)
+  x, bits = io.read_image(str(tmp_path / 'a.png'))
+  assert bits == 16 and x.shape == a.shape
+  np.testing.assert_array_equal(np.round(x * 65535).astype(np.uint16), a)
+  io.write_image(str(tmp_path / 'b.png'), x, bits=16)
+  np.testing.assert_array_equal(_read_png16_rgb(tmp_path / 'b.png'), a)
+  # Truncated 16-bit colour PNG: a clear error naming the file.
+  data = (tmp_path / 'a.png').read_bytes()
+  (tmp_path / 'cut.png').write_bytes(data[:len(data) // 2])
+  with pytest.raises(ValueError, match='cut.png'):
+    io.read_image(str(tmp_path / 'cut.png'))
+
+
+def test_cli_keeps_sixteen_bit_rgb(tmp_path):
+  rng = np.random.default_rng(0)
+  a = rng.integers(0, 65536, (16, 16, 3), dtype=np.uint16)
+  b = rng.integers(0, 65536, (16, 16, 3), dtype=np.uint16)
+  _write_png16_bgr(tmp_path / 'a.png', a)
+  _write_png16_bgr(tmp_path / 'b.png', b)
+  out = helpers.run_launch('fuse', '--method=weighted', '--weights=0.5,0.5',
+                           f'--inputs={tmp_path}/a.png,{tmp_path}/b.png',
+                           f'--output={tmp_path}/f.png')
+  assert '(16-bit)' in out.stdout
+  fused = _read_png16_rgb(tmp_path / 'f.png').astype(float)
+  np.testing.assert_allclose(fused, (a.astype(float) + b) / 2, atol=1.0)
+  out = helpers.run_launch('stitch', '--mode=concat',
+                           f'--inputs={tmp_path}/a.png,{tmp_path}/b.png',
+                           f'--output={tmp_path}/s.png')
+  assert '(16-bit)' in out.stdout
+  np.testing.assert_array_equal(_read_png16_rgb(tmp_path / 's.png'),
+                                np.concatenate([a, b], 1))
+  out = helpers.run_launch('stitch', '--mode=concat', '--bits=8',
+                           f'--inputs={tmp_path}/a.png,{tmp_path}/b.png',
+                           f'--output={tmp_path}/s8.png')
+  assert np.asarray(Image.open(tmp_path / 's8.png')).dtype == np.uint8
