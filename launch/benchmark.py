@@ -247,7 +247,7 @@ def conv_layers():
 
 def checkpoint_rss():
   """Process RSS over FLAGS.steps checkpoint saves of a GAN-sized state (60
-  arrays, 13 MB) through gensynth's Checkpointer (orbax, async, keep 3), with
+  arrays, 30 MB) through gensynth's Checkpointer (orbax, async, keep 3), with
   and without OCDBT, and the per-call growth of tensorstore's
   KvStore.Spec.to_json (which orbax calls for every array it writes)."""
   import gc  # pylint: disable=g-import-not-at-top
@@ -255,7 +255,6 @@ def checkpoint_rss():
   import tempfile  # pylint: disable=g-import-not-at-top
 
   import jax  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   import tensorstore as ts  # pylint: disable=g-import-not-at-top
 
   from gensynth.train import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
@@ -294,8 +293,9 @@ def checkpoint_rss():
   gc.collect()
   record['tensorstore_to_json_bytes_per_call'] = round(
       (loop.rss_mib() - before) * 2**20 / n)
-  record['tensorstore_version'] = ts.__version__
-  record['orbax_version'] = ocp.__version__
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  record['versions'] = {p: metadata.version(p) for p in (
+      'tensorstore', 'orbax-checkpoint', 'jax')}
   return record
 
 
