@@ -3,7 +3,6 @@
 import functools
 import json
 import os
-import time
 
 import jax
 import ml_collections
@@ -81,13 +80,12 @@ def train_and_evaluate(config, workdir):
         batch_size=config.eval.batch_size,
         value_range=config.data.value_range, eval_fn=eval_fn), prefix='test')
 
-  t_start = time.perf_counter()
-  state, step, preempted = loop.run(
+  state, step, preempted, stats = loop.run(
       state, train_step=train_step, batches=batches, start=start,
       num_steps=config.num_steps,
-      key=jax.random.fold_in(jax.random.key(config.seed), 1),
-      data_sharding=sharding.data_sharded(mesh), ckpt=ckpt, reporter=reporter,
-      log_every=config.log_every, checkpoint_every=config.checkpoint_every,
+      key=jax.random.fold_in(jax.random.key(config.seed), 1), mesh=mesh,
+      ckpt=ckpt, reporter=reporter, log_every=config.log_every,
+      checkpoint_every=config.checkpoint_every,
       hooks=[(config.get('eval_every'), periodic_eval)])
   if preempted:
     reporter.close()
@@ -96,8 +94,7 @@ def train_and_evaluate(config, workdir):
                             batch_size=config.eval.batch_size,
                             value_range=config.data.value_range,
                             eval_fn=eval_fn)
-  final.update(step=step, train_seconds=time.perf_counter() - t_start,
-               train_step_compiles=loop.compile_count(train_step))
+  final.update(stats)
   reporter.scalars(step, final, prefix='final')
   reporter.close()
   loop.write_json(os.path.join(workdir, 'final_metrics.json'), final)

@@ -2,7 +2,6 @@
 
 import functools
 import os
-import time
 
 import jax
 import numpy as np
@@ -197,22 +196,16 @@ def train_and_evaluate(config, workdir):
                               num_classes=num_classes_of(config, classes))
     reporter.images(step, 'samples', grid, ncols=ncols)
 
-  rss_start = loop.rss_mib()
-  t_start = time.perf_counter()
-  state, step, preempted = loop.run(
+  state, step, preempted, final = loop.run(
       state, train_step=train_step, batches=batches, start=start,
-      num_steps=config.num_steps, key=train_key, data_sharding=sharding.data_sharded(mesh),
-      ckpt=ckpt, reporter=reporter, log_every=config.log_every,
+      num_steps=config.num_steps, key=train_key, mesh=mesh, ckpt=ckpt,
+      reporter=reporter, log_every=config.log_every,
       checkpoint_every=config.checkpoint_every,
       hooks=[(config.get('image_every'), write_images)])
   if preempted:
     reporter.close()
     return {'preempted': True, 'step': step}
-  train_seconds = time.perf_counter() - t_start
   write_images(step, state)
-  final = {'step': step, 'train_seconds': train_seconds,
-           'train_step_compiles': loop.compile_count(train_step),
-           'rss_mib_start': rss_start, 'rss_mib_end': loop.rss_mib()}
   if extractor is not None:
     metrics = generative_metrics(config, sampler, state.ema_params, train_src,
                                  test_src, extractor,

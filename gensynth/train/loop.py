@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import threading
+import time
 
 import jax
 import numpy as np
@@ -207,8 +208,8 @@ def _jsonable(x):
   raise TypeError(f'{type(x)} is not JSON serialisable')
 
 
-def run(state, *, train_step, batches, start, num_steps, key, data_sharding,
-        ckpt, reporter, log_every, checkpoint_every, hooks=()):
+def run(state, *, train_step, batches, start, num_steps, key, mesh, ckpt,
+        reporter, log_every, checkpoint_every, hooks=()):
   """The step loop every trainer shares.
 
   Runs `state, metrics = train_step(state, batch, key)` from step `start` to
@@ -219,9 +220,14 @@ def run(state, *, train_step, batches, start, num_steps, key, data_sharding,
   last good checkpoint complete on disk.
 
   Returns:
-    (state, step, preempted).
+    (state, step, preempted, stats): stats holds the final step, the loop's
+    wall-clock seconds, train_step's compile count and RSS before and after.
   """
-  from gensynth.train import sharding  # pylint: disable=g-import-not-at-top
+  data_sharding = sharding.data_sharded(mesh)
+  rss_start, t_start = rss_mib(), time.perf_counter()
+  stats = lambda: {'step': step, 'train_seconds': time.perf_counter() - t_start,
+                   'train_step_compiles': compile_count(train_step),
+                   'rss_mib_start': rss_start, 'rss_mib_end': rss_mib()}
   buffer = MetricsBuffer()
   preempt = Preemption()
   data_iter = batches.iterate(start)
@@ -245,7 +251,7 @@ def run(state, *, train_step, batches, start, num_steps, key, data_sharding,
         if preempt.requested:
           ckpt.wait()
           logging.warning('Preempted at step %d; checkpoint written.', step)
-          return state, step, True
+          return state, step, True, stats()
   finally:
     # A failing step must not abandon an in-flight async save: the last
     # good checkpoint has to be complete on disk before the error leaves.
@@ -254,4 +260,4 @@ def run(state, *, train_step, batches, start, num_steps, key, data_sharding,
   if ckpt.latest_step() != step:
     ckpt.save(step, state, force=True)
   ckpt.wait()
-  return state, step, False
+  return state, step, False, stats()

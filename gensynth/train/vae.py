@@ -2,7 +2,6 @@
 
 import functools
 import os
-import time
 
 import jax
 import jax.numpy as jnp
@@ -178,12 +177,10 @@ def train_and_evaluate(config, workdir):
         max_examples=config.eval.train_examples,
         eval_fn=periodic_eval_fn), prefix='test')
 
-  rss_start = loop.rss_mib()
-  t_start = time.perf_counter()
-  state, step, preempted = loop.run(
+  state, step, preempted, stats = loop.run(
       state, train_step=train_step, batches=batches, start=start,
-      num_steps=config.num_steps, key=train_key, data_sharding=sharding.data_sharded(mesh),
-      ckpt=ckpt, reporter=reporter, log_every=config.log_every,
+      num_steps=config.num_steps, key=train_key, mesh=mesh, ckpt=ckpt,
+      reporter=reporter, log_every=config.log_every,
       checkpoint_every=config.checkpoint_every,
       hooks=[(config.get('image_every'),
               lambda step, state: write_images(step, state.params)),
@@ -197,11 +194,8 @@ def train_and_evaluate(config, workdir):
                           chunk_size=config.eval.chunk_size,
                           batch_size=config.eval.batch_size,
                           max_examples=config.eval.get('final_examples'))
-  final.update(step=step, train_seconds=time.perf_counter() - t_start,
-               train_step_compiles=loop.compile_count(train_step),
-               periodic_eval_compiles=(loop.compile_count(periodic_eval_fn)
-                                       if periodic_eval_fn else 0),
-               rss_mib_start=rss_start, rss_mib_end=loop.rss_mib())
+  final.update(stats, periodic_eval_compiles=(
+      loop.compile_count(periodic_eval_fn) if periodic_eval_fn else 0))
   reporter.scalars(step, final, prefix='final')
   reporter.close()
   loop.write_json(os.path.join(workdir, 'final_metrics.json'), final)
