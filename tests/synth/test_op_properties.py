@@ -491,6 +491,7 @@ CASES = {
 NOT_ARRAY_OPS = {
     'io.read_image': 'file IO: corrupt/truncated/16-bit files in the CLI tests',
     'io.write_image': 'file IO: tested in tests/launch/test_synth_cli.py',
+    'io.output_bits': 'CLI --bits rule (test_cli_keeps_sixteen_bit_rgb)',
     'stitch.detect_orb': 'host-side scikit-image detector (test_panorama)',
     'stitch.panorama': 'host + device pipeline on photos (test_panorama)',
     'latent.vae_fuse': 'needs a trained VAE (tests/synth/test_latent.py)',
