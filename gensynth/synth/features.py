@@ -84,20 +84,34 @@ def contrast(x):
   return jnp.abs(laplacian(grey(x)))
 
 
+def _channels(x):
+  return [x[..., i:i + 1] for i in range(x.shape[-1])]
+
+
+def _unrolled(op, terms):
+  # Reductions over the short channel axis are slow loops on XLA:CPU (as over
+  # a short leading axis, see checks.sum_leading); unrolled they fuse.
+  out = terms[0]
+  for t in terms[1:]:
+    out = op(out, t)
+  return out
+
+
 def saturation(x):
   """Colour saturation: sqrt of summed squared deviation from the channel mean
   (cv2.createMergeMertens' definition), [..., H, W, 1]."""
   x = checks.image(x, 'x')
-  mean = jnp.mean(x, axis=-1, keepdims=True)
-  return jnp.sqrt(jnp.sum((x - mean)**2, axis=-1, keepdims=True))
+  chans = _channels(x)
+  mean = _unrolled(jnp.add, chans) / len(chans)
+  return jnp.sqrt(_unrolled(jnp.add, [(c - mean)**2 for c in chans]))
 
 
 def well_exposedness(x, *, sigma=0.2):
   """prod_c exp(-(x_c - 0.5)^2 / (2 sigma^2)), [..., H, W, 1]."""
   x = checks.image(x, 'x')
   # Product of per-channel terms (not exp of a sum), as OpenCV rounds it.
-  return jnp.prod(jnp.exp(-(x - 0.5)**2 / (2 * sigma**2)), axis=-1,
-                  keepdims=True)
+  return _unrolled(jnp.multiply, [jnp.exp(-(c - 0.5)**2 / (2 * sigma**2))
+                                  for c in _channels(x)])
 
 
 def local_energy(x, *, radius=1):

@@ -18,10 +18,39 @@ def mertens_weights(x, *, contrast_weight=1.0, saturation_weight=1.0,
   weight = C^wc * S^ws * E^we + 1e-12 as in cv2.createMergeMertens (whose C++
   default switches the well-exposedness term off: exposure_weight=0).
   """
-  w = (features.contrast(x)**contrast_weight *
-       features.saturation(x)**saturation_weight *
-       features.well_exposedness(x)**exposure_weight) + 1e-12
-  return w / checks.sum_leading(w)[None]
+  x = checks.image(x, 'x')
+  if x.ndim < 4:
+    raise ValueError(f'x: expected N images [N, ..., H, W, C], got shape '
+                     f'{tuple(x.shape)}.')
+  w, total = _weights_and_total(x, contrast_weight, saturation_weight,
+                                exposure_weight)
+  return w / total[None]
+
+
+def _weights_and_total(x, contrast_weight, saturation_weight, exposure_weight):
+  """Unnormalised weights [N, ..., H, W, 1] and their sum over N."""
+  # A scan over the N images materialises each weight map once; as one
+  # expression, XLA fuses the weights into every term of the normalising sum
+  # and recomputes them N times.
+  def weigh(total, xi):
+    wi = _unnormalised_weights(xi, contrast_weight, saturation_weight,
+                               exposure_weight)
+    return total + wi, wi
+
+  total, w = jax.lax.scan(weigh, jnp.zeros(x.shape[1:-1] + (1,), x.dtype), x)
+  return w, total
+
+
+def _unnormalised_weights(x, wc, ws, we):
+  w = 1.0
+  for measure, e in ((features.contrast, wc), (features.saturation, ws),
+                     (features.well_exposedness, we)):
+    # x**0 == 1 and x**1 == x exactly (as OpenCV's pow): skip that work.
+    if isinstance(e, (int, float)) and e == 0:
+      continue
+    m = measure(x)
+    w = w * (m if isinstance(e, (int, float)) and e == 1 else m**e)
+  return w + 1e-12
 
 
 def exposure_fusion(images, *, contrast_weight=1.0, saturation_weight=1.0,
@@ -43,13 +72,21 @@ def exposure_fusion(images, *, contrast_weight=1.0, saturation_weight=1.0,
                      'channels.')
   hw = x.shape[-3:-1]
   levels = levels or int(math.log2(min(hw))) + 1
-  w = mertens_weights(x, contrast_weight=contrast_weight,
-                      saturation_weight=saturation_weight,
-                      exposure_weight=exposure_weight)
-  img_pyr = pyramid.laplacian_pyramid(x, levels)
-  w_pyr = pyramid.gaussian_pyramid(w, levels)
-  return pyramid.reconstruct([checks.sum_leading(a * b)
-                              for a, b in zip(img_pyr, w_pyr)])
+  # Band shapes; also checks `levels` (a ValueError) before any work.
+  shapes = jax.eval_shape(lambda y: pyramid.laplacian_pyramid(y, levels), x[0])
+  w, total = _weights_and_total(x, contrast_weight, saturation_weight,
+                                exposure_weight)
+
+  # One exposure at a time, accumulating the fused pyramid (as OpenCV does):
+  # the working set is one image's pyramids, not N of them.
+  def add_exposure(acc, xw):
+    lap = pyramid.laplacian_pyramid(xw[0], levels)
+    g = pyramid.gaussian_pyramid(xw[1] / total, levels)
+    return [a + b * c for a, b, c in zip(acc, lap, g)], None
+
+  acc, _ = jax.lax.scan(add_exposure,
+                        [jnp.zeros(s.shape, s.dtype) for s in shapes], (x, w))
+  return pyramid.reconstruct(acc)
 
 
 def multifocus_fusion(images, *, levels=5, radius=2, consistency=1):
