@@ -22,3 +22,15 @@ def data_config():
       binarize=False,  # dynamic binarization (train), fixed seed (test)
       test_binarize_seed=1234,
   ))
+
+
+def smoke_schedule(c, steps, *, num_test):
+  """The `:smoke` variants' shared part: batch 8 on 64 training images, logs
+  and checkpoints every 2 of `steps` steps, images at the end."""
+  c.batch_size = 8
+  c.num_steps = steps
+  c.log_every = 2
+  c.checkpoint_every = 2
+  c.image_every = steps
+  c.data.num_train, c.data.num_test = 64, num_test
+  return c

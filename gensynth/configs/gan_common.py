@@ -43,12 +43,7 @@ def base_config():
 
 def smoke(c, *, steps=6):
   """A few steps on tiny data and a tiny model: seconds on one CPU core."""
-  c.batch_size = 8
-  c.num_steps = steps
-  c.log_every = 2
-  c.checkpoint_every = 2
-  c.image_every = steps
-  c.data.num_train, c.data.num_test = 64, 64
+  common.smoke_schedule(c, steps, num_test=64)
   c.model.update(latent_dim=8, g_widths=tuple(8 for _ in c.model.g_widths),
                  d_widths=tuple(8 for _ in c.model.d_widths), embed_dim=4)
   c.ema.start = 2

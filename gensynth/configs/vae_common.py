@@ -36,13 +36,8 @@ def base_config():
 
 def smoke(c, *, steps=6):
   """A few steps on tiny data and a tiny model: seconds on one CPU core."""
-  c.batch_size = 8
-  c.num_steps = steps
-  c.log_every = 2
-  c.checkpoint_every = 2
-  c.image_every = steps
+  common.smoke_schedule(c, steps, num_test=16)
   c.eval_every = 0
-  c.data.num_train, c.data.num_test = 64, 16
   c.model.widths = (8, 16)
   c.model.latent_dim = 4
   c.model.blocks_per_level = 0
