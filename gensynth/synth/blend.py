@@ -1,5 +1,7 @@
 """Weighted and multi-band (Laplacian pyramid) blending of N images."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -21,11 +23,13 @@ def weighted_blend(images, weights, *, bias=0.0):
     float image [..., H, W, C].
   """
   x = checks.stack(images, 'images')
-  w = jnp.asarray(weights, jnp.float32)
+  w = checks.values(weights, 'weights', expected='one weight per image')
   if w.shape != (x.shape[0],):
     raise ValueError(f'weights: shape {w.shape}, expected ({x.shape[0]},): one '
                      'weight per image.')
   w = w.reshape((-1,) + (1,) * (x.ndim - 1)).astype(x.dtype)
+  if isinstance(bias, (int, float)) and not math.isfinite(bias):
+    raise ValueError(f'bias={bias}: expected a finite number.')
   return checks.sum_leading(w * x) + bias
 
 

@@ -119,7 +119,17 @@ def fit_homography(src, dst, weights):
       jnp.sum(weights > 0)) < 4:
     raise ValueError('fit_homography needs at least 4 points with positive '
                      f'weight, got {int(jnp.sum(weights > 0))}.')
-  return _fit(src, dst, weights)
+  return _check_fit(_fit(src, dst, weights))
+
+
+def _check_fit(h):
+  """Eagerly, a ValueError for degenerate points (no finite homography)."""
+  if not isinstance(h, jax.core.Tracer) and not bool(
+      jnp.all(jnp.isfinite(h))):
+    raise ValueError('no finite homography fits these points: they are '
+                     'degenerate (coincident or collinear); expected at least '
+                     '4 points in general position.')
+  return h
 
 
 def _fit(src, dst, weights):
@@ -197,4 +207,4 @@ def ransac_homography(key, src, dst, valid, *, num_hypotheses=2048,
   inliers = (err < threshold) & valid
   k = jnp.maximum(jnp.sum(inliers), 1)
   rmse = jnp.sqrt(jnp.sum(jnp.where(inliers, err**2, 0.0)) / k)
-  return h, inliers, rmse
+  return _check_fit(h), inliers, rmse
