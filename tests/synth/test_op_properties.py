@@ -90,18 +90,15 @@ def _feats(draw, n=None, d=None):
 
 # Each case draws inputs and returns (call, expected output shape or None).
 # Shapes are checked on the first output where the op returns several.
-def _img1(fn, same=True):
+def _img1(fn, out_shape=lambda shape: shape):
   def case(draw):
     x = _image(draw)
-    return (lambda: fn(x)), (x.shape if same else None)
+    return (lambda: fn(x)), out_shape(x.shape)
   return case
 
 
-def _pair_case(fn, same=True):
-  def case(draw):
-    a, b = _pair(draw)
-    return (lambda: fn(a, b)), (a.shape if same else None)
-  return case
+def _one_channel(shape):
+  return shape[:2] + (1,)
 
 
 def _scalar_metric(fn, n_inputs):
@@ -163,26 +160,6 @@ def _case_box_filter(draw):
   x = _image(draw)
   r = draw(st.integers(-1, 9))
   return (lambda: features.box_filter(x, r)), x.shape
-
-
-def _case_grey(draw):
-  x = _image(draw)
-  return (lambda: features.grey(x)), x.shape[:2] + (1,)
-
-
-def _case_saturation(draw):
-  x = _image(draw)
-  return (lambda: features.saturation(x)), x.shape[:2] + (1,)
-
-
-def _case_contrast(draw):
-  x = _image(draw)
-  return (lambda: features.contrast(x)), x.shape[:2] + (1,)
-
-
-def _case_well_exposed(draw):
-  x = _image(draw)
-  return (lambda: features.well_exposedness(x)), x.shape[:2] + (1,)
 
 
 def _case_colour_stats(draw):
@@ -420,13 +397,14 @@ CASES = {
     'blend.feather_masks': _case_feather,
     'blend.poisson_blend': _case_poisson,
     # gensynth.synth.features
-    'features.grey': _case_grey,
+    'features.grey': _img1(features.grey, _one_channel),
     'features.box_filter': _case_box_filter,
     'features.laplacian': _img1(features.laplacian),
     'features.sobel': _img1(lambda x: features.sobel(x)[0]),
-    'features.contrast': _case_contrast,
-    'features.saturation': _case_saturation,
-    'features.well_exposedness': _case_well_exposed,
+    'features.contrast': _img1(features.contrast, _one_channel),
+    'features.saturation': _img1(features.saturation, _one_channel),
+    'features.well_exposedness': _img1(features.well_exposedness,
+                                       _one_channel),
     'features.local_energy': _img1(features.local_energy),
     'features.colour_stats': _case_colour_stats,
     # gensynth.synth.fusion
