@@ -64,8 +64,7 @@ def warp_perspective(image, h, out_hw, *, offset=(0.0, 0.0)):
   offset = checks.values(offset, 'offset', shape=(2,),
                          expected='the canvas origin (x, y)')
   if not isinstance(h, jax.core.Tracer) and not abs(
-      float(jnp.linalg.det(h.astype(jnp.float64 if h.dtype == jnp.float64
-                                    else jnp.float32)))) > 0:
+      float(jnp.linalg.det(h))) > 0:
     raise ValueError('h is singular (determinant 0); expected an invertible '
                      'homography.')
   ys, xs = jnp.meshgrid(jnp.arange(oh, dtype=jnp.float32) + offset[1],
