@@ -111,8 +111,8 @@ class Discriminator(nn.Module):
                        f'{x.shape}.')
     h = x
     for width in self.widths:
-      h = self._layer(nn.Conv(width, (4, 4), (2, 2), padding=((1, 1), (1, 1))),
-                      h, update_stats)
+      conv = layers.Conv(width, (4, 4), (2, 2), padding=((1, 1), (1, 1)))
+      h = self._layer(conv, h, update_stats)
       h = nn.leaky_relu(h, 0.2)
     phi = h.reshape(h.shape[0], -1)
     logit = self._layer(nn.Dense(1), phi, update_stats)[:, 0]

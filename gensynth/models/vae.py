@@ -42,7 +42,8 @@ class Encoder(nn.Module):
           nn.one_hot(labels, self.num_classes))[:, None, None, :]
     for i, w in enumerate(self.widths):
       if i:
-        h = nn.Conv(w, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))(act(h))
+        h = layers.Conv(w, (4, 4), strides=(2, 2),
+                        padding=((1, 1), (1, 1)))(act(h))
       for _ in range(self.blocks_per_level):
         h = layers.ResBlock(w, self.act)(h)
     h = act(h).reshape(h.shape[0], -1)
