@@ -24,6 +24,7 @@ from absl import app
 from absl import flags
 
 from launch import distributed
+from launch import xla_cpu
 
 BENCHES = ('vae_throughput', 'gan_throughput', 'conv_layers',
            'checkpoint_rss', 'pyramid_blend', 'weighted_blend',
@@ -302,6 +303,7 @@ def checkpoint_rss():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  xla_flags = xla_cpu.configure()
   from launch import bench_synth  # pylint: disable=g-import-not-at-top
   record = {'vae_throughput': vae_throughput,
             'gan_throughput': gan_throughput, 'conv_layers': conv_layers,
@@ -311,6 +313,7 @@ def main(argv):
             'exposure_fusion': bench_synth.exposure_fusion,
             'multifocus': bench_synth.multifocus,
             'panorama': bench_synth.panorama}[FLAGS.bench]()
+  record['xla_flags'] = xla_flags
   distributed.emit_json(record, FLAGS.output)
 
 

@@ -10,6 +10,8 @@ import jax
 from absl import flags
 from absl import logging
 
+from launch import xla_cpu
+
 flags.DEFINE_string('coordinator_address', None,
                     'host:port of process 0 for jax.distributed.initialize.')
 flags.DEFINE_integer('num_processes', None, 'Processes in the job.')
@@ -52,7 +54,9 @@ def _limit_malloc_arenas(n):
 
 
 def initialize():
-  """jax.distributed when asked for (flags or cluster env), then log devices."""
+  """XLA:CPU flags, then jax.distributed when asked for (flags or cluster
+  env), then log devices."""
+  xla_cpu.configure()
   _limit_malloc_arenas(FLAGS.malloc_arena_max)
   logging.get_absl_handler().addFilter(_QuietLibraries())
   if FLAGS.compilation_cache_dir:
