@@ -56,7 +56,7 @@ def _limit_malloc_arenas(n):
 def initialize():
   """XLA:CPU flags, then jax.distributed when asked for (flags or cluster
   env), then log devices."""
-  xla_cpu.configure()
+  xla_flags = xla_cpu.configure()
   _limit_malloc_arenas(FLAGS.malloc_arena_max)
   logging.get_absl_handler().addFilter(_QuietLibraries())
   if FLAGS.compilation_cache_dir:
@@ -69,8 +69,9 @@ def initialize():
         coordinator_address=FLAGS.coordinator_address,
         num_processes=FLAGS.num_processes, process_id=FLAGS.process_id,
         heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds)
-  logging.info('JAX process %d/%d; local devices: %s', jax.process_index(),
-               jax.process_count(), jax.local_devices())
+  logging.info('JAX process %d/%d; local devices: %s; XLA_FLAGS=%r',
+               jax.process_index(), jax.process_count(), jax.local_devices(),
+               xla_flags)
 
 
 def emit_json(record, output=None):
@@ -92,6 +93,22 @@ def run_config(workdir):
                          'by launch.train (or pass --config).')
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
+
+
+def script_main(body):
+  """absl `main` for a script without positional arguments: refuse extra
+  arguments, `initialize()`, run `body()`; a known error (bad file,
+  checkpoint or data: FileNotFoundError/ValueError) becomes one logged line
+  and exit status 1."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+
+  def go(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    initialize()
+    body()
+
+  return lambda argv: exit_on_known_errors(go, argv)
 
 
 def exit_on_known_errors(main_fn, argv):

@@ -40,14 +40,7 @@ flags.mark_flags_as_required(['workdir'])
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  distributed.exit_on_known_errors(_main, argv)
-
-
-def _main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  distributed.initialize()
+def _main():
   config = (FLAGS.config if FLAGS.config is not None else
             distributed.run_config(FLAGS.workdir))
   if config.trainer == 'gan':
@@ -74,6 +67,8 @@ def _main(argv):
                          'handles vae and gan runs.')
   distributed.emit_json(result, FLAGS.output)
 
+
+main = distributed.script_main(_main)
 
 if __name__ == '__main__':
   app.run(main)

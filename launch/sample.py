@@ -123,14 +123,7 @@ def _fusion_weights(k, latent_dim):
   return weights, None
 
 
-def main(argv):
-  distributed.exit_on_known_errors(_main, argv)
-
-
-def _main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  distributed.initialize()
+def _main():
   from gensynth.train import sampling  # pylint: disable=g-import-not-at-top
   config = distributed.run_config(FLAGS.workdir)
   out_dir = FLAGS.output or os.path.join(FLAGS.workdir, 'samples')
@@ -165,6 +158,8 @@ def _main(argv):
   distributed.emit_json({'mode': FLAGS.mode, 'path': path,
                          'step': model.step, 'shape': list(images.shape)})
 
+
+main = distributed.script_main(_main)
 
 if __name__ == '__main__':
   app.run(main)

@@ -140,3 +140,28 @@ def test_conv_is_flax_conv_with_same_parameters():
   # Input gradient too (the part the custom VJP replaces).
   gx = lambda m: jax.grad(lambda z: jnp.sum(jnp.sin(m.apply(params, z))))(x)
   np.testing.assert_allclose(gx(ours), gx(stock), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('k,center', [(3, True), (5, False), (7, True)])
+def test_masked_conv_equals_full_masked_kernel(k, center):
+  """The conv over the top k//2+1 kernel rows equals the full k x k masked
+  conv ('SAME'), values and kernel gradients."""
+  rng = np.random.default_rng(5)
+  x = jnp.asarray(rng.normal(size=(2, 9, 7, 3)), jnp.float32)
+  layer = layers.MaskedConv(4, k, include_center=center)
+  params = layer.init(jax.random.key(0), x)
+  mask = layers.causal_mask(k, include_center=center)[:, :, None, None]
+
+  def full(p):
+    y = lax.conv_general_dilated(x, p['params']['kernel'] * mask, (1, 1),
+                                 'SAME', dimension_numbers=('NHWC', 'HWIO',
+                                                            'NHWC'))
+    return y + p['params']['bias']
+
+  np.testing.assert_allclose(layer.apply(params, x), full(params), rtol=1e-5,
+                             atol=1e-5)
+  loss = lambda f: lambda p: jnp.sum(jnp.sin(f(p)))
+  g_ours = jax.grad(loss(lambda p: layer.apply(p, x)))(params)
+  g_full = jax.grad(loss(full))(params)
+  for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_full)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
