@@ -232,7 +232,7 @@ class MaskedConv(nn.Module):
                         (k, k, x.shape[-1], self.features))
     mask = causal_mask(k, include_center=self.include_center)[:, :, None, None]
     # The rows below the centre are masked out: convolve with the top k//2+1
-    # rows only (padding above, none below), 40% fewer taps for k=3.
+    # rows only (padding above, none below): 6 taps instead of 9 for k=3.
     c = k // 2
     y = lax.conv_general_dilated(x, (kernel * mask)[:c + 1], (1, 1),
                                  ((c, 0), (c, c)), dimension_numbers=_DN)
