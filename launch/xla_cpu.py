@@ -2,7 +2,7 @@
 
 jaxlib 0.10 hands many XLA:CPU convolutions and dots to the YNNPACK library
 by default. For gensynth's models that is slower than XLA's own kernels (GAN
-train step 0.81-0.94x PyTorch with it, 1.06-1.13x without; BUILD_NOTES.md), so
+train step 0.81-0.97x PyTorch with it, 1.02-1.13x without; BUILD_NOTES.md), so
 the launch scripts turn it off unless told otherwise. Only XLA:CPU reads the
 flag; GPU and TPU runs are unaffected.
 """
@@ -27,14 +27,13 @@ flags.DEFINE_string(
 FLAGS = flags.FLAGS
 
 
-def configure(environ=None):
+def configure():
   """Adds --xla_cpu_experimental_ynn_fusion_type to XLA_FLAGS.
 
   Call before the first JAX computation: XLA reads XLA_FLAGS once, when the
   backend starts. Returns the XLA_FLAGS value now in effect.
   """
-  environ = os.environ if environ is None else environ
-  current = environ.get('XLA_FLAGS', '')
+  current = os.environ.get('XLA_FLAGS', '')
   choice = FLAGS.xla_cpu_ynn_fusion_type
   if choice == 'default' or _YNN in current:
     return current
@@ -48,5 +47,5 @@ def configure(environ=None):
     logging.warning('JAX backend already started; --xla_cpu_ynn_fusion_type='
                     '%r not applied.', choice)
     return current
-  environ['XLA_FLAGS'] = f'{current} --{_YNN}={choice}'.strip()
-  return environ['XLA_FLAGS']
+  os.environ['XLA_FLAGS'] = f'{current} --{_YNN}={choice}'.strip()
+  return os.environ['XLA_FLAGS']
