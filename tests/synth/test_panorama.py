@@ -66,6 +66,35 @@ def test_matching_is_mutual_and_ratio_tested():
   assert not bool(np.asarray(valid)[perm[0]])
 
 
+def _match_reference(a, b, ratio, valid_a, valid_b):
+  """Brute force in NumPy: sort each row, ratio test, mutual check."""
+  d = (a[:, None, :] != b[None, :, :]).sum(-1).astype(np.float64)
+  d[:, ~valid_b] = np.inf
+  d[~valid_a] = np.inf
+  order = np.argsort(d, axis=1, kind='stable')
+  best = d[np.arange(len(a)), order[:, 0]]
+  second = d[np.arange(len(a)), order[:, 1]]
+  ok = np.isfinite(best) & (best < ratio * second)
+  back = np.argmin(d, axis=0)
+  ok &= back[order[:, 0]] == np.arange(len(a))
+  return order[:, 0], ok
+
+
+def test_matching_equals_brute_force_with_ties_and_padding():
+  rng = np.random.default_rng(2)
+  # Short descriptors make tied distances common.
+  a = rng.random((120, 16)) < 0.5
+  b = np.concatenate([a[rng.permutation(120)[:90]], rng.random((40, 16)) < .5])
+  b[:90] ^= rng.random((90, 16)) < 0.05
+  valid_a, valid_b = rng.random(120) < 0.9, rng.random(130) < 0.9
+  idx, ok = homography.match(a, b, binary=True, ratio=0.8, valid_a=valid_a,
+                             valid_b=valid_b)
+  want_idx, want_ok = _match_reference(a, b, 0.8, valid_a, valid_b)
+  np.testing.assert_array_equal(np.asarray(ok), want_ok)
+  assert want_ok.sum() > 20  # the case is not vacuous
+  np.testing.assert_array_equal(np.asarray(idx)[want_ok], want_idx[want_ok])
+
+
 def test_panorama_of_two_views_recovers_geometry():
   a, b = _views()
   pano = stitch.panorama([b, a], key=jax.random.key(0), blend='feather')
