@@ -17,6 +17,7 @@ import numpy as np
 from gensynth.synth import blend as blend_lib
 from gensynth.synth import checks
 from gensynth.synth import homography
+from gensynth.synth import keypoints
 from gensynth.synth import warp
 
 POLICIES = ('pad', 'resize', 'error')
@@ -217,20 +218,35 @@ def _gains(warped, valid, sigma_n=10.0 / 255, sigma_g=0.1):
   return np.linalg.solve(a, b)
 
 
-def panorama(images, *, key, num_keypoints=2000, ratio=0.8,
-             ransac_threshold=3.0, num_hypotheses=2048, min_inliers=20,
-             blend='multiband', levels=5, feather_radius=32,
+_detect = jax.jit(keypoints.detect_and_describe,
+                  static_argnames=('num_keypoints',))
+
+
+def _features(image, detector, num_keypoints):
+  """(xy [K, 2], descriptors [K, 256] float 0/1, valid [K]) of one image."""
+  if detector == 'harris':
+    xy, desc, ok, _ = _detect(image, num_keypoints=num_keypoints)
+    return xy, desc.astype(jnp.float32), ok
+  return _pad(*detect_orb(image, num_keypoints=num_keypoints), num_keypoints)
+
+
+def panorama(images, *, key, detector='harris', num_keypoints=2000,
+             ratio=0.8, ransac_threshold=3.0, num_hypotheses=2048,
+             min_inliers=20, blend='multiband', levels=5, feather_radius=32,
              gain_compensation=True, max_canvas_pixels=60e6):
   """Stitches 2..N overlapping photos (any order) into one panorama.
 
-  Keypoints are found on the host (scikit-image ORB at ~0.6 Mpx); matching,
-  RANSAC, warping and blending run on the default JAX device. Images are
-  placed by a maximum spanning tree over pairwise inlier counts, rooted at the
-  best-connected image, whose frame the canvas extends.
+  Keypoints are oriented Harris corners with rBRIEF descriptors found on
+  device (`keypoints.detect_and_describe`, at ~0.6 Mpx), or scikit-image's
+  ORB on the host with detector='orb'; matching, RANSAC, warping and blending
+  run on the default JAX device. Images are placed by a maximum spanning tree
+  over pairwise inlier counts, rooted at the best-connected image, whose frame
+  the canvas extends.
 
   Args:
     images: list of [H, W, C] float images in [0, 1] (same C).
     key: PRNG key for RANSAC.
+    detector: 'harris' (on device) or 'orb' (scikit-image, host; slower).
     num_keypoints, ratio, ransac_threshold, num_hypotheses, min_inliers:
       registration settings (threshold in full-resolution pixels).
     blend: 'multiband', 'feather' or 'none' (last image on top).
@@ -244,6 +260,8 @@ def panorama(images, *, key, num_keypoints=2000, ratio=0.8,
   """
   if len(images) < 2:
     raise ValueError(f'panorama needs at least 2 images, got {len(images)}.')
+  if detector not in ('harris', 'orb'):
+    raise ValueError(f"detector={detector!r}; expected 'harris' or 'orb'.")
   if blend not in ('multiband', 'feather', 'none'):
     raise ValueError(f"blend={blend!r}; expected 'multiband', 'feather' or "
                      "'none'.")
@@ -253,8 +271,7 @@ def panorama(images, *, key, num_keypoints=2000, ratio=0.8,
     raise ValueError('images: channel counts differ '
                      f'({[x.shape[-1] for x in imgs]}).')
   n = len(imgs)
-  feats = [_pad(*detect_orb(x, num_keypoints=num_keypoints), num_keypoints)
-           for x in imgs]
+  feats = [_features(x, detector, num_keypoints) for x in imgs]
   hs, inl = {}, np.zeros((n, n), int)
   pairs = []
   for i in range(n):
