@@ -48,21 +48,6 @@ def comparison_pattern(num_bits=_NUM_BITS, radius=PATCH_RADIUS - 2,
   return out[:2 * num_bits].reshape(num_bits, 2, 2).astype(np.float32)
 
 
-def _materialise(x):
-  """x, computed into its own buffer before its consumers run.
-
-  XLA:CPU fuses producers into consumers even when that recomputes them many
-  times over (a 7x7 blur of Sobel products fused into a 3x3 max filter reads
-  each input pixel hundreds of times), and lax.optimization_barrier does not
-  stop it there (it is expanded away before fusion). Fusion cannot cross a
-  conditional, so x goes through one whose branches both return it; the
-  branch taken depends on x, so the compiler cannot fold it away. Measured on
-  one Harris level (1 Mpx): 34 ms fused, 9 ms materialised.
-  """
-  pred = x.reshape(-1)[0] > 0
-  return lax.cond(pred, lambda v: v, lambda v: v + 0.0, x)
-
-
 def _gauss_kernel(sigma):
   r = max(1, int(math.ceil(3 * sigma)))
   k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma)**2)
@@ -158,7 +143,7 @@ def _resize_rows(x, n_out):
   for t in range(idx.shape[1]):
     out = out + jnp.take(x, jnp.asarray(idx[:, t]), axis=-2) * jnp.asarray(
         w[:, t])[:, None]
-  return _materialise(out)
+  return checks.materialise(out)
 
 
 def resize(x, hw):
@@ -173,8 +158,8 @@ def resize(x, hw):
   if x.shape[-2] != hw[0]:
     x = _resize_rows(x, hw[0])
   if x.shape[-1] != hw[1]:
-    xt = _materialise(jnp.swapaxes(x, -1, -2))
-    x = _materialise(jnp.swapaxes(_resize_rows(xt, hw[1]), -1, -2))
+    xt = checks.materialise(jnp.swapaxes(x, -1, -2))
+    x = checks.materialise(jnp.swapaxes(_resize_rows(xt, hw[1]), -1, -2))
   return x
 
 
@@ -245,7 +230,7 @@ def _level(img, budget, threshold, pattern):
   """Keypoints of one pyramid level [H, W]: (x, y, score, bits, angle)."""
   h, w = img.shape
   m = 1 + len(_gauss_kernel(1.0)) // 2
-  r = jnp.pad(_materialise(_harris_valid(img, 1.0, 0.04)), m)  # 0 outside
+  r = jnp.pad(checks.materialise(_harris_valid(img, 1.0, 0.04)), m)  # 0 outside
   yy = jnp.arange(h)[:, None]
   xx = jnp.arange(w)[None, :]
   inner = ((yy >= _BORDER) & (yy < h - _BORDER) & (xx >= _BORDER) &
@@ -257,7 +242,7 @@ def _level(img, budget, threshold, pattern):
   dy, dx = _refine(r, y, x)
   angle = _orientation(img, y, x)
   r2 = len(_gauss_kernel(2.0)) // 2
-  smooth = _materialise(jnp.pad(_valid_taps(_valid_taps(
+  smooth = checks.materialise(jnp.pad(_valid_taps(_valid_taps(
       img, -2, _gauss_kernel(2.0)), -1, _gauss_kernel(2.0)), r2, mode='edge'))
   bits = _describe(smooth, y, x, angle, pattern)
   return (x.astype(jnp.float32) + dx, y.astype(jnp.float32) + dy, top, bits,
@@ -317,7 +302,7 @@ def detect_and_describe(image, *, num_keypoints=2000, num_scales=4,
                      '3 (RGB) or 4 (RGBA).')
   # Materialised once: fused into every resize tap it would be recomputed
   # from the colour image for each tap of each level.
-  grey = _materialise(grey.astype(jnp.float32))
+  grey = checks.materialise(grey.astype(jnp.float32))
   pattern = comparison_pattern()
   xs, ys, scores, bits = [], [], [], []
   for (lh, lw), budget in zip(sizes, budgets):
