@@ -34,18 +34,20 @@ def comparison_pattern(num_bits=_NUM_BITS, radius=PATCH_RADIUS - 2,
                        seed=_PATTERN_SEED):
   """Pairs of patch offsets [num_bits, 2, 2] ((x, y) of both points).
 
-  Drawn i.i.d. from N(0, (31/5)^2) per coordinate (BRIEF's G II), redrawn
-  until inside a disk of `radius`, so they stay inside the patch under any
-  rotation. Fixed seed: the same pattern on every run and machine.
+  Drawn i.i.d. from N(0, (31/5)^2) per coordinate (BRIEF's G II) and
+  rounded; pairs with a point outside the disk of `radius` (so that they stay
+  inside the patch under any rotation) or with two equal points are redrawn.
+  Fixed seed: the same pattern on every run and machine.
   """
   rng = np.random.default_rng(seed)
-  out = np.zeros((0, 2), np.float64)
+  out = np.zeros((0, 2, 2), np.float64)
   sigma = (2 * PATCH_RADIUS + 1) / 5.0
-  while len(out) < 2 * num_bits:
-    p = rng.normal(0.0, sigma, (4 * num_bits, 2))
-    p = np.round(p[np.hypot(p[:, 0], p[:, 1]) <= radius])
-    out = np.concatenate([out, p])
-  return out[:2 * num_bits].reshape(num_bits, 2, 2).astype(np.float32)
+  while len(out) < num_bits:
+    p = np.round(rng.normal(0.0, sigma, (2 * num_bits, 2, 2)))
+    inside = np.all(np.hypot(p[..., 0], p[..., 1]) <= radius, axis=1)
+    distinct = np.any(p[:, 0] != p[:, 1], axis=1)
+    out = np.concatenate([out, p[inside & distinct]])
+  return out[:num_bits].astype(np.float32)
 
 
 def _gauss_kernel(sigma):
@@ -146,7 +148,7 @@ def _resize_rows(x, n_out):
   return checks.materialise(out)
 
 
-def resize(x, hw):
+def _resize(x, hw):
   """Antialiased bilinear resize of [..., H, W] to hw.
 
   Equal to jax.image.resize(..., 'linear', antialias=True) within float
@@ -308,7 +310,7 @@ def detect_and_describe(image, *, num_keypoints=2000, num_scales=4,
   for (lh, lw), budget in zip(sizes, budgets):
     if budget < 1:
       continue
-    level = resize(grey, (lh, lw))
+    level = _resize(grey, (lh, lw))
     x, y, s, b, _ = _level(level, min(budget, lh * lw), threshold, pattern)
     # Pixel centres: level (x + 0.5) * (W / lw) - 0.5 in the full image.
     xs.append((x + 0.5) * (w / lw) - 0.5)

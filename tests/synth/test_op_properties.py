@@ -27,6 +27,7 @@ from gensynth.synth import features
 from gensynth.synth import fusion
 from gensynth.synth import homography
 from gensynth.synth import io as synth_io
+from gensynth.synth import keypoints
 from gensynth.synth import latent
 from gensynth.synth import pyramid
 from gensynth.synth import stitch
@@ -237,6 +238,15 @@ def _case_ransac(draw):
       threshold=threshold)), (3, 3)
 
 
+def _case_keypoints(draw):
+  # Sizes around the smallest the detector accepts (2 * 16 + 1 pixels).
+  hw = (draw(st.sampled_from([8, 33, 40])), draw(st.sampled_from([33, 48])))
+  x = _image(draw, hw)
+  k = draw(st.sampled_from([0, 5, 64]))
+  return (lambda: keypoints.detect_and_describe(
+      x, num_keypoints=k, num_scales=2)), (k, 2)
+
+
 def _case_pyr_down(draw):
   x = _image(draw)
   return (lambda: pyramid.pyr_down(x)), None
@@ -420,6 +430,9 @@ CASES = {
     'homography.apply_homography': _case_apply_h,
     'homography.fit_homography': _case_fit_h,
     'homography.ransac_homography': _case_ransac,
+    # gensynth.synth.keypoints
+    'keypoints.harris_response': _img1(keypoints.harris_response),
+    'keypoints.detect_and_describe': _case_keypoints,
     # gensynth.synth.pyramid
     'pyramid.pyr_down': _case_pyr_down,
     'pyramid.pyr_up': _case_pyr_up,
@@ -475,10 +488,12 @@ NOT_ARRAY_OPS = {
     'latent.vae_fuse': 'needs a trained VAE (tests/synth/test_latent.py)',
     'latent.vae_interpolate': 'needs a trained VAE (test_latent.py)',
     'pyramid.max_levels': 'integer helper on a (H, W) tuple',
+    'keypoints.comparison_pattern': 'fixed-seed constant (test_keypoints)',
 }
 
 MODULES = {'blend': blend, 'features': features, 'fusion': fusion,
-           'homography': homography, 'pyramid': pyramid, 'stitch': stitch,
+           'homography': homography, 'keypoints': keypoints,
+           'pyramid': pyramid, 'stitch': stitch,
            'warp': warp, 'io': synth_io, 'latent': latent,
            'image': image_metrics, 'generative': generative}
 
