@@ -23,6 +23,21 @@ def test_weighted_blend_matches_addweighted():
   np.testing.assert_allclose(out, ref, atol=1e-6)
 
 
+def test_weighted_blend_into_reuses_a_donated_buffer():
+  a, b = _pair()
+  into = jax.jit(blend.weighted_blend_into, donate_argnums=0)
+  dst = jnp.full(a.shape, jnp.nan, jnp.float32)  # values are never read
+  ptr = dst.unsafe_buffer_pointer()
+  for w in (0.2, 0.6):
+    dst = into(dst, [a, b], jnp.array([w, 1 - w]), bias=0.01)
+    np.testing.assert_allclose(dst, cv2.addWeighted(a, w, b, 1 - w, 0.01),
+                               atol=1e-6)
+    assert dst.unsafe_buffer_pointer() == ptr  # written in place
+  with pytest.raises(ValueError, match=r'dst: shape \(3, 4, 3\)'):
+    blend.weighted_blend_into(np.zeros((3, 4, 3), np.float32), [a, b],
+                              [0.5, 0.5])
+
+
 def test_weighted_blend_validates():
   a, b = _pair()
   with pytest.raises(ValueError, match=r'one weight per image'):

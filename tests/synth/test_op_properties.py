@@ -123,6 +123,14 @@ def _case_weighted_blend(draw):
   return (lambda: blend.weighted_blend([a, b], w)), a.shape
 
 
+def _case_weighted_blend_into(draw):
+  a, b = _pair(draw)
+  w = _weights(draw, 2)
+  dst = _array(draw, a.shape if draw(st.integers(0, 3)) else (2, 3, 1),
+               np.float32)
+  return (lambda: blend.weighted_blend_into(dst, [a, b], w)), a.shape
+
+
 def _case_normalise_masks(draw):
   m = _array(draw, (draw(st.sampled_from([0, 1, 2, 3])),
                     draw(st.sampled_from(SIZES)), draw(st.sampled_from(SIZES))),
@@ -401,6 +409,7 @@ def _case_class_accuracy(draw):
 CASES = {
     # gensynth.synth.blend
     'blend.weighted_blend': _case_weighted_blend,
+    'blend.weighted_blend_into': _case_weighted_blend_into,
     'blend.normalise_masks': _case_normalise_masks,
     'blend.multiband_blend': _case_multiband,
     'blend.two_image_masks': _case_two_image_masks,
