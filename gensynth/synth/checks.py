@@ -97,6 +97,37 @@ def stack(images, name):
   return x
 
 
+def stack_raw(images, name):
+  """Like `stack`, but integer images stay integer: (x [N, ...], to_float).
+
+  For ops that visit the N images one at a time (a lax.scan), converting
+  each slice there reads 1 byte per uint8 value instead of materialising a
+  float copy of the whole stack first. to_float(x[i]) equals stack(...)[i].
+  """
+  if isinstance(images, (list, tuple)):
+    if not images:
+      raise ValueError(f'{name}: no images given.')
+    raw = [jnp.asarray(x) if not hasattr(x, 'dtype') else x for x in images]
+    kinds = {x.dtype for x in raw}
+    if len(kinds) == 1 and next(iter(kinds)) in (jnp.uint8, jnp.uint16):
+      for i, x in enumerate(raw):
+        image(x, f'{name}[{i}]')  # shape checks only: integers are finite
+      same_shape(raw, [f'{name}[{i}]' for i in range(len(raw))])
+      x = jnp.stack(raw)
+    else:
+      return stack(images, name), lambda v: v
+  else:
+    x = jnp.asarray(images) if not hasattr(images, 'dtype') else images
+    if x.dtype not in (jnp.uint8, jnp.uint16):
+      return stack(images, name), lambda v: v
+    image(x, name)
+    if x.ndim < 4:
+      raise ValueError(f'{name}: expected a list of images or an array [N, '
+                       f'..., H, W, C], got shape {tuple(x.shape)}.')
+  top = float(np.iinfo(x.dtype).max)
+  return x, lambda v: v.astype(jnp.float32) / top
+
+
 def mask_like(mask, img_shape, name):
   """A [..., H, W] or [..., H, W, 1|C] weight map for images of img_shape.
 

@@ -27,30 +27,71 @@ def mertens_weights(x, *, contrast_weight=1.0, saturation_weight=1.0,
   return w / total[None]
 
 
-def _weights_and_total(x, contrast_weight, saturation_weight, exposure_weight):
+def _weights_and_total(x, contrast_weight, saturation_weight, exposure_weight,
+                       to_float=lambda v: v):
   """Unnormalised weights [N, ..., H, W, 1] and their sum over N."""
+  w, total = _weights_and_total_2d(x, contrast_weight, saturation_weight,
+                                   exposure_weight, to_float)
+  return w[..., None], total[..., None]
+
+
+def _weights_and_total_2d(x, wc, ws, we, to_float):
+  """Unnormalised weights [N, ..., H, W] (no channel axis) and their sum."""
   # A scan over the N images materialises each weight map once; as one
   # expression, XLA fuses the weights into every term of the normalising sum
   # and recomputes them N times.
   def weigh(total, xi):
-    wi = _unnormalised_weights(xi, contrast_weight, saturation_weight,
-                               exposure_weight)
+    wi = _unnormalised_weights_2d(to_float(xi), wc, ws, we)
     return total + wi, wi
 
-  total, w = jax.lax.scan(weigh, jnp.zeros(x.shape[1:-1] + (1,), x.dtype), x)
+  dtype = _float_dtype(x, to_float)
+  return _swap(jax.lax.scan(weigh, jnp.zeros(x.shape[1:-1], dtype), x))
+
+
+def _float_dtype(x, to_float):
+  return jax.eval_shape(to_float, jax.ShapeDtypeStruct(x.shape[1:],
+                                                       x.dtype)).dtype
+
+
+def _swap(pair):
+  total, w = pair
   return w, total
 
 
-def _unnormalised_weights(x, wc, ws, we):
+def _unnormalised_weights_2d(x, wc, ws, we):
+  """features.contrast/saturation/well_exposedness (same arithmetic, same
+  rounding) on [..., H, W] planes: with a unit channel axis the same
+  stencils run as scalar loops on XLA:CPU."""
+  chans = [x[..., i] for i in range(x.shape[-1])]
   w = 1.0
-  for measure, e in ((features.contrast, wc), (features.saturation, ws),
-                     (features.well_exposedness, we)):
-    # x**0 == 1 and x**1 == x exactly (as OpenCV's pow): skip that work.
-    if isinstance(e, (int, float)) and e == 0:
-      continue
-    m = measure(x)
-    w = w * (m if isinstance(e, (int, float)) and e == 1 else m**e)
+  if not (isinstance(wc, (int, float)) and wc == 0):
+    # pylint: disable=protected-access
+    if len(chans) == 1:
+      grey = chans[0]
+    elif len(chans) in (3, 4):
+      grey = features._unrolled(jnp.add, [
+          wt * c for wt, c in zip(features._LUMA, chans)])
+    else:
+      raise ValueError(f'x: contrast needs 1, 3 or 4 channels, got '
+                       f'{len(chans)}.')
+    lap = (features._taps(grey, -2, (1.0, -2.0, 1.0)) +
+           features._taps(grey, -1, (1.0, -2.0, 1.0)))
+    w = w * _power(jnp.abs(lap), wc)
+  if not (isinstance(ws, (int, float)) and ws == 0):
+    mean = features._unrolled(jnp.add, chans) / len(chans)
+    sat = jnp.sqrt(features._unrolled(jnp.add, [(c - mean)**2
+                                                for c in chans]))
+    w = w * _power(sat, ws)
+  if not (isinstance(we, (int, float)) and we == 0):
+    expo = features._unrolled(jnp.multiply, [
+        jnp.exp(-(c - 0.5)**2 / (2 * 0.2**2)) for c in chans])
+    w = w * _power(expo, we)
   return w + 1e-12
+
+
+def _power(m, e):
+  # x**1 == x exactly (as OpenCV's pow): skip that work.
+  return m if isinstance(e, (int, float)) and e == 1 else m**e
 
 
 def exposure_fusion(images, *, contrast_weight=1.0, saturation_weight=1.0,
@@ -66,23 +107,29 @@ def exposure_fusion(images, *, contrast_weight=1.0, saturation_weight=1.0,
   Returns:
     fused float image [..., H, W, 3] (not clipped, as OpenCV's).
   """
-  x = checks.stack(images, 'images')
+  x, to_float = checks.stack_raw(images, 'images')
   if x.shape[-1] != 3:
     raise ValueError(f'images: exposure fusion needs RGB, got {x.shape[-1]} '
                      'channels.')
   hw = x.shape[-3:-1]
   levels = levels or int(math.log2(min(hw))) + 1
   # Band shapes; also checks `levels` (a ValueError) before any work.
-  shapes = jax.eval_shape(lambda y: pyramid.laplacian_pyramid(y, levels), x[0])
-  w, total = _weights_and_total(x, contrast_weight, saturation_weight,
-                                exposure_weight)
+  shapes = jax.eval_shape(lambda y: pyramid.laplacian_pyramid(y, levels),
+                          jax.ShapeDtypeStruct(x.shape[1:],
+                                               _float_dtype(x, to_float)))
+  w, total = _weights_and_total_2d(x, contrast_weight, saturation_weight,
+                                   exposure_weight, to_float)
 
   # One exposure at a time, accumulating the fused pyramid (as OpenCV does):
-  # the working set is one image's pyramids, not N of them.
+  # the working set is one image's pyramids, not N of them. Weights are
+  # filtered as [..., H, W] planes and broadcast over the colour channels.
   def add_exposure(acc, xw):
-    lap = pyramid.laplacian_pyramid(xw[0], levels)
-    g = pyramid.gaussian_pyramid(xw[1] / total, levels)
-    return [a + b * c for a, b, c in zip(acc, lap, g)], None
+    lap = pyramid.laplacian_pyramid(to_float(xw[0]), levels)
+    g = [xw[1] / total]
+    for _ in range(levels - 1):
+      # pylint: disable-next=protected-access
+      g.append(pyramid._down_axis(pyramid._down_axis(g[-1], -2), -1))
+    return [a + b * c[..., None] for a, b, c in zip(acc, lap, g)], None
 
   acc, _ = jax.lax.scan(add_exposure,
                         [jnp.zeros(s.shape, s.dtype) for s in shapes], (x, w))
