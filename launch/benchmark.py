@@ -11,12 +11,15 @@ r"""Side-by-side benchmarks (medians and ratios measured in one process).
   python -m launch.benchmark --bench=multifocus --data_dir=../shared/datasets
   python -m launch.benchmark --bench=panorama --data_dir=../shared/datasets
 
-XLA:CPU pays for page faults on fresh large outputs; run the synthesis
-benchmarks with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 as well (BUILD_NOTES.md).
+XLA:CPU pays for page faults on fresh large outputs; like every launch script
+this one restarts itself with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (see
+launch/__init__.py; GENSYNTH_HUGETLB=0 measures without). The record names the
+tunables in effect.
 
 Each benchmark prints a JSON record; BUILD_NOTES.md holds measured figures.
 """
 
+import os
 import time
 
 import numpy as np
@@ -314,6 +317,7 @@ def main(argv):
             'multifocus': bench_synth.multifocus,
             'panorama': bench_synth.panorama}[FLAGS.bench]()
   record['xla_flags'] = xla_flags
+  record['glibc_tunables'] = os.environ.get('GLIBC_TUNABLES', '')
   distributed.emit_json(record, FLAGS.output)
 
 

@@ -69,9 +69,10 @@ def initialize():
         coordinator_address=FLAGS.coordinator_address,
         num_processes=FLAGS.num_processes, process_id=FLAGS.process_id,
         heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds)
-  logging.info('JAX process %d/%d; local devices: %s; XLA_FLAGS=%r',
-               jax.process_index(), jax.process_count(), jax.local_devices(),
-               xla_flags)
+  logging.info('JAX process %d/%d; local devices: %s; XLA_FLAGS=%r; '
+               'GLIBC_TUNABLES=%r', jax.process_index(), jax.process_count(),
+               jax.local_devices(), xla_flags,
+               os.environ.get('GLIBC_TUNABLES', ''))
 
 
 def emit_json(record, output=None):
