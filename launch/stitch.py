@@ -4,7 +4,7 @@ r"""Stitches images on disk into a strip or a grid.
       --inputs=a.png,b.png --policy=pad --output=strip.png
   python -m launch.stitch --mode=grid --cols=3 --inputs=... --output=grid.png
   python -m launch.stitch --mode=panorama --inputs=a.jpg,b.jpg,c.jpg \
-      --output=pano.png [--blend=multiband|feather|none]
+      --output=pano.png [--blend=multiband|feather|none] [--detector=orb]
 """
 
 import json
@@ -23,6 +23,9 @@ flags.DEFINE_enum('mode', None, ['concat', 'grid', 'panorama'],
                   'What to build.')
 flags.DEFINE_enum('blend', 'multiband', ['multiband', 'feather', 'none'],
                   'panorama: seam blending.')
+flags.DEFINE_enum('detector', 'harris', ['harris', 'orb'],
+                  'panorama: keypoints: oriented Harris + rBRIEF on device, '
+                  'or scikit-image ORB on the host (slower).')
 flags.DEFINE_integer('seed', 0, 'panorama: RANSAC seed.')
 flags.DEFINE_float('max_canvas_mpx', 60.0,
                    'panorama: refuse canvases larger than this (Mpx).')
@@ -56,7 +59,7 @@ def main(argv):
     if FLAGS.mode == 'panorama':
       t0 = time.perf_counter()
       pano = stitch.panorama(images, key=jax.random.key(FLAGS.seed),
-                             blend=FLAGS.blend,
+                             blend=FLAGS.blend, detector=FLAGS.detector,
                              max_canvas_pixels=FLAGS.max_canvas_mpx * 1e6)
       io.write_image(FLAGS.output, pano.image, bits=bits)
       print(f'panorama: {len(images)} images -> {pano.image.shape[0]}x'

@@ -129,7 +129,9 @@ def test_panorama_cli(tmp_path):
   a, b = _views()
   for name, x in (('a.png', a), ('b.png', b)):
     Image.fromarray((x * 255).round().astype(np.uint8)).save(tmp_path / name)
+  # The host ORB detector here; the library tests use the default (device).
   proc = helpers.run_launch('stitch', '--mode=panorama', '--blend=feather',
+                            '--detector=orb',
                             f'--inputs={tmp_path}/a.png,{tmp_path}/b.png',
                             f'--output={tmp_path}/p.png')
   assert 'panorama: 2 images' in proc.stdout and '"inliers"' in proc.stdout
