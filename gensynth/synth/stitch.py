@@ -332,10 +332,10 @@ def _warp_one(image, hw, h_src_to_canvas, out_hw):
   inside = (sx >= 0) & (sy >= 0) & (sx <= w - 1) & (sy <= h - 1)
   # pylint: disable-next=protected-access
   vals, _ = warp._bilinear(image, sx, sy)
-  weight = jnp.where(inside, _centre_weight(sx, sy, h, w), 0.0)
-  # A pixel exactly on the border has weight 0 but is still covered.
-  covered = inside
-  return jnp.where(covered[..., None], vals, 0.0), weight, covered
+  # + 1e-6: a covered pixel on the source's very border (centre weight 0)
+  # still outweighs images that do not cover it.
+  weight = jnp.where(inside, _centre_weight(sx, sy, h, w) + 1e-6, 0.0)
+  return jnp.where(inside[..., None], vals, 0.0), weight, inside
 
 
 def _gain_factors(grey, covered, sigma_n=10.0 / 255, sigma_g=0.1):
