@@ -36,7 +36,7 @@ class Encoder(nn.Module):
   @nn.compact
   def __call__(self, x, labels=None):
     act = getattr(nn, self.act)
-    h = nn.Conv(self.widths[0], (3, 3))(x)
+    h = layers.Conv(self.widths[0], (3, 3))(x)
     if self.num_classes:
       h = h + nn.Dense(self.widths[0])(
           nn.one_hot(labels, self.num_classes))[:, None, None, :]

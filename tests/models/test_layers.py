@@ -142,12 +142,13 @@ def test_conv_is_flax_conv_with_same_parameters():
   np.testing.assert_allclose(gx(ours), gx(stock), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize('k,center', [(3, True), (5, False), (7, True)])
-def test_masked_conv_equals_full_masked_kernel(k, center):
+@pytest.mark.parametrize('k,center,cin', [(3, True, 3), (5, False, 3),
+                                          (7, True, 3), (5, False, 1)])
+def test_masked_conv_equals_full_masked_kernel(k, center, cin):
   """The conv over the top k//2+1 kernel rows equals the full k x k masked
-  conv ('SAME'), values and kernel gradients."""
+  conv ('SAME'), values and kernel gradients (cin=1: the tap-sum path)."""
   rng = np.random.default_rng(5)
-  x = jnp.asarray(rng.normal(size=(2, 9, 7, 3)), jnp.float32)
+  x = jnp.asarray(rng.normal(size=(2, 9, 7, cin)), jnp.float32)
   layer = layers.MaskedConv(4, k, include_center=center)
   params = layer.init(jax.random.key(0), x)
   mask = layers.causal_mask(k, include_center=center)[:, :, None, None]
@@ -165,3 +166,42 @@ def test_masked_conv_equals_full_masked_kernel(k, center):
   g_full = jax.grad(loss(full))(params)
   for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_full)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('k,pad', [((3, 3), ((1, 1), (1, 1))),
+                                   ((3, 5), ((2, 0), (2, 2))),
+                                   ((2, 3), ((0, 1), (2, 0))),
+                                   ((1, 1), ((0, 0), (0, 0)))])
+def test_single_channel_conv_equals_lax(k, pad):
+  """The tap-sum forward of 1-channel convs, its gradients and a grad of a
+  gradient equal lax's convolution in float64."""
+  rng = np.random.default_rng(6)
+  with jax.enable_x64():
+    x = jnp.asarray(rng.normal(size=(3, 9, 7, 1)))
+    w = jnp.asarray(rng.normal(size=k + (1, 4)))
+    ref = lambda x, w: lax.conv_general_dilated(
+        x, w, (1, 1), pad, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    ours = lambda x, w: layers.conv_general_dilated(
+        x, w, (1, 1), pad, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-12, atol=1e-12)
+    loss = lambda f: lambda x, w: jnp.sum(jnp.tanh(f(x, w)) ** 2)
+    for a, b in zip(jax.grad(loss(ours), (0, 1))(x, w),
+                    jax.grad(loss(ref), (0, 1))(x, w)):
+      np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    r1 = lambda f: lambda w: jnp.sum(jax.grad(loss(f))(x, w) ** 2)
+    np.testing.assert_allclose(jax.grad(r1(ours))(w), jax.grad(r1(ref))(w),
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_single_channel_conv_is_used_for_one_input_channel():
+  """`layers.Conv` on a 1-channel input takes the tap-sum path (no
+  convolution in the forward HLO) and matches `flax.linen.Conv`."""
+  x = jnp.asarray(np.random.default_rng(7).normal(size=(2, 8, 8, 1)),
+                  jnp.float32)
+  ours, stock = layers.Conv(5, (3, 3)), nn.Conv(5, (3, 3))
+  params = stock.init(jax.random.key(0), x)
+  np.testing.assert_allclose(ours.apply(params, x), stock.apply(params, x),
+                             rtol=1e-5, atol=1e-5)
+  hlo = jax.jit(ours.apply).lower(params, x).as_text()
+  assert 'convolution' not in hlo
+  assert 'convolution' in jax.jit(stock.apply).lower(params, x).as_text()
