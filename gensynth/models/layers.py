@@ -178,7 +178,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
       preferred_element_type=preferred_element_type)
 
 
-# `flax.linen.Conv` (same parameters and names) on the fast strided conv.
+# `flax.linen.Conv` (same parameters and names) on gensynth's fast convs.
 Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
 
 
@@ -245,6 +245,36 @@ class ConvTranspose(nn.Module):
     return y
 
 
+@jax.custom_jvp
+def silu(x):
+  """`jax.nn.silu` (x * sigmoid(x)) with a hand-written derivative.
+
+  Autodiff of x * sigmoid(x) keeps the sigmoid as a residual: XLA:CPU writes
+  it in one pass and multiplies in another. Here the forward pass is one
+  elementwise pass, and the derivative s * (1 + x * (1 - s)) is one
+  expression of x that fuses into the backward pass (BUILD_NOTES.md).
+  """
+  return x * jax.nn.sigmoid(x)
+
+
+@silu.defjvp
+def _silu_jvp(primals, tangents):
+  (x,), (t,) = primals, tangents
+  s = jax.nn.sigmoid(x)
+  return x * s, t * (s * (1 + x * (1 - s)))
+
+
+def activation(name):
+  """The activation called `name` in flax.linen, `silu` being `layers.silu`."""
+  if name == 'silu':
+    return silu
+  act = getattr(nn, name, None)
+  if act is None or not callable(act):
+    raise ValueError(f'activation {name!r} unknown; expected a flax.linen '
+                     'activation name such as silu, relu, gelu.')
+  return act
+
+
 class ResBlock(nn.Module):
   """Pre-activation residual block at constant resolution."""
   features: int
@@ -252,7 +282,7 @@ class ResBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    act = getattr(nn, self.act)
+    act = activation(self.act)
     h = nn.Conv(self.features, (3, 3))(act(x))
     h = nn.Conv(self.features, (3, 3))(act(h))
     if x.shape[-1] != self.features:

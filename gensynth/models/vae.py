@@ -35,7 +35,7 @@ class Encoder(nn.Module):
 
   @nn.compact
   def __call__(self, x, labels=None):
-    act = getattr(nn, self.act)
+    act = layers.activation(self.act)
     h = layers.Conv(self.widths[0], (3, 3))(x)
     if self.num_classes:
       h = h + nn.Dense(self.widths[0])(
@@ -70,12 +70,12 @@ class ARHead(nn.Module):
     if x.shape[-1] != 1:
       raise ValueError(f'the autoregressive head models 1-channel images, got '
                        f'{x.shape[-1]} channels; set config.model.ar_channels=0.')
-    act = getattr(nn, self.act)
+    act = layers.activation(self.act)
     h = layers.MaskedConv(self.channels, 5, include_center=False)(x)
-    h = h + nn.Conv(self.channels, (1, 1))(cond)
+    h = h + layers.Conv(self.channels, (1, 1))(cond)
     for _ in range(self.layers):
       h = h + layers.MaskedConv(self.channels, 3, include_center=True)(act(h))
-    return nn.Conv(self.out_features, (1, 1))(act(h))
+    return layers.Conv(self.out_features, (1, 1))(act(h))
 
 
 class DecoderTrunk(nn.Module):
@@ -88,7 +88,7 @@ class DecoderTrunk(nn.Module):
 
   @nn.compact
   def __call__(self, z, labels=None):
-    act = getattr(nn, self.act)
+    act = layers.activation(self.act)
     widths = tuple(reversed(self.widths))
     b = base_size(self.image_size, len(widths) - 1)
     if self.num_classes:

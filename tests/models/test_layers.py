@@ -205,3 +205,33 @@ def test_single_channel_conv_is_used_for_one_input_channel():
   hlo = jax.jit(ours.apply).lower(params, x).as_text()
   assert 'convolution' not in hlo
   assert 'convolution' in jax.jit(stock.apply).lower(params, x).as_text()
+
+
+def test_silu_matches_jax_silu_in_every_autodiff_mode():
+  """`layers.silu` equals jax.nn.silu: values, reverse-mode gradient, a
+  second derivative and forward mode (jvp), float64, including large |x|."""
+  with jax.enable_x64():
+    x = jnp.asarray(np.concatenate([
+        np.random.default_rng(8).normal(size=50) * 3,
+        [-40.0, -5.0, 0.0, 5.0, 40.0]]))
+    np.testing.assert_allclose(layers.silu(x), jax.nn.silu(x), rtol=1e-14,
+                               atol=1e-300)
+    pairs = [
+        (jax.grad(lambda v: jnp.sum(jnp.sin(layers.silu(v)))),
+         jax.grad(lambda v: jnp.sum(jnp.sin(jax.nn.silu(v))))),
+        (jax.grad(lambda v: jnp.sum(jax.grad(
+            lambda u: jnp.sum(layers.silu(u)))(v) ** 2)),
+         jax.grad(lambda v: jnp.sum(jax.grad(
+             lambda u: jnp.sum(jax.nn.silu(u)))(v) ** 2))),
+        (lambda v: jax.jvp(layers.silu, (v,), (jnp.cos(v),))[1],
+         lambda v: jax.jvp(jax.nn.silu, (v,), (jnp.cos(v),))[1]),
+    ]
+    for ours, ref in pairs:
+      np.testing.assert_allclose(ours(x), ref(x), rtol=1e-12, atol=1e-14)
+
+
+def test_activation_names():
+  assert layers.activation('silu') is layers.silu
+  assert layers.activation('relu') is nn.relu
+  with pytest.raises(ValueError, match='activation .*nope'):
+    layers.activation('nope')
