@@ -27,7 +27,8 @@ def base_config():
   c.data.value_range = 'minus_one_one'  # the generator ends in tanh
   c.model = ml_collections.ConfigDict(dict(
       latent_dim=64, g_widths=(128, 64), d_widths=(64, 128), conditional=False,
-      embed_dim=32, g_norm='group', spectral_norm=False))
+      embed_dim=32, g_norm='group', spectral_norm=False,
+      d_mbstd_group=0))  # minibatch-std group size in D; 0 = off
   c.loss = ml_collections.ConfigDict(dict(
       kind='ns',  # ns | hinge | wgan
       d_steps=1, gp_weight=0.0, r1_weight=0.0, r1_every=16))

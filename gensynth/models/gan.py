@@ -97,6 +97,9 @@ class Discriminator(nn.Module):
   widths: tuple = (64, 128)
   num_classes: int = 0
   spectral_norm: bool = False
+  # Minibatch standard deviation (Karras et al. 2018): groups of this many
+  # consecutive images add one feature map, their mean feature std; 0 = off.
+  mbstd_group: int = 0
 
   def _layer(self, layer, x, update_stats):
     if not self.spectral_norm:
@@ -114,6 +117,8 @@ class Discriminator(nn.Module):
       conv = layers.Conv(width, (4, 4), (2, 2), padding=((1, 1), (1, 1)))
       h = self._layer(conv, h, update_stats)
       h = nn.leaky_relu(h, 0.2)
+    if self.mbstd_group:
+      h = minibatch_std(h, self.mbstd_group)
     phi = h.reshape(h.shape[0], -1)
     logit = self._layer(nn.Dense(1), phi, update_stats)[:, 0]
     if self.num_classes:
@@ -123,6 +128,24 @@ class Discriminator(nn.Module):
                       embedding_init=nn.initializers.normal(0.02))(labels)
       logit = logit + jnp.sum(proj * phi, axis=-1)
     return logit
+
+
+def minibatch_std(h, group):
+  """Appends to h [N, H, W, C] one channel: over each group of `group`
+  consecutive images (fewer if N is smaller), the standard deviation of every
+  feature, averaged over features. Consecutive groups never mix the real and
+  fake halves of a concatenated [real; fake] batch of even group multiples."""
+  n = h.shape[0]
+  g = min(group, n)
+  if n % g:
+    raise ValueError(f'minibatch std: batch of {n} images is not divisible '
+                     f'into groups of {g}; choose config.model.d_mbstd_group '
+                     f'dividing the per-step batch.')
+  grouped = h.reshape((n // g, g) + h.shape[1:]).astype(jnp.float32)
+  std = jnp.sqrt(jnp.var(grouped, axis=1) + 1e-8).mean(axis=(1, 2, 3))
+  feat = jnp.broadcast_to(jnp.repeat(std, g)[:, None, None, None],
+                          h.shape[:3] + (1,)).astype(h.dtype)
+  return jnp.concatenate([h, feat], axis=-1)
 
 
 def from_config(cfg, image_shape, num_classes):
@@ -144,6 +167,10 @@ def from_config(cfg, image_shape, num_classes):
   gen = Generator(image_size=image_shape[0], channels=image_shape[-1],
                   widths=tuple(cfg.g_widths), num_classes=classes,
                   embed_dim=cfg.embed_dim, norm=cfg.g_norm)
+  if cfg.get('d_mbstd_group', 0) < 0:
+    raise ValueError(f'config.model.d_mbstd_group={cfg.d_mbstd_group} must be '
+                     '0 (off) or a positive group size.')
   disc = Discriminator(widths=tuple(cfg.d_widths), num_classes=classes,
-                       spectral_norm=cfg.spectral_norm)
+                       spectral_norm=cfg.spectral_norm,
+                       mbstd_group=cfg.get('d_mbstd_group', 0))
   return gen, disc

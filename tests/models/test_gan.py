@@ -72,3 +72,45 @@ def test_size_and_config_errors():
   with pytest.raises(ValueError, match='needs labels'):
     g, _ = gan.from_config(cfg, (28, 28, 1), 10)
     g.init(jax.random.key(0), jnp.ones((1, 8)))
+
+
+def test_minibatch_std_feature_and_groups():
+  """The extra channel is each consecutive group's mean feature std; groups
+  do not see each other (a real half never sees the fake half)."""
+  rng = np.random.default_rng(0)
+  h = rng.normal(size=(8, 3, 3, 5)).astype(np.float32)
+  out = np.asarray(gan.minibatch_std(jnp.asarray(h), 4))
+  assert out.shape == (8, 3, 3, 6)
+  np.testing.assert_array_equal(out[..., :5], h)
+  for k in range(2):
+    want = np.sqrt(h[4 * k:4 * k + 4].var(axis=0) + 1e-8).mean()
+    np.testing.assert_allclose(out[4 * k:4 * k + 4, :, :, 5], want,
+                               rtol=1e-5)
+  h2 = h.copy()
+  h2[4:] *= 3.0
+  out2 = np.asarray(gan.minibatch_std(jnp.asarray(h2), 4))
+  np.testing.assert_array_equal(out2[:4], out[:4])
+  assert not np.allclose(out2[4:, :, :, 5], out[4:, :, :, 5])
+  # A batch smaller than the group (the init call) is one group.
+  assert gan.minibatch_std(jnp.ones((1, 2, 2, 3)), 4).shape == (1, 2, 2, 4)
+  with pytest.raises(ValueError, match='not divisible into groups of 4'):
+    gan.minibatch_std(jnp.ones((6, 2, 2, 3)), 4)
+
+
+def test_discriminator_with_minibatch_std():
+  d = gan.Discriminator((8, 8), num_classes=3, mbstd_group=2)
+  x = jax.random.normal(jax.random.key(0), (4, 16, 16, 1))
+  v = d.init(jax.random.key(1), x[:1], jnp.zeros(1, jnp.int32))
+  logits = d.apply(v, x, jnp.array([0, 1, 2, 0]))
+  assert logits.shape == (4,) and np.all(np.isfinite(logits))
+  # The logit of image 0 depends on image 1 (same group), not on image 2.
+  x2 = x.at[2].multiply(5.0)
+  np.testing.assert_allclose(d.apply(v, x2, jnp.array([0, 1, 2, 0]))[:2],
+                             logits[:2], rtol=1e-6)
+  x3 = x.at[1].multiply(5.0)
+  assert not np.isclose(d.apply(v, x3, jnp.array([0, 1, 2, 0]))[0], logits[0])
+  cfg = ml_collections.ConfigDict(dict(
+      latent_dim=8, g_widths=(8, 8), d_widths=(8, 8), conditional=False,
+      embed_dim=4, g_norm='group', spectral_norm=False, d_mbstd_group=-1))
+  with pytest.raises(ValueError, match='d_mbstd_group=-1'):
+    gan.from_config(cfg, (28, 28, 1), 10)
