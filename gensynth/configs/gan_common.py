@@ -28,6 +28,7 @@ def base_config():
   c.model = ml_collections.ConfigDict(dict(
       latent_dim=64, g_widths=(128, 64), d_widths=(64, 128), conditional=False,
       embed_dim=32, g_norm='group', spectral_norm=False,
+      g_upsample='transpose',  # transpose | nearest (2x nearest + 3x3 conv)
       d_mbstd_group=0))  # minibatch-std group size in D; 0 = off
   c.loss = ml_collections.ConfigDict(dict(
       kind='ns',  # ns | hinge | wgan

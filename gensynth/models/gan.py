@@ -56,6 +56,14 @@ class CondGroupNorm(nn.Module):
         'bias', nn.initializers.zeros)
 
 
+def upsample_nearest(h, factor=2):
+  """[N, H, W, C] -> [N, factor*H, factor*W, C], each pixel repeated."""
+  n, hh, ww, c = h.shape
+  h = jnp.broadcast_to(h[:, :, None, :, None, :],
+                       (n, hh, factor, ww, factor, c))
+  return h.reshape(n, factor * hh, factor * ww, c)
+
+
 class Generator(nn.Module):
   """z [N, latent_dim] (+ labels [N]) -> images [N, S, S, C] in [-1, 1]."""
   image_size: int
@@ -64,6 +72,17 @@ class Generator(nn.Module):
   num_classes: int = 0  # > 0: class-conditional
   embed_dim: int = 32
   norm: str = 'group'  # group | none
+  # 'transpose': 4x4 stride-2 transposed convs (DCGAN); 'nearest': nearest
+  # 2x upsampling then a 3x3 conv (no checkerboard, Odena et al. 2016).
+  upsample: str = 'transpose'
+
+  def _up(self, h, width, use_bias=True):
+    if self.upsample == 'transpose':
+      return layers.ConvTranspose(width, use_bias=use_bias)(h)
+    if self.upsample != 'nearest':
+      raise ValueError(f"upsample={self.upsample!r}; expected 'transpose' or "
+                       "'nearest'.")
+    return layers.Conv(width, (3, 3), use_bias=use_bias)(upsample_nearest(h))
 
   def _norm(self, x, labels):
     if self.norm == 'none':
@@ -87,9 +106,8 @@ class Generator(nn.Module):
     h = h.reshape(z.shape[0], base, base, self.widths[0])
     h = nn.relu(self._norm(h, labels))
     for width in self.widths[1:]:
-      h = nn.relu(self._norm(layers.ConvTranspose(width, use_bias=bias)(h),
-                             labels))
-    return jnp.tanh(layers.ConvTranspose(self.channels)(h))
+      h = nn.relu(self._norm(self._up(h, width, bias), labels))
+    return jnp.tanh(self._up(h, self.channels))
 
 
 class Discriminator(nn.Module):
@@ -166,7 +184,11 @@ def from_config(cfg, image_shape, num_classes):
   classes = num_classes if cfg.conditional else 0
   gen = Generator(image_size=image_shape[0], channels=image_shape[-1],
                   widths=tuple(cfg.g_widths), num_classes=classes,
-                  embed_dim=cfg.embed_dim, norm=cfg.g_norm)
+                  embed_dim=cfg.embed_dim, norm=cfg.g_norm,
+                  upsample=cfg.get('g_upsample', 'transpose'))
+  if cfg.get('g_upsample', 'transpose') not in ('transpose', 'nearest'):
+    raise ValueError(f"config.model.g_upsample={cfg.g_upsample!r}; expected "
+                     "'transpose' or 'nearest'.")
   if cfg.get('d_mbstd_group', 0) < 0:
     raise ValueError(f'config.model.d_mbstd_group={cfg.d_mbstd_group} must be '
                      '0 (off) or a positive group size.')

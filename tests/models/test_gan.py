@@ -114,3 +114,25 @@ def test_discriminator_with_minibatch_std():
       embed_dim=4, g_norm='group', spectral_norm=False, d_mbstd_group=-1))
   with pytest.raises(ValueError, match='d_mbstd_group=-1'):
     gan.from_config(cfg, (28, 28, 1), 10)
+
+
+def test_nearest_upsampling_generator():
+  """g_upsample='nearest': 2x nearest upsampling + 3x3 convs, no transposed
+  convs."""
+  g = gan.Generator(28, 1, (16, 8), upsample='nearest')
+  z = jax.random.normal(jax.random.key(0), (3, 8))
+  v = g.init(jax.random.key(1), z)
+  x = g.apply(v, z)
+  assert x.shape == (3, 28, 28, 1) and np.all(np.abs(x) <= 1)
+  names = set(v['params'])
+  assert not any(n.startswith('ConvTranspose') for n in names)
+  assert {'Conv_0', 'Conv_1'} <= names
+  h = np.random.default_rng(0).normal(size=(2, 3, 4, 5)).astype(np.float32)
+  np.testing.assert_array_equal(gan.upsample_nearest(jnp.asarray(h)),
+                                np.repeat(np.repeat(h, 2, 1), 2, 2))
+  cfg = ml_collections.ConfigDict(dict(
+      latent_dim=8, g_widths=(8, 8), d_widths=(8, 8), conditional=False,
+      embed_dim=4, g_norm='group', spectral_norm=False, g_upsample='bilinear',
+      d_mbstd_group=0))
+  with pytest.raises(ValueError, match="g_upsample='bilinear'"):
+    gan.from_config(cfg, (28, 28, 1), 10)
