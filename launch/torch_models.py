@@ -104,9 +104,14 @@ class Generator(nn.Module):
       self.embed = nn.Embedding(self.num_classes, cfg.embed_dim)
     self.fc = nn.Linear(zin, self.base**2 * w[0], bias=False)
     self.norms = nn.ModuleList(_CondGroupNorm(c, self.num_classes) for c in w)
-    self.ups = nn.ModuleList(nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False)
-                             for a, b in zip(w[:-1], w[1:]))
-    self.out = nn.ConvTranspose2d(w[-1], channels, 4, 2, 1)
+    if cfg.get('g_upsample', 'transpose') == 'nearest':
+      up = lambda a, b, bias: nn.Sequential(
+          nn.Upsample(scale_factor=2, mode='nearest'),
+          nn.Conv2d(a, b, 3, padding=1, bias=bias))
+    else:
+      up = lambda a, b, bias: nn.ConvTranspose2d(a, b, 4, 2, 1, bias=bias)
+    self.ups = nn.ModuleList(up(a, b, False) for a, b in zip(w[:-1], w[1:]))
+    self.out = up(w[-1], channels, True)
 
   def forward(self, z, y):
     if self.num_classes:
@@ -126,7 +131,9 @@ class Discriminator(nn.Module):
     w = [channels] + list(cfg.d_widths)
     self.convs = nn.ModuleList(nn.Conv2d(a, b, 4, 2, 1)
                                for a, b in zip(w[:-1], w[1:]))
-    feat = w[-1] * (image_size // 2**len(cfg.d_widths))**2
+    self.mbstd = cfg.get('d_mbstd_group', 0)
+    feat = (w[-1] + (1 if self.mbstd else 0)) * (
+        image_size // 2**len(cfg.d_widths))**2
     self.fc = nn.Linear(feat, 1)
     self.num_classes = num_classes if cfg.conditional else 0
     if self.num_classes:
@@ -137,6 +144,13 @@ class Discriminator(nn.Module):
     h = x
     for conv in self.convs:
       h = F.leaky_relu(conv(h), 0.2)
+    if self.mbstd:
+      n = h.shape[0]
+      g = min(self.mbstd, n)
+      std = (h.view(n // g, g, *h.shape[1:]).var(1, unbiased=False) + 1e-8
+             ).sqrt().mean((1, 2, 3)).repeat_interleave(g)
+      h = torch.cat([h, std[:, None, None, None].expand(n, 1, *h.shape[2:])],
+                    1)
     phi = h.flatten(1)
     out = self.fc(phi)[:, 0]
     if self.num_classes:
