@@ -2,7 +2,10 @@
 
 Variants: '' (TFDS mnist), 'idx' (four MNIST IDX files in --config.data.path),
 'cond' (class-conditional: conditional normalisation in G, projection D),
-'smoke' (28x28 grey procedural shapes, seconds).
+'smooth' (nearest 2x upsampling + 3x3 convs in G instead of transposed convs,
+minibatch-std feature in D: the FID benchmark recipe in BUILD_NOTES.md; the
+default stays the pytorch/examples DCGAN layout that the throughput
+benchmark compares), 'smoke' (28x28 grey procedural shapes, seconds).
 """
 
 from gensynth.configs import gan_common
@@ -10,7 +13,7 @@ from gensynth.configs import gan_common
 
 def get_config(arg=None):
   variants = gan_common.parse_variants('gan_mnist', arg,
-                                       ('idx', 'cond', 'smoke'))
+                                       ('idx', 'cond', 'smooth', 'smoke'))
   c = gan_common.base_config()
   c.num_steps = 40_000
   c.data.update(source='tfds', name='mnist', download=True, channels=1)
@@ -20,6 +23,8 @@ def get_config(arg=None):
     c.data.update(source='idx', path='~/data/mnist', download=False)
   if 'cond' in variants:
     c.model.conditional = True
+  if 'smooth' in variants:
+    c.model.update(g_upsample='nearest', d_mbstd_group=4)
   if 'smoke' in variants:
     c.data.update(source='shapes', image_size=28, download=False)
     gan_common.smoke(c)
