@@ -151,8 +151,9 @@ class Discriminator(nn.Module):
 def minibatch_std(h, group):
   """Appends to h [N, H, W, C] one channel: over each group of `group`
   consecutive images (fewer if N is smaller), the standard deviation of every
-  feature, averaged over features. Consecutive groups never mix the real and
-  fake halves of a concatenated [real; fake] batch of even group multiples."""
+  feature, averaged over features. Groups are consecutive, so a group never
+  mixes the real and fake halves of a concatenated [real; fake] batch when
+  each half is a multiple of the group size."""
   n = h.shape[0]
   g = min(group, n)
   if n % g:
@@ -182,16 +183,16 @@ def from_config(cfg, image_shape, num_classes):
                        'non-empty and positive.')
   check_size(image_shape[0], cfg.g_widths)
   classes = num_classes if cfg.conditional else 0
-  gen = Generator(image_size=image_shape[0], channels=image_shape[-1],
-                  widths=tuple(cfg.g_widths), num_classes=classes,
-                  embed_dim=cfg.embed_dim, norm=cfg.g_norm,
-                  upsample=cfg.get('g_upsample', 'transpose'))
   if cfg.get('g_upsample', 'transpose') not in ('transpose', 'nearest'):
     raise ValueError(f"config.model.g_upsample={cfg.g_upsample!r}; expected "
                      "'transpose' or 'nearest'.")
   if cfg.get('d_mbstd_group', 0) < 0:
     raise ValueError(f'config.model.d_mbstd_group={cfg.d_mbstd_group} must be '
                      '0 (off) or a positive group size.')
+  gen = Generator(image_size=image_shape[0], channels=image_shape[-1],
+                  widths=tuple(cfg.g_widths), num_classes=classes,
+                  embed_dim=cfg.embed_dim, norm=cfg.g_norm,
+                  upsample=cfg.get('g_upsample', 'transpose'))
   disc = Discriminator(widths=tuple(cfg.d_widths), num_classes=classes,
                        spectral_norm=cfg.spectral_norm,
                        mbstd_group=cfg.get('d_mbstd_group', 0))
