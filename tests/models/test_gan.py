@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from gensynth.models import gan
+from gensynth.models import layers
 
 
 @pytest.mark.parametrize('size,widths', [(28, (16, 8)), (32, (16, 8, 8)),
@@ -136,3 +137,19 @@ def test_nearest_upsampling_generator():
       d_mbstd_group=0))
   with pytest.raises(ValueError, match="g_upsample='bilinear'"):
     gan.from_config(cfg, (28, 28, 1), 10)
+
+
+def test_nearest_up_conv_equals_conv_of_upsampled_map():
+  """The tied-weight transposed conv equals a 3x3 'SAME' conv of the
+  nearest-upsampled map: values and gradients, same parameters."""
+  x = jax.random.normal(jax.random.key(0), (2, 5, 7, 3))
+  fast = gan.NearestUpConv(4)
+  params = fast.init(jax.random.key(1), x)
+  params = jax.tree.map(lambda p: p + 0.1, params)  # non-zero bias too
+  ref = lambda p, x: layers.Conv(4, (3, 3)).apply(p, gan.upsample_nearest(x))
+  np.testing.assert_allclose(fast.apply(params, x), ref(params, x),
+                             rtol=1e-5, atol=1e-5)
+  loss = lambda f: lambda p, x: jnp.sum(jnp.sin(f(p, x)))
+  for a, b in zip(jax.tree.leaves(jax.grad(loss(fast.apply), (0, 1))(params, x)),
+                  jax.tree.leaves(jax.grad(loss(ref), (0, 1))(params, x))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
