@@ -219,3 +219,31 @@ def class_accuracy(logits, requested, num_classes):
   per = [float(hit[requested == c].mean()) if np.any(requested == c)
          else None for c in range(num_classes)]
   return {'accuracy': float(hit.mean()), 'per_class': per}
+
+
+def labels_like(labels, n, num_classes):
+  """`n` class ids whose counts follow the class frequencies of `labels`.
+
+  The class-conditional model's image distribution is p_G(x | y) under the
+  data's p(y); comparing it with real images needs the same class mix. The
+  counts are the largest-remainder rounding of n * frequency (deterministic);
+  the ids cycle through the classes so every batch of samples mixes them.
+  """
+  labels = np.asarray(labels)
+  if labels.ndim != 1 or not labels.size or not np.issubdtype(
+      labels.dtype, np.integer):
+    raise ValueError(f'labels must be integer class ids [N] with N >= 1, got '
+                     f'{labels.dtype} of shape {labels.shape}.')
+  if labels.min() < 0 or labels.max() >= num_classes:
+    raise ValueError(f'labels must be in [0, {num_classes - 1}], got values in '
+                     f'[{labels.min()}, {labels.max()}].')
+  if n < 1:
+    raise ValueError(f'n={n} labels requested; expected n >= 1.')
+  quota = np.bincount(labels, minlength=num_classes) * (n / labels.size)
+  counts = np.floor(quota).astype(np.int64)
+  extra = np.argsort(counts - quota, kind='stable')[:n - counts.sum()]
+  counts[extra] += 1
+  # Round-robin over the classes that still have samples left.
+  rank = np.concatenate([np.arange(c) for c in counts])
+  ids = np.repeat(np.arange(num_classes), counts)
+  return ids[np.lexsort((ids, rank))].astype(np.int32)

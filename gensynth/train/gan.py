@@ -124,8 +124,9 @@ def generative_metrics(config, sampler, params, train_src, test_src,
   pick = np.random.default_rng(0).choice(len(train_src), min(
       n, len(train_src)), replace=False)
   train = data_lib.preprocess(train_src.images[np.sort(pick)])
-  requested = (np.arange(n) % sampler.num_classes).astype(np.int32) \
-      if sampler.num_classes else None
+  # A conditional G samples classes as often as the training data has them.
+  requested = generative.labels_like(
+      train_src.labels, n, sampler.num_classes) if sampler.num_classes else None
   fake = _to_unit(sampler(params, key, n, requested))
   f_test, l_test = extractor.features_and_logits(test)
   f_train = extractor(train)
@@ -146,6 +147,8 @@ def generative_metrics(config, sampler, params, train_src, test_src,
   if sampler.num_classes:
     acc = generative.class_accuracy(l_fake, requested, sampler.num_classes)
     out['class_accuracy'] = acc['accuracy']
+    out['samples_per_class'] = np.bincount(
+        requested, minlength=sampler.num_classes).tolist()
     out['class_accuracy_min'] = min(a for a in acc['per_class']
                                    if a is not None)
     out['class_accuracy_per_class'] = acc['per_class']

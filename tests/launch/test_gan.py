@@ -43,6 +43,7 @@ def test_gan_train_writes_everything(gan_run):
             'precision_floor', 'recall_floor', 'class_accuracy'):
     assert np.isfinite(final[k]), k
   assert len(final['class_accuracy_per_class']) == 6  # shapes has 6 classes
+  assert sum(final['samples_per_class']) == final['num_samples']
   records = [json.loads(l) for l in open(os.path.join(workdir,
                                                       'metrics.jsonl'))]
   train = [r for r in records if r['split'] == 'train']

@@ -121,3 +121,27 @@ def test_class_accuracy():
   out = generative.class_accuracy(logits, np.array([0, 1, 2, 1]), 3)
   assert out['accuracy'] == 0.75
   assert out['per_class'] == [1.0, 0.5, 1.0]
+
+
+@pytest.mark.parametrize('n', [1, 7, 10, 999, 10_000])
+def test_labels_like_follows_class_frequencies(rng, n):
+  labels = rng.choice(10, size=6000, p=np.linspace(1, 3, 10) / 20)
+  ids = generative.labels_like(labels, n, 10)
+  assert ids.shape == (n,) and ids.dtype == np.int32
+  counts = np.bincount(ids, minlength=10)
+  quota = np.bincount(labels, minlength=10) * n / labels.size
+  # Largest remainder: every count is its quota rounded down or up.
+  assert np.all(np.abs(counts - quota) < 1)
+  assert counts.sum() == n
+  # Round-robin order: the first ids name every sampled class once.
+  present = int(np.sum(counts > 0))
+  assert sorted(ids[:present].tolist()) == np.flatnonzero(counts).tolist()
+
+
+def test_labels_like_rejects_bad_labels():
+  with pytest.raises(ValueError, match=r'in \[0, 2\]'):
+    generative.labels_like(np.array([0, 3]), 4, 3)
+  with pytest.raises(ValueError, match='integer class ids'):
+    generative.labels_like(np.array([0.5]), 4, 3)
+  with pytest.raises(ValueError, match='n=0'):
+    generative.labels_like(np.array([0, 1]), 0, 3)
