@@ -104,16 +104,26 @@ def _d_update(state, real, real_labels, key, *, loss, gp_weight, r1_weight,
       gp = adversarial.gradient_penalty(gp_key, d_fn(real_labels), real, fake)
       total += gp_weight * gp
       aux['gp'] = gp
-    if r1_weight:
-      # Lazy R1: computed every r1_every steps, weighted up to compensate.
-      r1 = jax.lax.cond(do_r1, lambda: adversarial.r1_penalty(
-          d_fn(real_labels), real), lambda: jnp.zeros(()))
-      total += 0.5 * r1_weight * r1_every * r1
-      aux['r1'] = r1
     return total, (aux, stats)
 
   (_, (aux, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.d_params)
+  if r1_weight:
+    # Lazy R1: its gradient is computed every r1_every steps and weighted up
+    # to compensate. The cond sits outside the differentiated loss, so the
+    # other steps skip the grad-of-grad (a cond inside the loss would carry
+    # R1's residuals through every backward pass).
+    def r1_grads():
+      return jax.value_and_grad(lambda p: adversarial.r1_penalty(
+          lambda x: _discriminate(state, p, x, real_labels,
+                                  update_stats=False)[0], real))(
+                                      state.d_params)
+    r1, r1_g = jax.lax.cond(
+        do_r1, r1_grads, lambda: (jnp.zeros((), real.dtype), jax.tree.map(
+            jnp.zeros_like, state.d_params)))
+    c = 0.5 * r1_weight * r1_every
+    grads = jax.tree.map(lambda g, r: g + c * r, grads, r1_g)
+    aux['r1'] = r1
   updates, d_opt_state = state.d_tx.update(grads, state.d_opt_state,
                                            state.d_params)
   state = state.replace(d_params=optax.apply_updates(state.d_params, updates),

@@ -84,6 +84,31 @@ def test_lazy_r1_runs_every_n_steps():
   assert r1s[0] > 0 and r1s[2] > 0 and r1s[1] == 0 and r1s[3] == 0
 
 
+def test_lazy_r1_adds_its_weighted_gradient_to_d():
+  """With plain SGD on D, D's update is linear in the R1 weight: the extra
+  step is -lr * 0.5 * weight * r1_every * grad(R1) on R1 steps, 0 otherwise."""
+  from gensynth.losses import adversarial  # pylint: disable=g-import-not-at-top
+  g = gan.Generator(16, 1, (8, 8), num_classes=3)
+  d = gan.Discriminator((8, 8), num_classes=3, mbstd_group=4)
+  lr = 0.1
+  s0 = steps.create_state(jax.random.key(0), g, d, optax.adam(1e-3, 0.5),
+                          optax.sgd(lr), latent_dim=4,
+                          image_shape=(16, 16, 1))
+  b = _batch(8)
+  run = lambda s, w: _step(num_classes=3, r1_weight=w, r1_every=2)(
+      s, b, jax.random.key(1))[0].d_params
+  base = run(s0, 0.0)
+  r1_grad = jax.grad(lambda p: adversarial.r1_penalty(
+      lambda x: d.apply({'params': p}, x, b['label']), b['image']))(
+          s0.d_params)
+  want = jax.tree.map(lambda a, r: a - lr * 0.5 * 3.0 * 2 * r, base, r1_grad)
+  assert _max_diff(run(s0, 3.0), want) < 1e-5
+  assert _max_diff(base, s0.d_params) > 1e-3  # the adversarial part moved D
+  assert max(float(jnp.abs(r).max()) for r in jax.tree.leaves(r1_grad)) > 1e-3
+  s1 = s0.replace(step=jnp.ones((), jnp.int32))  # no R1 on odd steps
+  assert _max_diff(run(s1, 3.0), run(s1, 0.0)) == 0.0
+
+
 def test_discriminator_learns_to_separate_a_fixed_batch():
   step = _step(loss='ns')
   s = _state(lr=2e-3)
