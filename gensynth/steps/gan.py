@@ -79,7 +79,7 @@ def _fake_inputs(key, n, *, latent_dim, num_classes):
 
 
 def _d_update(state, real, real_labels, key, *, loss, gp_weight, r1_weight,
-              r1_every, latent_dim, num_classes):
+              r1_every, r1_now, latent_dim, num_classes):
   """One discriminator step on one real micro-batch."""
   z_key, gp_key = jax.random.split(key)
   z, fake_labels = _fake_inputs(z_key, real.shape[0], latent_dim=latent_dim,
@@ -110,17 +110,18 @@ def _d_update(state, real, real_labels, key, *, loss, gp_weight, r1_weight,
       state.d_params)
   if r1_weight:
     # Lazy R1: its gradient is computed every r1_every steps and weighted up
-    # to compensate. The cond sits outside the differentiated loss, so the
-    # other steps skip the grad-of-grad (a cond inside the loss would carry
-    # R1's residuals through every backward pass).
+    # to compensate, outside the differentiated loss.
     def r1_grads():
       return jax.value_and_grad(lambda p: adversarial.r1_penalty(
           lambda x: _discriminate(state, p, x, real_labels,
                                   update_stats=False)[0], real))(
                                       state.d_params)
-    r1, r1_g = jax.lax.cond(
-        do_r1, r1_grads, lambda: (jnp.zeros((), real.dtype), jax.tree.map(
-            jnp.zeros_like, state.d_params)))
+    no_r1 = lambda: (jnp.zeros((), real.dtype), jax.tree.map(
+        jnp.zeros_like, state.d_params))
+    if r1_now is None:
+      r1, r1_g = jax.lax.cond(do_r1, r1_grads, no_r1)
+    else:
+      r1, r1_g = r1_grads() if r1_now else no_r1()
     c = 0.5 * r1_weight * r1_every
     grads = jax.tree.map(lambda g, r: g + c * r, grads, r1_g)
     aux['r1'] = r1
@@ -156,13 +157,23 @@ def ema_decay_at(step, *, decay, start):
 
 def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
                d_steps=1, gp_weight=0.0, r1_weight=0.0, r1_every=1,
-               ema_decay=0.999, ema_start=0, skip_nonfinite=False):
+               r1_now=None, ema_decay=0.999, ema_start=0,
+               skip_nonfinite=False):
   """`d_steps` discriminator updates, one generator update, one EMA update.
 
   num_classes > 0 makes both networks class-conditional: real images keep
   their labels, fakes get uniformly drawn ones. With skip_nonfinite, a step
   with a NaN/Inf loss or gradient keeps the previous networks (the counter
   still advances) and reports skipped=1.
+
+  Lazy R1 (r1_weight > 0) runs on steps where state.step % r1_every == 0:
+  with r1_now=None the step decides that itself (a `lax.cond`); r1_now=True
+  or False fixes it at trace time, so a loop that knows the step number on
+  the host can jit one variant of each and call the right one. Prefer that
+  on XLA:CPU (jaxlib 0.10): convolution weight gradients inside a
+  conditional's branch compile to a naive loop there, ~20x slower than the
+  same ops outside it (`train.gan.make_train_step` does the host-side
+  choice).
   """
   key = jax.random.fold_in(key, state.step)
   images = batch['image']
@@ -179,7 +190,7 @@ def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
         state, micro(images, j),
         micro(batch['label'], j) if num_classes else None,
         jax.random.fold_in(key, j), gp_weight=gp_weight, r1_weight=r1_weight,
-        r1_every=r1_every, **opts)
+        r1_every=r1_every, r1_now=r1_now, **opts)
     metrics = m if not metrics else jax.tree.map(jnp.add, metrics, m)
   metrics = jax.tree.map(lambda v: v / d_steps, metrics)
   state, g_metrics = _g_update(state, n, jax.random.fold_in(key, d_steps),

@@ -47,6 +47,22 @@ def step_kwargs(config, num_classes):
               skip_nonfinite=config.get('skip_nonfinite', False))
 
 
+def make_train_step(config, num_classes, mesh):
+  """The jitted GAN step for `config`. With lazy R1, two variants (R1 on and
+  off) chosen on the host by step number: a `lax.cond` on the device would
+  put R1's weight-gradient convolutions in a conditional branch, where
+  XLA:CPU runs them ~20x slower (steps.gan.train_step's r1_now)."""
+  kw = step_kwargs(config, num_classes)
+  if not kw['r1_weight']:
+    return loop.jit_train_step(functools.partial(gan_steps.train_step, **kw),
+                               mesh)
+  every = kw['r1_every']
+  return loop.ScheduledStep(
+      {now: loop.jit_train_step(functools.partial(
+          gan_steps.train_step, r1_now=now, **kw), mesh)
+       for now in (True, False)}, lambda step: step % every == 0)
+
+
 def build(config, mesh, image_shape, num_classes):
   """Generator, discriminator and an initial replicated GANState."""
   gen, disc = gan_model.from_config(config.model, image_shape, num_classes)
@@ -182,9 +198,7 @@ def train_and_evaluate(config, workdir):
   image_shape, classes = train_src.image_shape, train_src.num_classes
   _, _, state = build(config, mesh, image_shape, classes)
   ckpt, state, start, reporter = loop.resume(config, workdir, state, train_src)
-  train_step = loop.jit_train_step(
-      functools.partial(gan_steps.train_step, **step_kwargs(config, classes)),
-      mesh)
+  train_step = make_train_step(config, classes, mesh)
   root = jax.random.key(config.seed)
   train_key, eval_key, sample_key = (jax.random.fold_in(root, i)
                                      for i in (1, 2, 3))

@@ -96,6 +96,18 @@ def jit_train_step(step_fn, mesh):
                  out_shardings=(repl, repl), donate_argnums=0)
 
 
+class ScheduledStep:
+  """A train step whose jitted variant the host picks from the step number:
+  `variants[pick(step)](state, batch, key)`. `run` passes the step; each
+  variant compiles once (e.g. with and without a lazy regulariser)."""
+
+  def __init__(self, variants, pick):
+    self.variants, self.pick = dict(variants), pick
+
+  def __call__(self, state, batch, key, *, step):
+    return self.variants[self.pick(step)](state, batch, key)
+
+
 def save_config(workdir, config, **info):
   """Writes config.json, and info.json with `info` (data facts such as
   image_shape and num_classes), from process 0 only, so evaluation and
@@ -191,7 +203,11 @@ def rss_mib():
 
 
 def compile_count(jitted):
-  """Number of compiled variants a jax.jit function holds (1 = no retrace)."""
+  """Number of compiled variants a jax.jit function holds (1 = no retrace;
+  for a ScheduledStep the most any of its variants holds)."""
+  if isinstance(jitted, ScheduledStep):
+    counts = [compile_count(f) for f in jitted.variants.values()]
+    return None if None in counts else max(counts)
   size = getattr(jitted, '_cache_size', None)
   return size() if callable(size) else None
 
@@ -236,7 +252,10 @@ def run(state, *, train_step, batches, start, num_steps, key, mesh, ckpt,
     with preempt.handler():
       while step < num_steps:
         batch = sharding.shard_batch(next(data_iter), data_sharding)
-        state, metrics = train_step(state, batch, key)
+        if isinstance(train_step, ScheduledStep):
+          state, metrics = train_step(state, batch, key, step=step)
+        else:
+          state, metrics = train_step(state, batch, key)
         buffer.push(step, metrics)
         step += 1
         if step % log_every == 0 or step == num_steps:

@@ -109,6 +109,22 @@ def test_lazy_r1_adds_its_weighted_gradient_to_d():
   assert _max_diff(run(s1, 3.0), run(s1, 0.0)) == 0.0
 
 
+def test_r1_now_fixed_on_the_host_equals_the_device_cond():
+  s0 = _state(classes=3)
+  b, key = _batch(8), jax.random.key(1)
+  cond = _step(num_classes=3, r1_weight=1.0, r1_every=2)
+  fixed = {now: _step(num_classes=3, r1_weight=1.0, r1_every=2, r1_now=now)
+           for now in (True, False)}
+  s_cond, s_fixed = s0, s0
+  for i in range(3):
+    s_cond, m_cond = cond(s_cond, b, key)
+    s_fixed, m_fixed = fixed[i % 2 == 0](s_fixed, b, key)
+    assert float(m_fixed['r1']) == pytest.approx(float(m_cond['r1']),
+                                                 rel=1e-5)
+  assert _max_diff(s_cond.d_params, s_fixed.d_params) < 1e-5
+  assert _max_diff(s_cond.g_params, s_fixed.g_params) < 1e-5
+
+
 def test_discriminator_learns_to_separate_a_fixed_batch():
   step = _step(loss='ns')
   s = _state(lr=2e-3)
