@@ -3,9 +3,10 @@
 Variants: '' (TFDS mnist), 'idx' (four MNIST IDX files in --config.data.path),
 'cond' (class-conditional: conditional normalisation in G, projection D),
 'smooth' (nearest 2x upsampling + 3x3 convs in G instead of transposed convs,
-minibatch-std feature in D: the FID benchmark recipe in BUILD_NOTES.md; the
-default stays the pytorch/examples DCGAN layout that the throughput
-benchmark compares), 'smoke' (28x28 grey procedural shapes, seconds).
+minibatch-std feature in D; the default stays the pytorch/examples DCGAN
+layout that the throughput benchmark compares), 'r1' (hinge loss and lazy R1,
+gamma 1 every 16 steps; 'idx,cond,smooth,r1' is the 30-minute FID benchmark
+recipe in BUILD_NOTES.md), 'smoke' (28x28 grey procedural shapes, seconds).
 """
 
 from gensynth.configs import gan_common
@@ -13,7 +14,8 @@ from gensynth.configs import gan_common
 
 def get_config(arg=None):
   variants = gan_common.parse_variants('gan_mnist', arg,
-                                       ('idx', 'cond', 'smooth', 'smoke'))
+                                       ('idx', 'cond', 'smooth', 'r1',
+                                        'smoke'))
   c = gan_common.base_config()
   c.num_steps = 40_000
   c.data.update(source='tfds', name='mnist', download=True, channels=1)
@@ -25,6 +27,8 @@ def get_config(arg=None):
     c.model.conditional = True
   if 'smooth' in variants:
     c.model.update(g_upsample='nearest', d_mbstd_group=4)
+  if 'r1' in variants:
+    c.loss.update(kind='hinge', r1_weight=1.0, r1_every=16)
   if 'smoke' in variants:
     c.data.update(source='shapes', image_size=28, download=False)
     gan_common.smoke(c)

@@ -121,6 +121,23 @@ def test_other_gan_configs_train(tmp_path, config):
   assert final['step'] == 2
 
 
+def test_lazy_r1_through_the_launch_path(tmp_path):
+  # Lazy R1 runs as two jitted variants picked on the host: each compiles
+  # once, and R1 shows up in the logged means of the windows that hold an
+  # R1 step (steps 0 and 4 with r1_every=4, logged every 2 steps).
+  workdir = str(tmp_path / 'run')
+  helpers.run_launch('train', f'--config={GAN},smooth,r1',
+                     f'--workdir={workdir}', '--config.num_steps=6',
+                     '--config.loss.r1_every=4')
+  config = json.load(open(os.path.join(workdir, 'config.json')))
+  assert (config['loss']['kind'], config['loss']['r1_weight']) == ('hinge', 1)
+  final = json.load(open(os.path.join(workdir, 'final_metrics.json')))
+  assert final['step'] == 6 and final['train_step_compiles'] == 1
+  train = [json.loads(l) for l in open(os.path.join(workdir, 'metrics.jsonl'))]
+  r1 = [r['r1'] for r in train if r['split'] == 'train']
+  assert len(r1) == 3 and r1[0] > 0 and r1[1] == 0 and r1[2] > 0
+
+
 def test_vae_latent_fusion_cli(tmp_path):
   workdir = str(tmp_path / 'vae')
   helpers.run_launch('train', '--config=gensynth/configs/vae_shapes.py:smoke',
