@@ -406,6 +406,14 @@ def _case_class_accuracy(draw):
   return (lambda: generative.class_accuracy(logits, requested, k)), None
 
 
+def _case_labels_like(draw):
+  m = draw(st.sampled_from([0, 1, 6]))
+  labels = draw(hnp.arrays(np.int32, (m,), elements=st.integers(-1, 4)))
+  n = draw(st.sampled_from([-1, 0, 1, 7]))
+  k = draw(st.sampled_from([0, 1, 3, 5]))
+  return (lambda: generative.labels_like(labels, n, k)), (max(n, 0),)
+
+
 CASES = {
     # gensynth.synth.blend
     'blend.weighted_blend': _case_weighted_blend,
@@ -485,6 +493,7 @@ CASES = {
     'generative.precision_recall': _case_two_sets(generative.precision_recall,
                                                   k=1),
     'generative.class_accuracy': _case_class_accuracy,
+    'generative.labels_like': _case_labels_like,
 }
 
 # Public functions without a case here, and why.
