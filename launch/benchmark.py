@@ -177,6 +177,7 @@ def gan_throughput():
   tx = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
   ty = torch.from_numpy(y).long()
   nz, decay = config.model.latent_dim, config.ema.decay
+  shared = config.loss.get('shared_fakes', False)
 
   def torch_step():
     z, fy = torch.randn(b, nz), torch.randint(0, classes, (b,))
@@ -186,9 +187,11 @@ def gan_throughput():
     (F.softplus(-logits[:b]).mean() + F.softplus(logits[b:]).mean()
      ).backward()
     d_opt.step()
-    z, fy = torch.randn(b, nz), torch.randint(0, classes, (b,))
+    if not shared:  # shared_fakes: G's loss on the same fakes (pytorch DCGAN)
+      z, fy = torch.randn(b, nz), torch.randint(0, classes, (b,))
+      fake = g(z, fy)
     g_opt.zero_grad(set_to_none=True)
-    F.softplus(-d(g(z, fy), fy)).mean().backward()
+    F.softplus(-d(fake, fy)).mean().backward()
     g_opt.step()
     with torch.no_grad():
       for e, p in zip(ema.parameters(), g.parameters()):
@@ -204,6 +207,7 @@ def gan_throughput():
           'ratio_jax_over_torch': round(jax_ips / torch_ips, 3),
           'jax_params_g_d': [count(state.g_params), count(state.d_params)],
           'torch_params_g_d': [tcount(g), tcount(d)],
+          'shared_fakes': bool(shared),
           'torch_threads': torch.get_num_threads(),
           'torch_version': torch.__version__, 'jax_version': jax.__version__}
 

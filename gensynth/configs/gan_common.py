@@ -32,7 +32,10 @@ def base_config():
       d_mbstd_group=0))  # minibatch-std group size in D; 0 = off
   c.loss = ml_collections.ConfigDict(dict(
       kind='ns',  # ns | hinge | wgan
-      d_steps=1, gp_weight=0.0, r1_weight=0.0, r1_every=16))
+      d_steps=1, gp_weight=0.0, r1_weight=0.0, r1_every=16,
+      # True: one fake batch per step serves D's and then G's update (one G
+      # forward pass instead of two; needs d_steps=1).
+      shared_fakes=False))
   c.ema = ml_collections.ConfigDict(dict(decay=0.999, start=1000))
   c.g_optim = _optim(2e-4)
   c.d_optim = _optim(2e-4)

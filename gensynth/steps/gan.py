@@ -79,13 +79,20 @@ def _fake_inputs(key, n, *, latent_dim, num_classes):
 
 
 def _d_update(state, real, real_labels, key, *, loss, gp_weight, r1_weight,
-              r1_every, r1_now, latent_dim, num_classes):
-  """One discriminator step on one real micro-batch."""
+              r1_every, r1_now, latent_dim, num_classes, fakes=None):
+  """One discriminator step on one real micro-batch.
+
+  `fakes` = (images, labels) is a fake batch the caller already generated;
+  None draws and generates one here.
+  """
   z_key, gp_key = jax.random.split(key)
-  z, fake_labels = _fake_inputs(z_key, real.shape[0], latent_dim=latent_dim,
-                                num_classes=num_classes)
-  fake = jax.lax.stop_gradient(generate(state.g_apply, state.g_params, z,
-                                        fake_labels))
+  if fakes is None:
+    z, fake_labels = _fake_inputs(z_key, real.shape[0], latent_dim=latent_dim,
+                                  num_classes=num_classes)
+    fake = generate(state.g_apply, state.g_params, z, fake_labels)
+  else:
+    fake, fake_labels = fakes
+  fake = jax.lax.stop_gradient(fake)
   do_r1 = (state.step % r1_every) == 0
 
   def loss_fn(d_params):
@@ -132,17 +139,25 @@ def _d_update(state, real, real_labels, key, *, loss, gp_weight, r1_weight,
   return state, dict(aux, d_grad_norm=optax.global_norm(grads))
 
 
-def _g_update(state, n, key, *, loss, latent_dim, num_classes):
-  z, labels = _fake_inputs(key, n, latent_dim=latent_dim,
-                           num_classes=num_classes)
+def _g_update(state, n, key, *, loss, latent_dim, num_classes, fakes=None):
+  """One generator step on n fresh fakes, or on `fakes` = (images, labels,
+  vjp of the generator at state.g_params) generated before D's update."""
 
-  def loss_fn(g_params):
-    fake = generate(state.g_apply, g_params, z, labels)
+  def d_loss_of(fake, labels):
     logits, _ = _discriminate(state, state.d_params, fake, labels,
                               update_stats=False)
     return adversarial.g_loss(logits, kind=loss)
 
-  g_loss, grads = jax.value_and_grad(loss_fn)(state.g_params)
+  if fakes is None:
+    z, labels = _fake_inputs(key, n, latent_dim=latent_dim,
+                             num_classes=num_classes)
+    g_loss, grads = jax.value_and_grad(
+        lambda p: d_loss_of(generate(state.g_apply, p, z, labels), labels))(
+            state.g_params)
+  else:
+    fake, labels, g_vjp = fakes
+    g_loss, d_fake = jax.value_and_grad(d_loss_of)(fake, labels)
+    grads, = g_vjp(d_fake)
   updates, g_opt_state = state.g_tx.update(grads, state.g_opt_state,
                                            state.g_params)
   state = state.replace(g_params=optax.apply_updates(state.g_params, updates),
@@ -157,7 +172,7 @@ def ema_decay_at(step, *, decay, start):
 
 def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
                d_steps=1, gp_weight=0.0, r1_weight=0.0, r1_every=1,
-               r1_now=None, ema_decay=0.999, ema_start=0,
+               r1_now=None, shared_fakes=False, ema_decay=0.999, ema_start=0,
                skip_nonfinite=False):
   """`d_steps` discriminator updates, one generator update, one EMA update.
 
@@ -184,17 +199,27 @@ def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
   micro = lambda x, j: x.reshape((n, d_steps) + x.shape[1:])[:, j]
   old = state
   opts = dict(latent_dim=latent_dim, num_classes=num_classes, loss=loss)
+  g_key = jax.random.fold_in(key, d_steps)
+  d_fakes = g_fakes = None
+  if shared_fakes:
+    if d_steps != 1:
+      raise ValueError(f'shared_fakes needs d_steps=1 (got d_steps={d_steps}): '
+                       'one fake batch serves one D and one G update.')
+    z, fake_labels = _fake_inputs(g_key, n, latent_dim=latent_dim,
+                                  num_classes=num_classes)
+    fake, g_vjp = jax.vjp(
+        lambda p: generate(state.g_apply, p, z, fake_labels), state.g_params)
+    d_fakes, g_fakes = (fake, fake_labels), (fake, fake_labels, g_vjp)
   metrics = {}
   for j in range(d_steps):
     state, m = _d_update(
         state, micro(images, j),
         micro(batch['label'], j) if num_classes else None,
         jax.random.fold_in(key, j), gp_weight=gp_weight, r1_weight=r1_weight,
-        r1_every=r1_every, r1_now=r1_now, **opts)
+        r1_every=r1_every, r1_now=r1_now, fakes=d_fakes, **opts)
     metrics = m if not metrics else jax.tree.map(jnp.add, metrics, m)
   metrics = jax.tree.map(lambda v: v / d_steps, metrics)
-  state, g_metrics = _g_update(state, n, jax.random.fold_in(key, d_steps),
-                               **opts)
+  state, g_metrics = _g_update(state, n, g_key, fakes=g_fakes, **opts)
   beta = ema_decay_at(state.step, decay=ema_decay, start=ema_start)
   ema = jax.tree.map(lambda e, p: beta * e + (1.0 - beta) * p,
                      state.ema_params, state.g_params)

@@ -26,6 +26,9 @@ def _validate(config):
   if config.loss.d_steps <= 0 or config.loss.r1_every <= 0:
     raise ValueError(f'config.loss.d_steps={config.loss.d_steps} and '
                      f'r1_every={config.loss.r1_every} must be positive.')
+  if config.loss.get('shared_fakes', False) and config.loss.d_steps != 1:
+    raise ValueError(f'config.loss.shared_fakes=True needs '
+                     f'config.loss.d_steps=1 (got {config.loss.d_steps}).')
   if not 0.0 <= config.ema.decay < 1.0:
     raise ValueError(f'config.ema.decay={config.ema.decay} must be in [0, 1).')
   if config.data.value_range != 'minus_one_one':
@@ -43,6 +46,7 @@ def step_kwargs(config, num_classes):
               loss=config.loss.kind, d_steps=config.loss.d_steps,
               gp_weight=config.loss.gp_weight,
               r1_weight=config.loss.r1_weight, r1_every=config.loss.r1_every,
+              shared_fakes=config.loss.get('shared_fakes', False),
               ema_decay=config.ema.decay, ema_start=config.ema.start,
               skip_nonfinite=config.get('skip_nonfinite', False))
 

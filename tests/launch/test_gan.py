@@ -110,6 +110,15 @@ def test_missing_classifier_fails_before_training(tmp_path):
   assert not os.path.exists(tmp_path / 'w' / 'checkpoints')
 
 
+def test_shared_fakes_with_several_d_steps_is_rejected(tmp_path):
+  proc = helpers.run_launch('train', f'--config={GAN}',
+                            f'--workdir={tmp_path}/w',
+                            '--config.loss.shared_fakes=true',
+                            '--config.loss.d_steps=2', check=False)
+  assert proc.returncode == 1
+  assert 'shared_fakes=True needs config.loss.d_steps=1' in proc.stderr
+
+
 @pytest.mark.parametrize('config', ['gan_shapes.py:smoke',
                                     'gan_cifar10.py:smoke,cond',
                                     'gan_mnist.py:smoke'])

@@ -163,3 +163,55 @@ def test_smooth_recipe_step_with_r1():
   assert _max_diff(s0.d_params, s2.d_params) > 0
   assert all(np.isfinite(float(v)) for v in m.values())
   assert float(m['r1']) > 0
+
+
+@pytest.mark.parametrize('loss', ['ns', 'hinge'])
+def test_shared_fakes_updates_are_exact_for_the_shared_latents(loss):
+  """With SGD on both nets, shared_fakes moves D by -lr * grad of D's loss on
+  G(z) and then G by -lr * grad of G's loss under the updated D at the same
+  z (the latents drawn from the step's G key)."""
+  from gensynth.losses import adversarial  # pylint: disable=g-import-not-at-top
+  g = gan.Generator(16, 1, (8, 8), num_classes=3, upsample='nearest')
+  d = gan.Discriminator((8, 8), num_classes=3, mbstd_group=4)
+  lr = 0.05
+  s0 = steps.create_state(jax.random.key(0), g, d, optax.sgd(lr),
+                          optax.sgd(lr), latent_dim=4, image_shape=(16, 16, 1))
+  b, key = _batch(8), jax.random.key(1)
+  s1, m = _step(num_classes=3, loss=loss, shared_fakes=True)(s0, b, key)
+  z, fy = steps._fake_inputs(  # pylint: disable=protected-access
+      jax.random.fold_in(jax.random.fold_in(key, 0), 1), 8, latent_dim=4,
+      num_classes=3)
+  fake = g.apply({'params': s0.g_params}, z, fy)
+
+  def d_loss(p):
+    logits = d.apply({'params': p}, jnp.concatenate([b['image'], fake]),
+                     jnp.concatenate([b['label'], fy]))
+    return adversarial.d_loss(*jnp.split(logits, 2), kind=loss)
+
+  d_want = jax.tree.map(lambda p, gr: p - lr * gr, s0.d_params,
+                        jax.grad(d_loss)(s0.d_params))
+  assert _max_diff(s1.d_params, d_want) < 1e-5
+  g_grad = jax.grad(lambda p: adversarial.g_loss(d.apply(
+      {'params': d_want}, g.apply({'params': p}, z, fy), fy), kind=loss))(
+          s0.g_params)
+  g_want = jax.tree.map(lambda p, gr: p - lr * gr, s0.g_params, g_grad)
+  assert _max_diff(s1.g_params, g_want) < 1e-5
+  assert _max_diff(s1.g_params, s0.g_params) > 1e-4
+  # Fresh latents for G (the default) give another G update.
+  s_fresh, _ = _step(num_classes=3, loss=loss)(s0, b, key)
+  assert _max_diff(s_fresh.g_params, s1.g_params) > 1e-5
+  assert np.isfinite(float(m['g_loss']))
+
+
+def test_shared_fakes_with_r1_matches_the_cond_form_and_needs_one_d_step():
+  s0 = _state(classes=3)
+  b, key = _batch(8), jax.random.key(1)
+  kw = dict(num_classes=3, r1_weight=1.0, r1_every=2, shared_fakes=True)
+  cond, fixed = _step(**kw), {n: _step(r1_now=n, **kw) for n in (True, False)}
+  s_cond = s_fixed = s0
+  for i in range(3):
+    s_cond, _ = cond(s_cond, b, key)
+    s_fixed, _ = fixed[i % 2 == 0](s_fixed, b, key)
+  assert _max_diff(s_cond.g_params, s_fixed.g_params) < 1e-5
+  with pytest.raises(ValueError, match='shared_fakes needs d_steps=1'):
+    _step(shared_fakes=True, d_steps=2)(s0, b, key)
