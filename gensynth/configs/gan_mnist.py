@@ -5,8 +5,11 @@ Variants: '' (TFDS mnist), 'idx' (four MNIST IDX files in --config.data.path),
 'smooth' (nearest 2x upsampling + 3x3 convs in G instead of transposed convs,
 minibatch-std feature in D; the default stays the pytorch/examples DCGAN
 layout that the throughput benchmark compares), 'r1' (hinge loss and lazy R1,
-gamma 1 every 16 steps; 'idx,cond,smooth,r1' is the 30-minute FID benchmark
-recipe in BUILD_NOTES.md), 'smoke' (28x28 grey procedural shapes, seconds).
+gamma 1 every 16 steps), 'adam0' (both optimizers Adam lr 4e-4, b1 0,
+b2 0.99), 'shared' (one fake batch per step for D's and G's update, as
+pytorch/examples' DCGAN), 'smoke' (28x28 grey procedural shapes, seconds).
+'idx,cond,smooth,r1,adam0,shared' is the 30-minute FID benchmark recipe in
+BUILD_NOTES.md.
 """
 
 from gensynth.configs import gan_common
@@ -15,7 +18,7 @@ from gensynth.configs import gan_common
 def get_config(arg=None):
   variants = gan_common.parse_variants('gan_mnist', arg,
                                        ('idx', 'cond', 'smooth', 'r1',
-                                        'smoke'))
+                                        'adam0', 'shared', 'smoke'))
   c = gan_common.base_config()
   c.num_steps = 40_000
   c.data.update(source='tfds', name='mnist', download=True, channels=1)
@@ -29,6 +32,11 @@ def get_config(arg=None):
     c.model.update(g_upsample='nearest', d_mbstd_group=4)
   if 'r1' in variants:
     c.loss.update(kind='hinge', r1_weight=1.0, r1_every=16)
+  if 'adam0' in variants:
+    for opt in (c.g_optim, c.d_optim):
+      opt.update(lr=4e-4, b1=0.0, b2=0.99)
+  if 'shared' in variants:
+    c.loss.shared_fakes = True
   if 'smoke' in variants:
     c.data.update(source='shapes', image_size=28, download=False)
     gan_common.smoke(c)

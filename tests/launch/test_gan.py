@@ -135,11 +135,13 @@ def test_lazy_r1_through_the_launch_path(tmp_path):
   # once, and R1 shows up in the logged means of the windows that hold an
   # R1 step (steps 0 and 4 with r1_every=4, logged every 2 steps).
   workdir = str(tmp_path / 'run')
-  helpers.run_launch('train', f'--config={GAN},smooth,r1',
+  # The benchmark recipe's variants (shared fakes, Adam(0, 0.99)) included.
+  helpers.run_launch('train', f'--config={GAN},smooth,r1,adam0,shared',
                      f'--workdir={workdir}', '--config.num_steps=6',
                      '--config.loss.r1_every=4')
   config = json.load(open(os.path.join(workdir, 'config.json')))
   assert (config['loss']['kind'], config['loss']['r1_weight']) == ('hinge', 1)
+  assert config['loss']['shared_fakes'] and config['g_optim']['b1'] == 0.0
   final = json.load(open(os.path.join(workdir, 'final_metrics.json')))
   assert final['step'] == 6 and final['train_step_compiles'] == 1
   train = [json.loads(l) for l in open(os.path.join(workdir, 'metrics.jsonl'))]
