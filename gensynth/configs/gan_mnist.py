@@ -7,9 +7,9 @@ minibatch-std feature in D; the default stays the pytorch/examples DCGAN
 layout that the throughput benchmark compares), 'r1' (hinge loss and lazy R1,
 gamma 1 every 16 steps), 'adam0' (both optimizers Adam lr 4e-4, b1 0,
 b2 0.99), 'shared' (one fake batch per step for D's and G's update, as
-pytorch/examples' DCGAN), 'smoke' (28x28 grey procedural shapes, seconds).
-'idx,cond,smooth,r1,adam0,shared' is the 30-minute FID benchmark recipe in
-BUILD_NOTES.md.
+pytorch/examples' DCGAN), 'wide' (D widths 64-128 instead of 32-64), 'smoke'
+(28x28 grey procedural shapes, seconds). 'idx,cond,smooth,r1,adam0,shared,wide'
+is the 30-minute FID benchmark recipe in BUILD_NOTES.md.
 """
 
 from gensynth.configs import gan_common
@@ -18,7 +18,7 @@ from gensynth.configs import gan_common
 def get_config(arg=None):
   variants = gan_common.parse_variants('gan_mnist', arg,
                                        ('idx', 'cond', 'smooth', 'r1',
-                                        'adam0', 'shared', 'smoke'))
+                                        'adam0', 'shared', 'wide', 'smoke'))
   c = gan_common.base_config()
   c.num_steps = 40_000
   c.data.update(source='tfds', name='mnist', download=True, channels=1)
@@ -37,6 +37,8 @@ def get_config(arg=None):
       opt.update(lr=4e-4, b1=0.0, b2=0.99)
   if 'shared' in variants:
     c.loss.shared_fakes = True
+  if 'wide' in variants:
+    c.model.d_widths = (64, 128)
   if 'smoke' in variants:
     c.data.update(source='shapes', image_size=28, download=False)
     gan_common.smoke(c)

@@ -136,7 +136,7 @@ def test_lazy_r1_through_the_launch_path(tmp_path):
   # R1 step (steps 0 and 4 with r1_every=4, logged every 2 steps).
   workdir = str(tmp_path / 'run')
   # The benchmark recipe's variants (shared fakes, Adam(0, 0.99)) included.
-  helpers.run_launch('train', f'--config={GAN},smooth,r1,adam0,shared',
+  helpers.run_launch('train', f'--config={GAN},smooth,r1,adam0,shared,wide',
                      f'--workdir={workdir}', '--config.num_steps=6',
                      '--config.loss.r1_every=4')
   config = json.load(open(os.path.join(workdir, 'config.json')))
