@@ -3,6 +3,7 @@ r"""Side-by-side benchmarks (medians and ratios measured in one process).
   python -m launch.benchmark --bench=vae_throughput [--steps=30 --rounds=5]
   python -m launch.benchmark --bench=gan_throughput \
       --config=gensynth/configs/gan_mnist.py:cond
+  python -m launch.benchmark --bench=layer_impl
   python -m launch.benchmark --bench=conv_layers
   python -m launch.benchmark --bench=checkpoint_rss --steps=400
   python -m launch.benchmark --bench=pyramid_blend
@@ -29,7 +30,7 @@ from absl import flags
 from launch import distributed
 from launch import xla_cpu
 
-BENCHES = ('vae_throughput', 'gan_throughput', 'conv_layers',
+BENCHES = ('vae_throughput', 'gan_throughput', 'layer_impl', 'conv_layers',
            'checkpoint_rss', 'pyramid_blend', 'weighted_blend',
            'exposure_fusion', 'multifocus', 'panorama')
 flags.DEFINE_enum('bench', 'vae_throughput', BENCHES, 'Which benchmark to run.')
@@ -41,6 +42,10 @@ flags.DEFINE_string('config', 'gensynth/configs/vae_mnist.py',
 flags.DEFINE_integer('steps', 30, 'Timed steps per round.')
 flags.DEFINE_integer('rounds', 5, 'Alternating rounds per framework.')
 flags.DEFINE_integer('threads', 0, 'torch intra-op threads (0 = cores).')
+flags.DEFINE_enum('torch_device', 'cpu', ('cpu', 'cuda'),
+                  'Where the PyTorch twins of vae_throughput and gan_throughput '
+                  'run (JAX uses its default backend; on a GPU machine run '
+                  'both there: --torch_device=cuda).')
 flags.DEFINE_string('output', None, 'Also write the JSON record here.')
 FLAGS = flags.FLAGS
 
@@ -55,10 +60,24 @@ def _load_config(path):
   return module.get_config(arg or None)
 
 
+def _torch_device():
+  """The PyTorch device of the twins, checked against what this host has."""
+  import torch  # pylint: disable=g-import-not-at-top
+  if FLAGS.torch_device == 'cuda' and not torch.cuda.is_available():
+    raise app.UsageError('--torch_device=cuda, but this PyTorch build sees no '
+                         'CUDA device; use --torch_device=cpu.')
+  return torch.device(FLAGS.torch_device)
+
+
 def _side_by_side(jax_step, state, torch_step, images_per_step):
   """Alternating timed rounds of FLAGS.steps steps each, after one warm-up
-  round apiece: (final JAX state, JAX images/s, PyTorch images/s), medians."""
+  round apiece: (final JAX state, JAX images/s, PyTorch images/s), medians.
+  Each round ends when its device work has finished (block_until_ready for
+  JAX, torch.cuda.synchronize for PyTorch on a GPU)."""
   import jax  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  sync = (torch.cuda.synchronize if FLAGS.torch_device == 'cuda'
+          else lambda: None)
 
   def jax_round(state):
     t = time.perf_counter()
@@ -71,6 +90,7 @@ def _side_by_side(jax_step, state, torch_step, images_per_step):
     t = time.perf_counter()
     for _ in range(FLAGS.steps):
       torch_step()
+    sync()
     return time.perf_counter() - t
 
   state, _ = jax_round(state)  # compile + warm-up
@@ -107,13 +127,16 @@ def vae_throughput():
                  donate_argnums=0)
   rng = np.random.default_rng(0)
   x = (rng.random((b,) + shape) < 0.3).astype(np.float32)
-  batch = {'image': x, 'label': np.zeros(b, np.int32)}
+  # On the device once, as the trainer's prefetched batches are.
+  batch = sharding.shard_batch({'image': x, 'label': np.zeros(b, np.int32)},
+                               sharding.data_sharded(mesh))
   key = jax.random.key(0)
 
   torch.set_num_threads(FLAGS.threads or os.cpu_count())
-  tmodel = torch_models.VAE(config.model)
+  dev = _torch_device()
+  tmodel = torch_models.VAE(config.model).to(dev)
   topt = torch.optim.Adam(tmodel.parameters(), lr=config.optim.lr)
-  tx = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+  tx = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().to(dev)
 
   def torch_step():
     topt.zero_grad(set_to_none=True)
@@ -128,7 +151,7 @@ def vae_throughput():
           'ratio_jax_over_torch': round(jax_ips / torch_ips, 3),
           'jax_params': int(sum(p.size for p in jax.tree.leaves(state.params))),
           'torch_params': int(sum(p.numel() for p in tmodel.parameters())),
-          'torch_threads': torch.get_num_threads(),
+          **_devices(), 'torch_threads': torch.get_num_threads(),
           'torch_version': torch.__version__, 'jax_version': jax.__version__}
 
 
@@ -164,23 +187,26 @@ def gan_throughput():
   rng = np.random.default_rng(0)
   x = rng.uniform(-1, 1, (b,) + shape).astype(np.float32)
   y = (np.arange(b) % classes).astype(np.int32)
-  batch = {'image': x, 'label': y}
+  batch = sharding.shard_batch({'image': x, 'label': y},
+                               sharding.data_sharded(mesh))
   key = jax.random.key(0)
 
   torch.set_num_threads(FLAGS.threads or os.cpu_count())
-  g = torch_models.Generator(config.model, 28, 1, classes)
-  d = torch_models.Discriminator(config.model, 28, 1, classes)
+  dev = _torch_device()
+  g = torch_models.Generator(config.model, 28, 1, classes).to(dev)
+  d = torch_models.Discriminator(config.model, 28, 1, classes).to(dev)
   ema = copy.deepcopy(g).requires_grad_(False)
   opt = lambda m, c: torch.optim.Adam(m.parameters(), lr=c.lr,
                                       betas=(c.b1, c.b2))
   g_opt, d_opt = opt(g, config.g_optim), opt(d, config.d_optim)
-  tx = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
-  ty = torch.from_numpy(y).long()
+  tx = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().to(dev)
+  ty = torch.from_numpy(y).long().to(dev)
   nz, decay = config.model.latent_dim, config.ema.decay
   shared = config.loss.get('shared_fakes', False)
 
   def torch_step():
-    z, fy = torch.randn(b, nz), torch.randint(0, classes, (b,))
+    z = torch.randn(b, nz, device=dev)
+    fy = torch.randint(0, classes, (b,), device=dev)
     fake = g(z, fy)
     d_opt.zero_grad(set_to_none=True)
     logits = d(torch.cat([tx, fake.detach()]), torch.cat([ty, fy]))
@@ -188,7 +214,8 @@ def gan_throughput():
      ).backward()
     d_opt.step()
     if not shared:  # shared_fakes: G's loss on the same fakes (pytorch DCGAN)
-      z, fy = torch.randn(b, nz), torch.randint(0, classes, (b,))
+      z = torch.randn(b, nz, device=dev)
+      fy = torch.randint(0, classes, (b,), device=dev)
       fake = g(z, fy)
     g_opt.zero_grad(set_to_none=True)
     F.softplus(-d(fake, fy)).mean().backward()
@@ -208,8 +235,104 @@ def gan_throughput():
           'jax_params_g_d': [count(state.g_params), count(state.d_params)],
           'torch_params_g_d': [tcount(g), tcount(d)],
           'shared_fakes': bool(shared),
-          'torch_threads': torch.get_num_threads(),
+          **_devices(), 'torch_threads': torch.get_num_threads(),
           'torch_version': torch.__version__, 'jax_version': jax.__version__}
+
+
+def layer_impl():
+  """Train-step images/s of the VAE and two GAN recipes on JAX's default
+  backend, with gensynth's conv lowerings (`gensynth.models.layers`: sub-pixel
+  transposed convs, custom-VJP strided convs, 1-channel tap sums) against
+  lax's own convs and their autodiff (what `flax.linen.Conv` and a
+  `lax.conv_transpose` decoder run). Alternating rounds in one process."""
+  import contextlib  # pylint: disable=g-import-not-at-top
+  import functools  # pylint: disable=g-import-not-at-top
+
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from jax import lax  # pylint: disable=g-import-not-at-top
+
+  from gensynth.configs import gan_mnist  # pylint: disable=g-import-not-at-top
+  from gensynth.configs import vae_mnist  # pylint: disable=g-import-not-at-top
+  from gensynth.models import layers  # pylint: disable=g-import-not-at-top
+  from gensynth.steps import gan as gan_steps  # pylint: disable=g-import-not-at-top
+  from gensynth.steps import vae as vae_steps  # pylint: disable=g-import-not-at-top
+  from gensynth.train import gan as gan_train  # pylint: disable=g-import-not-at-top
+  from gensynth.train import sharding  # pylint: disable=g-import-not-at-top
+  from gensynth.train import vae as vae_train  # pylint: disable=g-import-not-at-top
+
+  def lax_transpose(x, w, strides, padding, out_hw):
+    z = jnp.zeros((x.shape[0],) + tuple(out_hw) + (w.shape[2],), x.dtype)
+    conv = lambda z: lax.conv_general_dilated(
+        z, w, strides, padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return jax.vjp(conv, z)[1](x)[0]
+
+  lax_layers = {'conv_general_dilated': lax.conv_general_dilated,
+                'Conv': nn.Conv, 'conv_transpose_adjoint': lax_transpose}
+
+  @contextlib.contextmanager
+  def lowering(impl):
+    saved = {k: getattr(layers, k) for k in lax_layers}
+    if impl == 'lax':
+      for k, v in lax_layers.items():
+        setattr(layers, k, v)
+    try:
+      yield
+    finally:
+      for k, v in saved.items():
+        setattr(layers, k, v)
+
+  mesh = sharding.make_mesh()
+  data = sharding.data_sharded(mesh)
+  rng = np.random.default_rng(0)
+  cases = []
+  c = vae_mnist.get_config()
+  _, state = vae_train.build(c, mesh, (28, 28, 1), 10, 10_000)
+  x = (rng.random((c.batch_size, 28, 28, 1)) < 0.3).astype(np.float32)
+  cases.append(('vae_mnist', functools.partial(
+      vae_steps.train_step, **vae_train._step_kwargs(c)), state,  # pylint: disable=protected-access
+                sharding.shard_batch({'image': x, 'label': np.zeros(
+                    c.batch_size, np.int32)}, data)))
+  for variant in ('cond', 'cond,smooth,r1,adam0,shared,wide'):
+    c = gan_mnist.get_config(variant)
+    _, _, state = gan_train.build(c, mesh, (28, 28, 1), 10)
+    x = rng.uniform(-1, 1, (c.batch_size, 28, 28, 1)).astype(np.float32)
+    y = (np.arange(c.batch_size) % 10).astype(np.int32)
+    cases.append((f'gan_mnist:{variant}', functools.partial(
+        gan_steps.train_step, **gan_train.step_kwargs(c, 10)), state,
+                  sharding.shard_batch({'image': x, 'label': y}, data)))
+  key = jax.random.key(0)
+  rows = []
+  for name, fn, state, batch in cases:
+    runs = {}
+    for impl in ('gensynth', 'lax'):
+      with lowering(impl):  # traced and compiled under this lowering
+        # A new function object per lowering: jit's caches key on it.
+        step = jax.jit(lambda s, b, k, fn=fn: fn(s, b, k), donate_argnums=0)
+        st, m = step(jax.tree.map(jnp.copy, state), batch, key)
+        jax.block_until_ready(m)
+      runs[impl] = [step, st, []]
+    for _ in range(FLAGS.rounds):
+      for run in runs.values():
+        t = time.perf_counter()
+        for _ in range(FLAGS.steps):
+          run[1], m = run[0](run[1], batch, key)
+        jax.block_until_ready(m)
+        run[2].append(time.perf_counter() - t)
+    ips = {k: batch['image'].shape[0] * FLAGS.steps / float(np.median(v[2]))
+           for k, v in runs.items()}
+    rows.append({'step': name, 'gensynth_images_per_s': round(ips['gensynth'], 1),
+                 'lax_images_per_s': round(ips['lax'], 1),
+                 'gensynth_over_lax': round(ips['gensynth'] / ips['lax'], 3)})
+  return {'bench': 'layer_impl', 'device': jax.devices()[0].device_kind,
+          'rows': rows, 'jax_version': jax.__version__}
+
+
+def _devices():
+  import jax  # pylint: disable=g-import-not-at-top
+  return {'jax_device': str(jax.devices()[0].device_kind),
+          'torch_device': FLAGS.torch_device}
 
 
 def conv_layers():
@@ -313,7 +436,8 @@ def main(argv):
   xla_flags = xla_cpu.configure()
   from launch import bench_synth  # pylint: disable=g-import-not-at-top
   record = {'vae_throughput': vae_throughput,
-            'gan_throughput': gan_throughput, 'conv_layers': conv_layers,
+            'gan_throughput': gan_throughput, 'layer_impl': layer_impl,
+            'conv_layers': conv_layers,
             'checkpoint_rss': checkpoint_rss,
             'pyramid_blend': bench_synth.pyramid_blend,
             'weighted_blend': bench_synth.weighted_blend,
