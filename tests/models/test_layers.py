@@ -102,14 +102,18 @@ def test_conv_adjoint_equals_autodiff_transpose(hw, k, s, pad):
     np.testing.assert_allclose(got, vjp(g)[0], rtol=1e-12, atol=1e-12)
 
 
-def test_strided_conv_gradients_and_second_order_match_lax():
+@pytest.mark.parametrize('cin,k,s,pad', [
+    (3, 4, (2, 2), ((1, 1), (1, 1))),
+    (1, 4, (2, 2), ((1, 1), (1, 1))),  # 1 channel: the tap-sum forward
+    (1, 3, (2, 3), ((0, 2), (1, 0))),
+    (1, 5, (3, 2), ((2, 1), (2, 2)))])
+def test_strided_conv_gradients_and_second_order_match_lax(cin, k, s, pad):
   """Value, first-order grads and an R1-style grad-of-grad (d/dw of |dD/dx|^2)
   through the custom-VJP conv equal plain autodiff through lax."""
   rng = np.random.default_rng(3)
-  s, pad = (2, 2), ((1, 1), (1, 1))
   with jax.enable_x64():
-    x = jnp.asarray(rng.normal(size=(2, 9, 8, 3)))
-    w = jnp.asarray(rng.normal(size=(4, 4, 3, 5)))
+    x = jnp.asarray(rng.normal(size=(2, 9, 8, cin)))
+    w = jnp.asarray(rng.normal(size=(k, k, cin, 5)))
 
     def d(conv):
       return lambda x, w: jnp.sum(jnp.tanh(conv(x, w, s, pad)) ** 2)
@@ -193,12 +197,15 @@ def test_single_channel_conv_equals_lax(k, pad):
                                rtol=1e-10, atol=1e-12)
 
 
-def test_single_channel_conv_is_used_for_one_input_channel():
+@pytest.mark.parametrize('strides', [(1, 1), (2, 2)])
+def test_single_channel_conv_is_used_for_one_input_channel(strides):
   """`layers.Conv` on a 1-channel input takes the tap-sum path (no
-  convolution in the forward HLO) and matches `flax.linen.Conv`."""
+  convolution in the forward HLO) and matches `flax.linen.Conv`, strided
+  (the GAN discriminator's first layer) or not."""
   x = jnp.asarray(np.random.default_rng(7).normal(size=(2, 8, 8, 1)),
                   jnp.float32)
-  ours, stock = layers.Conv(5, (3, 3)), nn.Conv(5, (3, 3))
+  kw = dict(features=5, kernel_size=(3, 3), strides=strides)
+  ours, stock = layers.Conv(**kw), nn.Conv(**kw)
   params = stock.init(jax.random.key(0), x)
   np.testing.assert_allclose(ours.apply(params, x), stock.apply(params, x),
                              rtol=1e-5, atol=1e-5)
