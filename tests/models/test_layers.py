@@ -37,20 +37,21 @@ def test_conv_transpose_matches_definition(k, s, p):
                                rtol=1e-4, atol=1e-4)
 
 
-def test_conv_transpose_gradients_match_autodiff():
+@pytest.mark.parametrize('cin,cout', [(8, 5), (64, 1)])  # 1: to images
+def test_conv_transpose_gradients_match_autodiff(cin, cout):
   rng = np.random.default_rng(1)
-  x = jnp.asarray(rng.normal(size=(3, 7, 7, 8)), jnp.float32)
-  w = jnp.asarray(rng.normal(size=(4, 4, 5, 8)) * 0.1, jnp.float32)
+  x = jnp.asarray(rng.normal(size=(3, 7, 7, cin)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(4, 4, cout, cin)) * 0.1, jnp.float32)
   pad = ((1, 1), (1, 1))
   conv = lambda z, w_: lax.conv_general_dilated(
       z, w_, (2, 2), pad, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
   def stock(x, w):  # plain autodiff through the conv's VJP
-    _, vjp = jax.vjp(lambda z: conv(z, w), jnp.zeros((3, 14, 14, 5)))
+    _, vjp = jax.vjp(lambda z: conv(z, w), jnp.zeros((3, 14, 14, cout)))
     return vjp(x)[0]
 
   fast = lambda x, w: layers.conv_transpose_adjoint(x, w, (2, 2), pad, (14, 14))
-  target = jnp.asarray(rng.normal(size=(3, 14, 14, 5)), jnp.float32)
+  target = jnp.asarray(rng.normal(size=(3, 14, 14, cout)), jnp.float32)
   loss = lambda f: lambda x, w: jnp.sum((f(x, w) - target)**2)
   g_fast = jax.jit(jax.grad(loss(fast), (0, 1)))(x, w)
   g_ref = jax.grad(loss(stock), (0, 1))(x, w)
@@ -78,6 +79,18 @@ def test_masked_conv_is_causal(center):
   assert np.any(np.asarray(jac)[order < here] != 0)
 
 
+@pytest.mark.parametrize('k,ci,co', [((2, 2), 8, 4), ((3, 2), 5, 1),
+                                      ((1, 3), 4, 3)])
+def test_valid_conv_by_taps_equals_lax(k, ci, co):
+  rng = np.random.default_rng(9)
+  with jax.enable_x64():
+    x = jnp.asarray(rng.normal(size=(2, 7, 6, ci)))
+    w = jnp.asarray(rng.normal(size=k + (ci, co)))
+    np.testing.assert_allclose(layers._valid_conv_by_taps(x, w),
+                               _lax_conv(x, w, (1, 1), 'VALID'),
+                               rtol=1e-12, atol=1e-12)
+
+
 def _lax_conv(x, w, s, pad):
   return lax.conv_general_dilated(x, w, s, pad,
                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
@@ -90,10 +103,14 @@ def _lax_conv(x, w, s, pad):
     ((5, 5), 1, (2, 2), ((0, 0), (0, 0))),   # kernel < stride
     ((4, 4), 4, (2, 2), ((3, 3), (3, 3))),   # padding >= stride
 ])
-def test_conv_adjoint_equals_autodiff_transpose(hw, k, s, pad):
+@pytest.mark.parametrize('cin,cout', [
+    (3, 4),
+    (1, 20),  # few output channels: the matmul + shift-add path
+    (2, 40)])
+def test_conv_adjoint_equals_autodiff_transpose(hw, k, s, pad, cin, cout):
   rng = np.random.default_rng(2)
-  x = rng.normal(size=(2, *hw, 3))
-  w = rng.normal(size=(k, k, 3, 4))
+  x = rng.normal(size=(2, *hw, cin))
+  w = rng.normal(size=(k, k, cin, cout))
   with jax.enable_x64():
     x, w = jnp.asarray(x), jnp.asarray(w)
     y, vjp = jax.vjp(lambda z: _lax_conv(z, w, s, pad), x)
@@ -102,18 +119,21 @@ def test_conv_adjoint_equals_autodiff_transpose(hw, k, s, pad):
     np.testing.assert_allclose(got, vjp(g)[0], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize('cin,k,s,pad', [
-    (3, 4, (2, 2), ((1, 1), (1, 1))),
-    (1, 4, (2, 2), ((1, 1), (1, 1))),  # 1 channel: the tap-sum forward
-    (1, 3, (2, 3), ((0, 2), (1, 0))),
-    (1, 5, (3, 2), ((2, 1), (2, 2)))])
-def test_strided_conv_gradients_and_second_order_match_lax(cin, k, s, pad):
+@pytest.mark.parametrize('cin,cout,k,s,pad', [
+    (3, 5, 4, (2, 2), ((1, 1), (1, 1))),
+    (1, 5, 4, (2, 2), ((1, 1), (1, 1))),  # 1 channel: the tap-sum forward
+    (1, 5, 3, (2, 3), ((0, 2), (1, 0))),
+    (1, 5, 5, (3, 2), ((2, 1), (2, 2))),
+    # and an input gradient by matmul + shift-add (the GAN D's first layer)
+    (1, 16, 4, (2, 2), ((1, 1), (1, 1)))])
+def test_strided_conv_gradients_and_second_order_match_lax(cin, cout, k, s,
+                                                           pad):
   """Value, first-order grads and an R1-style grad-of-grad (d/dw of |dD/dx|^2)
   through the custom-VJP conv equal plain autodiff through lax."""
   rng = np.random.default_rng(3)
   with jax.enable_x64():
     x = jnp.asarray(rng.normal(size=(2, 9, 8, cin)))
-    w = jnp.asarray(rng.normal(size=(k, k, cin, 5)))
+    w = jnp.asarray(rng.normal(size=(k, k, cin, cout)))
 
     def d(conv):
       return lambda x, w: jnp.sum(jnp.tanh(conv(x, w, s, pad)) ** 2)
