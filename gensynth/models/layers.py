@@ -249,9 +249,9 @@ def _ct_fwd(x, w, strides, padding, out_hw):
 def _ct_bwd(strides, padding, out_hw, res, g):
   del out_hw
   x, w = res
-  # The input gradient is the strided conv of g (the tap sum when g has one
-  # channel, as for a transposed conv to images); the weight gradient is
-  # that conv's, from lax (its unused value is dead code under jit).
+  # The input gradient is the strided conv of g, the weight gradient that
+  # conv's. (lax's conv even for a 1-channel g: the tap sum measured faster
+  # alone but made the GAN step 3-7% slower, BUILD_NOTES.md.)
   dx, vjp_w = jax.vjp(lambda w_: _strided_conv_lax(g, w_, strides, padding), w)
   return dx, vjp_w(x)[0]
 
