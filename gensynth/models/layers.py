@@ -33,6 +33,16 @@ def _strided_conv_lax(z, w, strides, padding):
   return lax.conv_general_dilated(z, w, strides, padding, dimension_numbers=_DN)
 
 
+# Stride-1 convs with at most this many output channels run as
+# `_valid_conv_by_taps` (when its per-pixel product is no wider than the input).
+_MAX_FEW_OUTPUTS = 4
+
+
+def _few_outputs(kernel_shape):
+  kh, kw, ci, co = kernel_shape
+  return co <= _MAX_FEW_OUTPUTS and kh * kw * co <= ci
+
+
 def _valid_conv_by_taps(x, k):
   """Stride-1 VALID conv (NHWC, HWIO) as one matmul of every input pixel with
   all kh*kw taps, then a sum of kh*kw shifted slices of that product.
@@ -41,8 +51,7 @@ def _valid_conv_by_taps(x, k):
   1-channel images): XLA:CPU runs those at ~25 GFLOP/s, e.g. 1.15 ms for the
   64->1 transposed conv of 64 14x14 maps to 28x28 against 0.51 ms here, and
   0.96 -> 0.28 ms for the GAN discriminator's input gradient (BUILD_NOTES.md).
-  The product has kh*kw*Cout channels per pixel, so conv_adjoint takes this
-  path only when that is at most the input's channel count.
+  See `_few_outputs` for when it is used.
   """
   kh, kw, ci, co = k.shape
   oh, ow = x.shape[1] - kh + 1, x.shape[2] - kw + 1
@@ -87,7 +96,7 @@ def conv_adjoint(g, w, strides, padding, in_hw):
   gp = lax.pad(g, jnp.zeros((), g.dtype),
                ((0, 0, 0), (rh - 1, mh - h, 0), (rw - 1, mw - wd, 0),
                 (0, 0, 0)))
-  if rh * rw * sh * sw * cin <= cout:
+  if _few_outputs(k.shape):
     y = _valid_conv_by_taps(gp, k)  # few output channels (to images)
   else:
     y = lax.conv_general_dilated(gp, k, (1, 1), 'VALID',
@@ -194,9 +203,10 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          feature_group_count=1, batch_group_count=1,
                          precision=None, preferred_element_type=None):
   """Drop-in for `lax.conv_general_dilated`: 2-D NHWC/HWIO convs without
-  dilation or groups run as `strided_conv` when strided and as
-  `single_channel_conv` when stride 1 with one input channel; the rest as
-  lax."""
+  dilation or groups run as `strided_conv` when strided, as
+  `single_channel_conv` when stride 1 with one input channel, and as
+  `_valid_conv_by_taps` when stride 1 with few output channels (e.g. a 1x1
+  conv to image logits); the rest as lax."""
   plain = (lhs.ndim == 4 and _is_nhwc_hwio(dimension_numbers, lhs.shape,
                                            rhs.shape)
            and all(d == 1 for d in (lhs_dilation or (1, 1)))
@@ -212,6 +222,11 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
         return strided_conv(lhs, rhs, tuple(window_strides), pads)
       if _use_tap_sum(lhs, rhs):
         return single_channel_conv(lhs, rhs, pads)
+      if _few_outputs(rhs.shape):
+        zero = jnp.zeros((), lhs.dtype)
+        return _valid_conv_by_taps(
+            lax.pad(lhs, zero, ((0, 0, 0),) + tuple(
+                (lo, hi, 0) for lo, hi in pads) + ((0, 0, 0),)), rhs)
   return lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
       rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,

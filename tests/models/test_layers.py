@@ -234,6 +234,27 @@ def test_single_channel_conv_is_used_for_one_input_channel(strides):
   assert 'convolution' in jax.jit(stock.apply).lower(params, x).as_text()
 
 
+@pytest.mark.parametrize('k,cin,cout,padding', [
+    ((1, 1), 16, 1, 'VALID'), ((3, 3), 32, 3, 'SAME'),
+    ((2, 3), 24, 4, ((1, 0), (2, 1)))])
+def test_few_output_channel_conv_is_a_matmul_and_equals_flax_conv(
+    k, cin, cout, padding):
+  """`layers.Conv` with few output channels (stride 1) runs without a
+  convolution op and matches `flax.linen.Conv`, values and gradients."""
+  x = jnp.asarray(np.random.default_rng(10).normal(size=(2, 9, 8, cin)),
+                  jnp.float32)
+  kw = dict(features=cout, kernel_size=k, padding=padding)
+  ours, stock = layers.Conv(**kw), nn.Conv(**kw)
+  params = stock.init(jax.random.key(0), x)
+  np.testing.assert_allclose(ours.apply(params, x), stock.apply(params, x),
+                             rtol=1e-5, atol=1e-5)
+  assert 'convolution' not in jax.jit(ours.apply).lower(params, x).as_text()
+  loss = lambda m: lambda p, x: jnp.sum(jnp.sin(m.apply(p, x)))
+  for a, b in zip(jax.tree.leaves(jax.grad(loss(ours), (0, 1))(params, x)),
+                  jax.tree.leaves(jax.grad(loss(stock), (0, 1))(params, x))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_silu_matches_jax_silu_in_every_autodiff_mode():
   """`layers.silu` equals jax.nn.silu: values, reverse-mode gradient, a
   second derivative and forward mode (jvp), float64, including large |x|."""
