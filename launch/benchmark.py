@@ -4,6 +4,8 @@ r"""Side-by-side benchmarks (medians and ratios measured in one process).
   python -m launch.benchmark --bench=gan_throughput \
       --config=gensynth/configs/gan_mnist.py:cond
   python -m launch.benchmark --bench=layer_impl
+  # on a GPU machine, both frameworks on the GPU:
+  python -m launch.benchmark --bench=vae_throughput --torch_device=cuda
   python -m launch.benchmark --bench=conv_layers
   python -m launch.benchmark --bench=checkpoint_rss --steps=400
   python -m launch.benchmark --bench=pyramid_blend

@@ -266,7 +266,7 @@ def _ct_bwd(strides, padding, out_hw, res, g):
   x, w = res
   # The input gradient is the strided conv of g, the weight gradient that
   # conv's. (lax's conv even for a 1-channel g: the tap sum measured faster
-  # alone but made the GAN step 3-7% slower, BUILD_NOTES.md.)
+  # alone but made the GAN step ~10% slower, BUILD_NOTES.md.)
   dx, vjp_w = jax.vjp(lambda w_: _strided_conv_lax(g, w_, strides, padding), w)
   return dx, vjp_w(x)[0]
 
