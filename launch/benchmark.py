@@ -45,9 +45,9 @@ flags.DEFINE_integer('steps', 30, 'Timed steps per round.')
 flags.DEFINE_integer('rounds', 5, 'Alternating rounds per framework.')
 flags.DEFINE_integer('threads', 0, 'torch intra-op threads (0 = cores).')
 flags.DEFINE_enum('torch_device', 'cpu', ('cpu', 'cuda'),
-                  'Where the PyTorch twins of vae_throughput and gan_throughput '
-                  'run (JAX uses its default backend; on a GPU machine run '
-                  'both there: --torch_device=cuda).')
+                  'Where the PyTorch twins of vae_throughput and '
+                  'gan_throughput run (JAX uses its default backend; on a GPU '
+                  'machine run both there: --torch_device=cuda).')
 flags.DEFINE_string('output', None, 'Also write the JSON record here.')
 FLAGS = flags.FLAGS
 
@@ -324,7 +324,8 @@ def layer_impl():
         run[2].append(time.perf_counter() - t)
     ips = {k: batch['image'].shape[0] * FLAGS.steps / float(np.median(v[2]))
            for k, v in runs.items()}
-    rows.append({'step': name, 'gensynth_images_per_s': round(ips['gensynth'], 1),
+    rows.append({'step': name,
+                 'gensynth_images_per_s': round(ips['gensynth'], 1),
                  'lax_images_per_s': round(ips['lax'], 1),
                  'gensynth_over_lax': round(ips['gensynth'] / ips['lax'], 3)})
   return {'bench': 'layer_impl', 'device': jax.devices()[0].device_kind,

@@ -192,7 +192,8 @@ _MAX_SINGLE_CHANNEL_TAPS = 49
 
 
 def _use_tap_sum(x, w):
-  return x.shape[-1] == 1 and w.shape[0] * w.shape[1] <= _MAX_SINGLE_CHANNEL_TAPS
+  taps = w.shape[0] * w.shape[1]
+  return x.shape[-1] == 1 and taps <= _MAX_SINGLE_CHANNEL_TAPS
 
 
 def _is_nhwc_hwio(dimension_numbers, lhs_shape, rhs_shape):
