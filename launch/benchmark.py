@@ -265,9 +265,9 @@ def layer_impl():
   from gensynth.train import vae as vae_train  # pylint: disable=g-import-not-at-top
 
   def lax_transpose(x, w, strides, padding, out_hw):
+    # Autodiff's transpose of lax's strided conv (what lax.conv_transpose runs).
     z = jnp.zeros((x.shape[0],) + tuple(out_hw) + (w.shape[2],), x.dtype)
-    conv = lambda z: lax.conv_general_dilated(
-        z, w, strides, padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    conv = lambda z: layers._strided_conv_lax(z, w, strides, padding)  # pylint: disable=protected-access
     return jax.vjp(conv, z)[1](x)[0]
 
   lax_layers = {'conv_general_dilated': lax.conv_general_dilated,
