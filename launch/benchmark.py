@@ -1,6 +1,7 @@
 r"""Side-by-side benchmarks (medians and ratios measured in one process).
 
   python -m launch.benchmark --bench=vae_throughput [--steps=30 --rounds=5]
+  python -m launch.benchmark --bench=vae_layers [--act=identity]
   python -m launch.benchmark --bench=gan_throughput \
       --config=gensynth/configs/gan_mnist.py:cond
   python -m launch.benchmark --bench=layer_impl
@@ -32,7 +33,8 @@ from absl import flags
 from launch import distributed
 from launch import xla_cpu
 
-BENCHES = ('vae_throughput', 'gan_throughput', 'layer_impl', 'conv_layers',
+BENCHES = ('vae_throughput', 'vae_layers', 'gan_throughput',
+           'layer_impl', 'conv_layers',
            'checkpoint_rss', 'pyramid_blend', 'weighted_blend',
            'exposure_fusion', 'multifocus', 'panorama')
 flags.DEFINE_enum('bench', 'vae_throughput', BENCHES, 'Which benchmark to run.')
@@ -48,6 +50,10 @@ flags.DEFINE_enum('torch_device', 'cpu', ('cpu', 'cuda'),
                   'Where the PyTorch twins of vae_throughput and '
                   'gan_throughput run (JAX uses its default backend; on a GPU '
                   'machine run both there: --torch_device=cuda).')
+flags.DEFINE_string('act', '', 'vae_throughput and vae_layers: replaces '
+                    'config.model.act in gensynth and in the PyTorch twin '
+                    '(e.g. identity: what the activations cost); empty: the '
+                    "config's own.")
 flags.DEFINE_string('output', None, 'Also write the JSON record here.')
 FLAGS = flags.FLAGS
 
@@ -106,8 +112,10 @@ def _side_by_side(jax_step, state, torch_step, images_per_step):
   return state, ips(jt), ips(tt)
 
 
-def vae_throughput():
-  """Train-step images/s of the VAE config: gensynth (JAX) vs PyTorch eager."""
+def _vae_pair():
+  """The VAE config's jitted train step (gensynth) and its PyTorch twin, each
+  with one fixed batch on its device: (config, model, jax_step, state,
+  torch_model, torch_step, torch_images)."""
   import functools  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top
 
@@ -120,10 +128,12 @@ def vae_throughput():
   from launch import torch_models  # pylint: disable=g-import-not-at-top
 
   config = _load_config(FLAGS.config)
+  if FLAGS.act:
+    config.model.act = FLAGS.act
   b = config.batch_size
   shape = (28, 28, 1)
   mesh = sharding.make_mesh()
-  _, state = vae_train.build(config, mesh, shape, 10, 10_000)
+  model, state = vae_train.build(config, mesh, shape, 10, 10_000)
   step = jax.jit(functools.partial(vae_steps.train_step,
                                    **vae_train._step_kwargs(config)),  # pylint: disable=protected-access
                  donate_argnums=0)
@@ -145,15 +155,136 @@ def vae_throughput():
     tmodel.loss(tx).backward()
     topt.step()
 
-  state, jax_ips, torch_ips = _side_by_side(
-      lambda state: step(state, batch, key), state, torch_step, b)
+  return (config, model, lambda state: step(state, batch, key), state,
+          tmodel, torch_step, tx)
+
+
+def vae_throughput():
+  """Train-step images/s of the VAE config: gensynth (JAX) vs PyTorch eager."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+
+  config, _, step, state, tmodel, torch_step, _ = _vae_pair()
+  b = config.batch_size
+  state, jax_ips, torch_ips = _side_by_side(step, state, torch_step, b)
   return {'bench': 'vae_throughput', 'config': FLAGS.config, 'batch': b,
+          'act': config.model.act,
           'jax_images_per_s': round(jax_ips, 1),
           'torch_images_per_s': round(torch_ips, 1),
           'ratio_jax_over_torch': round(jax_ips / torch_ips, 3),
           'jax_params': int(sum(p.size for p in jax.tree.leaves(state.params))),
           'torch_params': int(sum(p.numel() for p in tmodel.parameters())),
           **_devices(), 'torch_threads': torch.get_num_threads(),
+          'torch_version': torch.__version__, 'jax_version': jax.__version__}
+
+
+def conv_layers_of(model, params, images):
+  """[(unbound conv module, its input shape)] in call order, found by running
+  `model` once on `images` (flax method interception)."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+
+  from gensynth.models import layers  # pylint: disable=g-import-not-at-top
+  found = []
+
+  def record(next_fun, args, kwargs, context):
+    if context.method_name == '__call__' and isinstance(
+        context.module, (nn.Conv, layers.ConvTranspose, layers.MaskedConv)):
+      found.append((context.module.clone(parent=None), tuple(args[0].shape)))
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(record):
+    model.apply({'params': params}, images)
+  return found
+
+
+def vae_layers():
+  """Where the VAE step's time goes: each conv layer of the VAE config alone
+  (forward + backward: bias, weight and, unless it reads the image, input
+  gradients) in gensynth and in the PyTorch twin, next to both whole train
+  steps, all in one process. Each conv is found by running the model once
+  (flax method interception; torch forward hooks), so the list is the
+  config's own. Medians of FLAGS.rounds rounds of FLAGS.steps calls."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+
+  config, model, step, state, tmodel, torch_step, timages = _vae_pair()
+  images = jnp.asarray(timages.permute(0, 2, 3, 1).cpu().numpy())
+  found = conv_layers_of(model, state.params, images)
+  tfound = []
+  hooks = [m.register_forward_hook(
+      lambda m, inp, out: tfound.append((m, tuple(inp[0].shape))))
+           for m in tmodel.modules()
+           if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+  with torch.no_grad():
+    tmodel.loss(timages)
+  for h in hooks:
+    h.remove()
+  if len(found) != len(tfound):
+    raise RuntimeError(f'gensynth has {len(found)} conv layers, the PyTorch '
+                       f'twin {len(tfound)}: the twin no longer matches.')
+
+  def rounds(fn):
+    fn()
+    times = []
+    for _ in range(FLAGS.rounds):
+      t = time.perf_counter()
+      for _ in range(FLAGS.steps):
+        fn()
+      times.append((time.perf_counter() - t) / FLAGS.steps)
+    return float(np.median(times)) * 1e3
+
+  rng = np.random.default_rng(0)
+  rows = []
+  for (module, shape), (tmod, tshape) in zip(found, tfound):
+    reads_image = tuple(shape) == tuple(images.shape)
+    x = jnp.asarray(rng.standard_normal(shape, np.float32))
+    params = module.init(jax.random.key(0), x)['params']
+    r = jnp.asarray(rng.standard_normal(
+        jax.eval_shape(module.apply, {'params': params}, x).shape, np.float32))
+    loss = lambda p, x, m=module, r=r: jnp.sum(m.apply({'params': p}, x) * r)
+    grad = jax.jit(jax.grad(loss, argnums=0 if reads_image else (0, 1)))
+    tx = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()).to(
+        timages.device).requires_grad_(not reads_image)
+    tr = torch.from_numpy(np.asarray(r).transpose(0, 3, 1, 2).copy()).to(
+        timages.device)
+
+    def torch_call(tmod=tmod, tx=tx, tr=tr):
+      tmod.zero_grad(set_to_none=True)
+      tx.grad = None
+      (tmod(tx) * tr).sum().backward()
+      if FLAGS.torch_device == 'cuda':
+        torch.cuda.synchronize()
+
+    jax_ms = rounds(lambda grad=grad, params=params, x=x:
+                    jax.block_until_ready(grad(params, x)))
+    torch_ms = rounds(torch_call)
+    rows.append({'layer': type(module).__name__, 'name': module.name,
+                 'input': list(shape), 'input_grad': not reads_image,
+                 'jax_ms': round(jax_ms, 2), 'torch_ms': round(torch_ms, 2)})
+
+  def jax_steps():
+    nonlocal state
+    for _ in range(FLAGS.steps):
+      state, m = step(state)
+    jax.block_until_ready(m)
+
+  def torch_steps():
+    for _ in range(FLAGS.steps):
+      torch_step()
+    if FLAGS.torch_device == 'cuda':
+      torch.cuda.synchronize()
+
+  jax_step_ms = rounds(jax_steps) / FLAGS.steps
+  torch_step_ms = rounds(torch_steps) / FLAGS.steps
+  total = lambda k: round(sum(row[k] for row in rows), 2)
+  return {'bench': 'vae_layers', 'config': FLAGS.config,
+          'batch': config.batch_size, 'act': config.model.act, 'rows': rows,
+          'conv_layers_jax_ms': total('jax_ms'),
+          'conv_layers_torch_ms': total('torch_ms'),
+          'step_jax_ms': round(jax_step_ms, 2),
+          'step_torch_ms': round(torch_step_ms, 2), **_devices(),
+          'torch_threads': torch.get_num_threads(),
           'torch_version': torch.__version__, 'jax_version': jax.__version__}
 
 
@@ -438,7 +569,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   xla_flags = xla_cpu.configure()
   from launch import bench_synth  # pylint: disable=g-import-not-at-top
-  record = {'vae_throughput': vae_throughput,
+  record = {'vae_throughput': vae_throughput, 'vae_layers': vae_layers,
             'gan_throughput': gan_throughput, 'layer_impl': layer_impl,
             'conv_layers': conv_layers,
             'checkpoint_rss': checkpoint_rss,

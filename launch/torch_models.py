@@ -22,6 +22,11 @@ class MaskedConv(nn.Conv2d):
     return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
 
 
+# gensynth activation names (config.model.act) -> PyTorch modules.
+_ACTIVATIONS = {'silu': nn.SiLU, 'relu': nn.ReLU, 'gelu': nn.GELU,
+                'identity': nn.Identity}
+
+
 class VAE(nn.Module):
   """Conv VAE (+ optional AR head), Bernoulli likelihood, 28x28x1."""
 
@@ -30,16 +35,25 @@ class VAE(nn.Module):
     w = list(cfg.widths)
     self.latent = cfg.latent_dim
     self.base = 28 // 2**(len(w) - 1)
+    name = cfg.get('act', 'silu')
+    if name not in _ACTIVATIONS:
+      raise ValueError(f'activation {name!r} has no PyTorch twin here; '
+                       f'expected one of {sorted(_ACTIVATIONS)}.')
+    act = _ACTIVATIONS[name]
+    # flax.linen.gelu defaults to the tanh approximation.
+    if name == 'gelu':
+      act = lambda: nn.GELU(approximate='tanh')  # pylint: disable=unnecessary-lambda-assignment
+    self.act = act()
     enc = [nn.Conv2d(1, w[0], 3, padding=1)]
     for a, b in zip(w[:-1], w[1:]):
-      enc += [nn.SiLU(), nn.Conv2d(a, b, 4, 2, 1)]
-    self.enc = nn.Sequential(*enc, nn.SiLU(), nn.Flatten())
+      enc += [act(), nn.Conv2d(a, b, 4, 2, 1)]
+    self.enc = nn.Sequential(*enc, act(), nn.Flatten())
     self.enc_out = nn.Linear(w[-1] * self.base**2, 2 * cfg.latent_dim)
     self.dec_in = nn.Linear(cfg.latent_dim, w[-1] * self.base**2)
     dec = []
     for a, b in zip(w[::-1][:-1], w[::-1][1:]):
-      dec += [nn.SiLU(), nn.ConvTranspose2d(a, b, 4, 2, 1)]
-    self.dec = nn.Sequential(*dec, nn.SiLU())
+      dec += [act(), nn.ConvTranspose2d(a, b, 4, 2, 1)]
+    self.dec = nn.Sequential(*dec, act())
     self.ar = cfg.ar_channels
     if self.ar:
       self.a_in = MaskedConv(1, self.ar, 5, False)
@@ -58,8 +72,8 @@ class VAE(nn.Module):
     if self.ar:
       a = self.a_in(x) + self.cond(h)
       for layer in self.a_layers:
-        a = a + layer(F.silu(a))
-      logits = self.out(F.silu(a))
+        a = a + layer(self.act(a))
+      logits = self.out(self.act(a))
     else:
       logits = self.out(h)
     rec = F.binary_cross_entropy_with_logits(logits, x, reduction='none').sum(

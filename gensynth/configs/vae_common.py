@@ -22,7 +22,8 @@ def base_config():
   c.model = ml_collections.ConfigDict(dict(
       latent_dim=32, widths=(32, 64, 128), likelihood='bernoulli',
       conditional=False, blocks_per_level=1,
-      ar_channels=0, ar_layers=2))  # ar_channels > 0: autoregressive head
+      ar_channels=0, ar_layers=2,  # ar_channels > 0: autoregressive head
+      act='silu'))  # a flax.linen activation name, or identity
   c.loss = ml_collections.ConfigDict(dict(
       beta=1.0, objective='elbo', num_samples=1, gaussian_scale=0.1))
   c.optim = ml_collections.ConfigDict(dict(

@@ -330,14 +330,22 @@ def _silu_jvp(primals, tangents):
   return x * s, t * (s * (1 + x * (1 - s)))
 
 
+def identity(x):
+  """No activation (for ablations: what a network's activations cost)."""
+  return x
+
+
 def activation(name):
-  """The activation called `name` in flax.linen, `silu` being `layers.silu`."""
+  """The activation called `name` in flax.linen, `silu` being `layers.silu`;
+  `identity` is no activation."""
   if name == 'silu':
     return silu
+  if name == 'identity':
+    return identity
   act = getattr(nn, name, None)
   if act is None or not callable(act):
     raise ValueError(f'activation {name!r} unknown; expected a flax.linen '
-                     'activation name such as silu, relu, gelu.')
+                     'activation name such as silu, relu, gelu, or identity.')
   return act
 
 

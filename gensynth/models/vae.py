@@ -118,18 +118,21 @@ class VAE(nn.Module):
   blocks_per_level: int = 1
   ar_channels: int = 0
   ar_layers: int = 2
+  act: str = 'silu'
 
   def setup(self):
     if self.likelihood not in LIKELIHOOD_PARAMS:
       raise ValueError(f'likelihood {self.likelihood!r} unknown; expected one '
                        f'of {sorted(LIKELIHOOD_PARAMS)}.')
+    layers.activation(self.act)  # an unknown name fails here, by name
     self.encoder = Encoder(self.latent_dim, self.widths, self.num_classes,
-                           self.blocks_per_level)
+                           self.blocks_per_level, self.act)
     self.trunk = DecoderTrunk(self.image_shape[0], self.widths,
-                              self.num_classes, self.blocks_per_level)
+                              self.num_classes, self.blocks_per_level,
+                              self.act)
     out = self.image_shape[-1] * LIKELIHOOD_PARAMS[self.likelihood]
     if self.ar_channels:
-      self.head = ARHead(self.ar_channels, self.ar_layers, out)
+      self.head = ARHead(self.ar_channels, self.ar_layers, out, self.act)
     else:
       self.head = nn.Conv(out, (3, 3))
 
@@ -164,4 +167,5 @@ def from_config(model_cfg, image_shape, num_classes):
              num_classes=num_classes if model_cfg.conditional else 0,
              blocks_per_level=model_cfg.blocks_per_level,
              ar_channels=model_cfg.get('ar_channels', 0),
-             ar_layers=model_cfg.get('ar_layers', 2))
+             ar_layers=model_cfg.get('ar_layers', 2),
+             act=model_cfg.get('act', 'silu'))

@@ -47,3 +47,40 @@ def test_unknown_torch_device_is_rejected_by_the_flag():
                         capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0
   assert 'torch_device' in proc.stderr and 'cpu' in proc.stderr
+
+
+_LAYERS = r'''
+import json
+import jax, jax.numpy as jnp
+from launch import benchmark
+from gensynth.configs import vae_mnist
+from gensynth.models import vae
+model = vae.from_config(vae_mnist.get_config().model, (28, 28, 1), 10)
+x = jnp.zeros((2, 28, 28, 1))
+params = model.init(jax.random.key(0), x)['params']
+rows = []
+for module, shape in benchmark.conv_layers_of(model, params, x):
+  p = module.init(jax.random.key(0), jnp.zeros(shape))['params']
+  rows.append([type(module).__name__, list(shape), list(p['kernel'].shape)])
+print(json.dumps(rows))
+'''
+
+
+def test_vae_layers_times_every_conv_of_the_config_at_its_own_shapes():
+  proc = subprocess.run([sys.executable, '-c', _LAYERS], cwd=helpers.REPO,
+                        env=helpers.env(), capture_output=True, text=True,
+                        timeout=300, check=True)
+  rows = json.loads(proc.stdout.strip().splitlines()[-1])
+  # vae_mnist: encoder 16-32-64, transposed-conv trunk, PixelCNN head (mask
+  # A 5x5 on the image, 1x1 from the trunk, two 3x3 mask-B convs, 1x1 out).
+  assert rows == [
+      ['Conv', [2, 28, 28, 1], [3, 3, 1, 16]],
+      ['Conv', [2, 28, 28, 16], [4, 4, 16, 32]],
+      ['Conv', [2, 14, 14, 32], [4, 4, 32, 64]],
+      ['ConvTranspose', [2, 7, 7, 64], [4, 4, 32, 64]],
+      ['ConvTranspose', [2, 14, 14, 32], [4, 4, 16, 32]],
+      ['MaskedConv', [2, 28, 28, 1], [5, 5, 1, 16]],
+      ['Conv', [2, 28, 28, 16], [1, 1, 16, 16]],
+      ['MaskedConv', [2, 28, 28, 16], [3, 3, 16, 16]],
+      ['MaskedConv', [2, 28, 28, 16], [3, 3, 16, 16]],
+      ['Conv', [2, 28, 28, 16], [1, 1, 16, 1]]]

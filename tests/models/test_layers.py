@@ -281,5 +281,7 @@ def test_silu_matches_jax_silu_in_every_autodiff_mode():
 def test_activation_names():
   assert layers.activation('silu') is layers.silu
   assert layers.activation('relu') is nn.relu
+  x = jnp.arange(3.0)
+  assert layers.activation('identity')(x) is x
   with pytest.raises(ValueError, match='activation .*nope'):
     layers.activation('nope')
