@@ -242,7 +242,8 @@ def vae_layers():
     params = module.init(jax.random.key(0), x)['params']
     r = jnp.asarray(rng.standard_normal(
         jax.eval_shape(module.apply, {'params': params}, x).shape, np.float32))
-    loss = lambda p, x, m=module, r=r: jnp.sum(m.apply({'params': p}, x) * r)
+    # r is an argument, not a constant: XLA would fold the bias gradient.
+    loss = lambda p, x, r, m=module: jnp.sum(m.apply({'params': p}, x) * r)
     grad = jax.jit(jax.grad(loss, argnums=0 if reads_image else (0, 1)))
     tx = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()).to(
         timages.device).requires_grad_(not reads_image)
@@ -256,8 +257,8 @@ def vae_layers():
       if FLAGS.torch_device == 'cuda':
         torch.cuda.synchronize()
 
-    jax_ms = rounds(lambda grad=grad, params=params, x=x:
-                    jax.block_until_ready(grad(params, x)))
+    jax_ms = rounds(lambda grad=grad, params=params, x=x, r=r:
+                    jax.block_until_ready(grad(params, x, r)))
     torch_ms = rounds(torch_call)
     rows.append({'layer': type(module).__name__, 'name': module.name,
                  'input': list(shape), 'input_grad': not reads_image,
