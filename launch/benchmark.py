@@ -243,8 +243,11 @@ def vae_layers():
     r = jnp.asarray(rng.standard_normal(
         jax.eval_shape(module.apply, {'params': params}, x).shape, np.float32))
     # r is an argument, not a constant: XLA would fold the bias gradient.
+    # The loss value is returned too: with gradients alone XLA drops the
+    # forward conv (the gradients of sum(y * r) do not need y).
     loss = lambda p, x, r, m=module: jnp.sum(m.apply({'params': p}, x) * r)
-    grad = jax.jit(jax.grad(loss, argnums=0 if reads_image else (0, 1)))
+    grad = jax.jit(jax.value_and_grad(
+        loss, argnums=0 if reads_image else (0, 1)))
     tx = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()).to(
         timages.device).requires_grad_(not reads_image)
     tr = torch.from_numpy(np.asarray(r).transpose(0, 3, 1, 2).copy()).to(
