@@ -17,6 +17,9 @@ def base_config():
   c.image_every = 2000
   c.eval_every = 0  # 0: only at the end.
   c.skip_nonfinite = False  # True: skip NaN/Inf steps instead of stopping
+  # >1: accumulate each step's gradient over this many sequential
+  # micro-batches (same update; see gensynth.steps.vae.batch_gradients).
+  c.micro_batches = 1
 
   c.data = common.data_config()
   c.model = ml_collections.ConfigDict(dict(

@@ -20,6 +20,11 @@ def _validate(config):
   for name in ('batch_size', 'num_steps', 'log_every', 'checkpoint_every'):
     if config[name] <= 0:
       raise ValueError(f'config.{name}={config[name]} must be positive.')
+  micro = config.get('micro_batches', 1)
+  if micro <= 0 or config.batch_size % micro:
+    raise ValueError(f'config.batch_size={config.batch_size} must be a '
+                     f'multiple of config.micro_batches={micro} (a positive '
+                     'count of equal micro-batches).')
   if config.model.latent_dim <= 0:
     raise ValueError(f'config.model.latent_dim={config.model.latent_dim} must '
                      'be positive.')
@@ -34,7 +39,8 @@ def _step_kwargs(config):
               objective=config.loss.objective,
               num_samples=config.loss.num_samples,
               conditional=config.model.conditional,
-              gaussian_scale=config.loss.gaussian_scale)
+              gaussian_scale=config.loss.gaussian_scale,
+              micro_batches=config.get('micro_batches', 1))
 
 
 def _nll_units(config, image_shape):

@@ -61,6 +61,8 @@ def test_embedded_default_config_smoke(tmp_path):
     (['--config.optim.lrr=1'], 'lrr'),
     (['--no_such_flag=1'], 'no_such_flag'),
     (['--config.batch_size=0'], 'batch_size=0 must be positive'),
+    (['--config.micro_batches=3'], 'batch_size=8 must be a multiple of '
+     'config.micro_batches=3'),
     (['--config.data.source=nfs'], "source='nfs' unknown"),
 ])
 def test_bad_flags_and_config_fields(tmp_path, args, message):

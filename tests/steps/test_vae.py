@@ -25,13 +25,15 @@ def _setup(ar=0, conditional=False):
   return model, state, batch
 
 
-@pytest.mark.parametrize('objective,k,ar,cond', [('elbo', 1, 0, False),
-                                                 ('iwae', 4, 4, True)])
-def test_train_step_lowers_loss(objective, k, ar, cond):
+@pytest.mark.parametrize('objective,k,ar,cond,micro',
+                         [('elbo', 1, 0, False, 1), ('iwae', 4, 4, True, 1),
+                          ('elbo', 1, 4, False, 2)])
+def test_train_step_lowers_loss(objective, k, ar, cond, micro):
   _, state, batch = _setup(ar=ar, conditional=cond)
   step = jax.jit(functools.partial(
       steps.train_step, likelihood='bernoulli', objective=objective,
-      num_samples=k, conditional=cond), donate_argnums=0)
+      num_samples=k, conditional=cond, micro_batches=micro),
+                 donate_argnums=0)
   key = jax.random.key(1)
   losses = []
   for _ in range(40):
@@ -91,3 +93,32 @@ def test_non_finite_step_is_skipped_or_reported():
   plain = jax.jit(functools.partial(steps.train_step, likelihood='bernoulli'))
   _, m = plain(state, bad, jax.random.key(0))
   assert not np.isfinite(float(m['loss']))  # the trainer's buffer stops on it
+
+
+def test_micro_batches_accumulate_the_batch_gradient():
+  _, state, batch = _setup(ar=4)
+  key = jax.random.key(3)
+  kw = dict(likelihood='bernoulli')
+  grads, metrics = jax.jit(functools.partial(
+      steps.batch_gradients, state.params, state.apply_fn,
+      micro_batches=2, **kw))(batch, key)
+  # By hand: rows 0, 2, 4, ... and 1, 3, 5, ..., keys fold_in(key, i).
+  halves = [jax.value_and_grad(steps.loss_fn, has_aux=True)(
+      state.params, state.apply_fn, jax.tree.map(lambda a, i=i: a[i::2], batch),
+      jax.random.fold_in(key, i), **kw) for i in range(2)]
+  want = jax.tree.map(lambda a, b: (a + b) / 2, halves[0][1], halves[1][1])
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
+                                                       atol=1e-6), grads, want)
+  np.testing.assert_allclose(
+      metrics['loss'], (halves[0][0][1]['loss'] + halves[1][0][1]['loss']) / 2,
+      rtol=1e-6)
+  # One micro-batch is the plain gradient with the key itself.
+  g1, m1 = steps.batch_gradients(state.params, state.apply_fn, batch, key, **kw)
+  (_, m_ref), g_ref = jax.value_and_grad(steps.loss_fn, has_aux=True)(
+      state.params, state.apply_fn, batch, key, **kw)
+  jax.tree.map(np.testing.assert_array_equal, g1, g_ref)
+  np.testing.assert_array_equal(m1['loss'], m_ref['loss'])
+  with pytest.raises(ValueError, match='does not split into micro_batches=3'):
+    steps.batch_gradients(state.params, state.apply_fn, batch, key,
+                          micro_batches=3, **kw)
+
