@@ -81,7 +81,7 @@ def batch_gradients(params, apply_fn, batch, key, *, micro_batches=1,
   devices in contiguous blocks splits on each device without communication
   when its block divides by micro_batches. An optimization barrier keeps the
   micro-batches in sequence (XLA would otherwise interleave them): on the
-  2-core CPU the VAE step runs ~5% faster as two halves (BUILD_NOTES.md).
+  2-core CPU the VAE step runs 4-8% faster as two halves (BUILD_NOTES.md).
   """
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   m = micro_batches
@@ -114,7 +114,8 @@ def train_step(state, batch, key, *, skip_nonfinite=False, micro_batches=1,
   next batch is drawn) and reports skipped=1 with its other metrics zeroed;
   without it, the non-finite metrics reach the trainer, which stops. With
   micro_batches > 1 the gradient is accumulated over that many sequential
-  micro-batches (`batch_gradients`): the same update, less memory.
+  micro-batches (`batch_gradients`): the same update up to the noise draws,
+  with a smaller working set.
   """
   key = jax.random.fold_in(key, state.step)
   grads, metrics = batch_gradients(state.params, state.apply_fn, batch, key,
