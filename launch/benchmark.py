@@ -220,9 +220,11 @@ def vae_layers():
     tmodel.loss(timages)
   for h in hooks:
     h.remove()
-  if len(found) != len(tfound):
-    raise RuntimeError(f'gensynth has {len(found)} conv layers, the PyTorch '
-                       f'twin {len(tfound)}: the twin no longer matches.')
+  nchw = [(n, c, h, w) for n, h, w, c in (shape for _, shape in found)]
+  if nchw != [shape for _, shape in tfound]:
+    raise RuntimeError(f'conv inputs differ: gensynth {nchw} (as NCHW), the '
+                       f'PyTorch twin {[s for _, s in tfound]}; the twin no '
+                       'longer matches the model.')
 
   def rounds(fn):
     fn()
@@ -236,7 +238,7 @@ def vae_layers():
 
   rng = np.random.default_rng(0)
   rows = []
-  for (module, shape), (tmod, tshape) in zip(found, tfound):
+  for (module, shape), (tmod, _) in zip(found, tfound):
     reads_image = tuple(shape) == tuple(images.shape)
     x = jnp.asarray(rng.standard_normal(shape, np.float32))
     params = module.init(jax.random.key(0), x)['params']
@@ -267,20 +269,9 @@ def vae_layers():
                  'input': list(shape), 'input_grad': not reads_image,
                  'jax_ms': round(jax_ms, 2), 'torch_ms': round(torch_ms, 2)})
 
-  def jax_steps():
-    nonlocal state
-    for _ in range(FLAGS.steps):
-      state, m = step(state)
-    jax.block_until_ready(m)
-
-  def torch_steps():
-    for _ in range(FLAGS.steps):
-      torch_step()
-    if FLAGS.torch_device == 'cuda':
-      torch.cuda.synchronize()
-
-  jax_step_ms = rounds(jax_steps) / FLAGS.steps
-  torch_step_ms = rounds(torch_steps) / FLAGS.steps
+  b = config.batch_size
+  _, jax_ips, torch_ips = _side_by_side(step, state, torch_step, b)
+  jax_step_ms, torch_step_ms = b / jax_ips * 1e3, b / torch_ips * 1e3
   total = lambda k: round(sum(row[k] for row in rows), 2)
   return {'bench': 'vae_layers', 'config': FLAGS.config,
           'batch': config.batch_size, 'act': config.model.act, 'rows': rows,
