@@ -135,7 +135,7 @@ def _vae_pair():
   mesh = sharding.make_mesh()
   model, state = vae_train.build(config, mesh, shape, 10, 10_000)
   step = jax.jit(functools.partial(vae_steps.train_step,
-                                   **vae_train._step_kwargs(config)),  # pylint: disable=protected-access
+                                   **vae_train.step_kwargs(config)),
                  donate_argnums=0)
   rng = np.random.default_rng(0)
   x = (rng.random((b,) + shape) < 0.3).astype(np.float32)
@@ -369,77 +369,59 @@ def gan_throughput():
 
 def layer_impl():
   """Train-step images/s of the VAE and two GAN recipes on JAX's default
-  backend, with gensynth's conv lowerings (`gensynth.models.layers`: sub-pixel
-  transposed convs, custom-VJP strided convs, 1-channel tap sums) against
-  lax's own convs and their autodiff (what `flax.linen.Conv` and a
-  `lax.conv_transpose` decoder run). Alternating rounds in one process."""
-  import contextlib  # pylint: disable=g-import-not-at-top
+  backend under `config.model.conv_impl='fast'` (gensynth.models.fast_conv)
+  and 'xla' (lax's own convs and their autodiff). Alternating rounds in one
+  process; the two share parameters and data."""
   import functools  # pylint: disable=g-import-not-at-top
 
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from jax import lax  # pylint: disable=g-import-not-at-top
 
   from gensynth.configs import gan_mnist  # pylint: disable=g-import-not-at-top
   from gensynth.configs import vae_mnist  # pylint: disable=g-import-not-at-top
-  from gensynth.models import layers  # pylint: disable=g-import-not-at-top
   from gensynth.steps import gan as gan_steps  # pylint: disable=g-import-not-at-top
   from gensynth.steps import vae as vae_steps  # pylint: disable=g-import-not-at-top
   from gensynth.train import gan as gan_train  # pylint: disable=g-import-not-at-top
   from gensynth.train import sharding  # pylint: disable=g-import-not-at-top
   from gensynth.train import vae as vae_train  # pylint: disable=g-import-not-at-top
 
-  def lax_transpose(x, w, strides, padding, out_hw):
-    # Autodiff's transpose of lax's strided conv (what lax.conv_transpose runs).
-    z = jnp.zeros((x.shape[0],) + tuple(out_hw) + (w.shape[2],), x.dtype)
-    conv = lambda z: layers._strided_conv_lax(z, w, strides, padding)  # pylint: disable=protected-access
-    return jax.vjp(conv, z)[1](x)[0]
-
-  lax_layers = {'conv_general_dilated': lax.conv_general_dilated,
-                'Conv': nn.Conv, 'conv_transpose_adjoint': lax_transpose}
-
-  @contextlib.contextmanager
-  def lowering(impl):
-    saved = {k: getattr(layers, k) for k in lax_layers}
-    if impl == 'lax':
-      for k, v in lax_layers.items():
-        setattr(layers, k, v)
-    try:
-      yield
-    finally:
-      for k, v in saved.items():
-        setattr(layers, k, v)
-
   mesh = sharding.make_mesh()
   data = sharding.data_sharded(mesh)
   rng = np.random.default_rng(0)
-  cases = []
-  c = vae_mnist.get_config()
-  _, state = vae_train.build(c, mesh, (28, 28, 1), 10, 10_000)
-  x = (rng.random((c.batch_size, 28, 28, 1)) < 0.3).astype(np.float32)
-  cases.append(('vae_mnist', functools.partial(
-      vae_steps.train_step, **vae_train._step_kwargs(c)), state,  # pylint: disable=protected-access
-                sharding.shard_batch({'image': x, 'label': np.zeros(
-                    c.batch_size, np.int32)}, data)))
-  for variant in ('cond', 'cond,smooth,r1,adam0,shared,wide'):
+
+  def vae_case(impl):
+    c = vae_mnist.get_config()
+    c.model.conv_impl = impl
+    _, state = vae_train.build(c, mesh, (28, 28, 1), 10, 10_000)
+    return functools.partial(vae_steps.train_step,
+                             **vae_train.step_kwargs(c)), state
+
+  def gan_case(variant, impl):
     c = gan_mnist.get_config(variant)
+    c.model.conv_impl = impl
     _, _, state = gan_train.build(c, mesh, (28, 28, 1), 10)
-    x = rng.uniform(-1, 1, (c.batch_size, 28, 28, 1)).astype(np.float32)
-    y = (np.arange(c.batch_size) % 10).astype(np.int32)
-    cases.append((f'gan_mnist:{variant}', functools.partial(
-        gan_steps.train_step, **gan_train.step_kwargs(c, 10)), state,
+    return functools.partial(gan_steps.train_step,
+                             **gan_train.step_kwargs(c, 10)), state
+
+  n = vae_mnist.get_config().batch_size
+  x = (rng.random((n, 28, 28, 1)) < 0.3).astype(np.float32)
+  cases = [('vae_mnist', vae_case, sharding.shard_batch(
+      {'image': x, 'label': np.zeros(n, np.int32)}, data))]
+  for variant in ('cond', 'cond,smooth,r1,adam0,shared,wide'):
+    n = gan_mnist.get_config(variant).batch_size
+    x = rng.uniform(-1, 1, (n, 28, 28, 1)).astype(np.float32)
+    y = (np.arange(n) % 10).astype(np.int32)
+    cases.append((f'gan_mnist:{variant}', functools.partial(gan_case, variant),
                   sharding.shard_batch({'image': x, 'label': y}, data)))
   key = jax.random.key(0)
   rows = []
-  for name, fn, state, batch in cases:
+  for name, make, batch in cases:
     runs = {}
-    for impl in ('gensynth', 'lax'):
-      with lowering(impl):  # traced and compiled under this lowering
-        # A new function object per lowering: jit's caches key on it.
-        step = jax.jit(lambda s, b, k, fn=fn: fn(s, b, k), donate_argnums=0)
-        st, m = step(jax.tree.map(jnp.copy, state), batch, key)
-        jax.block_until_ready(m)
+    for impl in ('fast', 'xla'):
+      fn, state = make(impl)
+      step = jax.jit(fn, donate_argnums=0)
+      st, m = step(jax.tree.map(jnp.copy, state), batch, key)
+      jax.block_until_ready(m)
       runs[impl] = [step, st, []]
     for _ in range(FLAGS.rounds):
       for run in runs.values():
@@ -451,9 +433,9 @@ def layer_impl():
     ips = {k: batch['image'].shape[0] * FLAGS.steps / float(np.median(v[2]))
            for k, v in runs.items()}
     rows.append({'step': name,
-                 'gensynth_images_per_s': round(ips['gensynth'], 1),
-                 'lax_images_per_s': round(ips['lax'], 1),
-                 'gensynth_over_lax': round(ips['gensynth'] / ips['lax'], 3)})
+                 'fast_images_per_s': round(ips['fast'], 1),
+                 'xla_images_per_s': round(ips['xla'], 1),
+                 'fast_over_xla': round(ips['fast'] / ips['xla'], 3)})
   return {'bench': 'layer_impl', 'device': jax.devices()[0].device_kind,
           'rows': rows, 'jax_version': jax.__version__}
 

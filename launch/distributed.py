@@ -85,15 +85,17 @@ def emit_json(record, output=None):
 
 
 def run_config(workdir):
-  """The ConfigDict launch.train saved in `workdir` (config.json)."""
-  import ml_collections  # pylint: disable=g-import-not-at-top
+  """The ConfigDict launch.train saved in `workdir` (config.json), upgraded
+  to the current fields (`gensynth.configs.common.upgrade`)."""
   from absl import app  # pylint: disable=g-import-not-at-top
+
+  from gensynth.configs import common  # pylint: disable=g-import-not-at-top
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     raise app.UsageError(f'{path} not found: --workdir must be a run written '
                          'by launch.train (or pass --config).')
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    return common.upgrade(json.load(f))
 
 
 def script_main(body):

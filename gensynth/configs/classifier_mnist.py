@@ -7,13 +7,12 @@ metrics), 'smoke' (a few steps on tiny shapes data, seconds).
 
 import ml_collections
 
+from gensynth.configs import common
+
 
 def get_config(arg=None):
-  variants = set(filter(None, (arg or '').split(',')))
-  unknown = variants - {'idx', 'shapes', 'smoke'}
-  if unknown:
-    raise ValueError(f'classifier_mnist variants {sorted(unknown)} unknown; '
-                     'expected any of idx, shapes, smoke (comma-separated).')
+  variants = common.parse_variants('classifier_mnist', arg,
+                                   ('idx', 'shapes', 'smoke'))
   c = ml_collections.ConfigDict()
   c.trainer = 'classifier'
   c.seed = 0
@@ -30,7 +29,9 @@ def get_config(arg=None):
       channels=1, num_train=20_000, num_test=2_000, shapes_seed=0,
       num_classes=0, value_range='minus_one_one',
       augment_shift=2))  # random translations of up to 2 pixels
-  c.model = ml_collections.ConfigDict(dict(widths=(32, 64), feature_dim=128))
+  c.model = ml_collections.ConfigDict(dict(
+      widths=(32, 64), feature_dim=128,
+      conv_impl='auto'))  # auto | xla | fast (gensynth.models.layers)
   c.loss = ml_collections.ConfigDict(dict(label_smoothing=0.0))
   c.optim = ml_collections.ConfigDict(dict(
       lr=2e-3, warmup_steps=100, schedule='cosine', final_lr_fraction=0.01,

@@ -1,4 +1,5 @@
-"""Config fields shared by every trainer."""
+"""Config fields shared by every trainer, the variant parser every config file
+uses, and the upgrade of an older run's config.json."""
 
 import ml_collections
 
@@ -33,4 +34,65 @@ def smoke_schedule(c, steps, *, num_test):
   c.checkpoint_every = 2
   c.image_every = steps
   c.data.num_train, c.data.num_test = 64, num_test
+  return c
+
+
+def parse_variants(name, arg, allowed):
+  """The set of comma-separated variants in `arg` ('' or None: none).
+
+  Raises:
+    ValueError: naming the config file, the unknown variants and the allowed
+      ones.
+  """
+  variants = set(filter(None, (arg or '').split(',')))
+  unknown = variants - set(allowed)
+  if unknown:
+    raise ValueError(f'{name} variants {sorted(unknown)} unknown; expected any '
+                     f'of {", ".join(allowed)} (comma-separated).')
+  return variants
+
+
+# Fields added after runs were first written, each with the value that
+# reproduces what an older run (whose config.json lacks it) did. Keyed by
+# trainer; '*' applies to every trainer.
+_ADDED_FIELDS = {
+    '*': {'keep_checkpoints': 3, 'skip_nonfinite': False,
+          'model.conv_impl': 'auto'},
+    'vae': {'micro_batches': 1, 'image_every': 0, 'eval_every': 0,
+            'model.ar_channels': 0, 'model.ar_layers': 2, 'model.act': 'silu'},
+    'gan': {'image_every': 0, 'model.g_upsample': 'transpose',
+            'model.d_mbstd_group': 0, 'loss.shared_fakes': False},
+    'classifier': {'eval_every': 0, 'data.augment_shift': 0},
+}
+
+
+def upgrade(config):
+  """An older run's config (a dict or ConfigDict from its config.json) with
+  every field gensynth reads now, missing ones set to what the older code
+  did. Unlocked; fields present are kept as they are.
+
+  Raises:
+    ValueError: if the config names no known trainer.
+  """
+  c = ml_collections.ConfigDict(
+      config.to_dict() if isinstance(config, ml_collections.ConfigDict)
+      else dict(config))
+  trainer = c.get('trainer')
+  if trainer not in ('vae', 'gan', 'classifier'):
+    raise ValueError(f'config.trainer={trainer!r}: not a gensynth run config '
+                     "(expected 'vae', 'gan' or 'classifier').")
+  for path, value in {**_ADDED_FIELDS['*'], **_ADDED_FIELDS[trainer]}.items():
+    *parents, leaf = path.split('.')
+    node = c
+    for p in parents:
+      if p not in node:
+        node[p] = ml_collections.ConfigDict()
+      node = node[p]
+    if leaf not in node:
+      node[leaf] = value
+  data = c.get('data')
+  if data is not None:
+    for k, v in data_config().items():
+      if k not in data:
+        data[k] = v
   return c

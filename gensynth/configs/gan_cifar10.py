@@ -6,11 +6,12 @@ with one sub-directory per class in --config.data.path), 'smoke' (32x32
 procedural shapes, seconds).
 """
 
+from gensynth.configs import common
 from gensynth.configs import gan_common
 
 
 def get_config(arg=None):
-  variants = gan_common.parse_variants('gan_cifar10', arg,
+  variants = common.parse_variants('gan_cifar10', arg,
                                        ('cond', 'folder', 'smoke'))
   c = gan_common.base_config()
   c.num_steps = 100_000

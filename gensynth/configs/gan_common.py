@@ -29,7 +29,8 @@ def base_config():
       latent_dim=64, g_widths=(128, 64), d_widths=(64, 128), conditional=False,
       embed_dim=32, g_norm='group', spectral_norm=False,
       g_upsample='transpose',  # transpose | nearest (2x nearest + 3x3 conv)
-      d_mbstd_group=0))  # minibatch-std group size in D; 0 = off
+      d_mbstd_group=0,  # minibatch-std group size in D; 0 = off
+      conv_impl='auto'))  # auto | xla | fast (gensynth.models.layers)
   c.loss = ml_collections.ConfigDict(dict(
       kind='ns',  # ns | hinge | wgan
       d_steps=1, gp_weight=0.0, r1_weight=0.0, r1_every=16,
@@ -56,11 +57,3 @@ def smoke(c, *, steps=6):
                 kid_subset_size=8)
   return c
 
-
-def parse_variants(name, arg, allowed):
-  variants = set(filter(None, (arg or '').split(',')))
-  unknown = variants - set(allowed)
-  if unknown:
-    raise ValueError(f'{name} variants {sorted(unknown)} unknown; expected any '
-                     f'of {", ".join(allowed)} (comma-separated).')
-  return variants

@@ -12,11 +12,12 @@ pytorch/examples' DCGAN), 'wide' (D widths 64-128 instead of 32-64), 'smoke'
 is the 30-minute FID benchmark recipe in BUILD_NOTES.md.
 """
 
+from gensynth.configs import common
 from gensynth.configs import gan_common
 
 
 def get_config(arg=None):
-  variants = gan_common.parse_variants('gan_mnist', arg,
+  variants = common.parse_variants('gan_mnist', arg,
                                        ('idx', 'cond', 'smooth', 'r1',
                                         'adam0', 'shared', 'wide', 'smoke'))
   c = gan_common.base_config()

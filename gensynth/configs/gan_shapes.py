@@ -4,11 +4,12 @@
 (class-conditional), 'smoke' (seconds).
 """
 
+from gensynth.configs import common
 from gensynth.configs import gan_common
 
 
 def get_config(arg=None):
-  variants = gan_common.parse_variants('gan_shapes', arg, ('cond', 'smoke'))
+  variants = common.parse_variants('gan_shapes', arg, ('cond', 'smoke'))
   c = gan_common.base_config()
   c.num_steps = 3000
   c.checkpoint_every = 500

@@ -26,7 +26,8 @@ def base_config():
       latent_dim=32, widths=(32, 64, 128), likelihood='bernoulli',
       conditional=False, blocks_per_level=1,
       ar_channels=0, ar_layers=2,  # ar_channels > 0: autoregressive head
-      act='silu'))  # a flax.linen activation name, or identity
+      act='silu',  # a flax.linen activation name, or identity
+      conv_impl='auto'))  # auto | xla | fast (gensynth.models.layers)
   c.loss = ml_collections.ConfigDict(dict(
       beta=1.0, objective='elbo', num_samples=1, gaussian_scale=0.1))
   c.optim = ml_collections.ConfigDict(dict(

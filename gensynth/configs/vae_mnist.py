@@ -4,11 +4,12 @@ Variants: '' (TFDS mnist), 'idx' (four MNIST IDX files in --config.data.path),
 'cond' (class-conditional), 'smoke' (28x28 grey procedural shapes, seconds).
 """
 
+from gensynth.configs import common
 from gensynth.configs import vae_common
 
 
 def get_config(arg=None):
-  variants = set(filter(None, (arg or '').split(',')))
+  variants = common.parse_variants('vae_mnist', arg, ('idx', 'cond', 'smoke'))
   c = vae_common.base_config()
   c.batch_size = 128
   c.num_steps = 18_000  # ~50 min at ~800 images/s on 2 CPU cores.
@@ -35,8 +36,4 @@ def get_config(arg=None):
     c.data.update(source='shapes', image_size=28, channels=1, download=False)
     vae_common.smoke(c)
     c.model.ar_channels = 4
-  unknown = variants - {'idx', 'cond', 'smoke'}
-  if unknown:
-    raise ValueError(f'vae_mnist variants {sorted(unknown)} unknown; expected '
-                     'any of idx, cond, smoke (comma-separated).')
   return c

@@ -5,11 +5,12 @@ trains for a few minutes on 2 CPU cores; 'smoke' runs in seconds; 'cond' is
 class-conditional.
 """
 
+from gensynth.configs import common
 from gensynth.configs import vae_common
 
 
 def get_config(arg=None):
-  variants = set(filter(None, (arg or '').split(',')))
+  variants = common.parse_variants('vae_shapes', arg, ('cond', 'smoke'))
   c = vae_common.base_config()
   c.batch_size = 64
   c.num_steps = 1500
@@ -27,8 +28,4 @@ def get_config(arg=None):
     c.model.conditional = True
   if 'smoke' in variants:
     vae_common.smoke(c)
-  unknown = variants - {'cond', 'smoke'}
-  if unknown:
-    raise ValueError(f'vae_shapes variants {sorted(unknown)} unknown; expected '
-                     'any of cond, smoke (comma-separated).')
   return c

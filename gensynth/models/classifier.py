@@ -7,7 +7,11 @@ extractor (an Inception-style network where weights exist) plugs into
 gensynth.metrics.generative as a function images -> [N, D] features.
 """
 
+import functools
+
 import flax.linen as nn
+
+from gensynth.models import layers
 
 
 class Classifier(nn.Module):
@@ -20,9 +24,11 @@ class Classifier(nn.Module):
   num_classes: int
   widths: tuple = (32, 64)
   feature_dim: int = 128
+  conv_impl: str = 'auto'  # layers.CONV_IMPLS
 
   def setup(self):
-    self.convs = [(nn.Conv(w, (3, 3)), nn.Conv(w, (3, 3))) for w in self.widths]
+    conv = functools.partial(layers.Conv, conv_impl=self.conv_impl)
+    self.convs = [(conv(w, (3, 3)), conv(w, (3, 3))) for w in self.widths]
     self.dense = nn.Dense(self.feature_dim)
     self.head = nn.Dense(self.num_classes)
 
@@ -50,4 +56,4 @@ def from_config(cfg, num_classes):
     raise ValueError(f'config.model.widths={tuple(cfg.widths)} and '
                      f'feature_dim={cfg.feature_dim} must be positive.')
   return Classifier(num_classes=num_classes, widths=tuple(cfg.widths),
-                    feature_dim=cfg.feature_dim)
+                    feature_dim=cfg.feature_dim, conv_impl=cfg.conv_impl)

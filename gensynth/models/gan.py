@@ -2,7 +2,7 @@
 
 Sizes: the generator starts at `image_size / 2**len(widths)` (7 for 28x28, 4
 for 32x32 and 64x64) and doubles the resolution with each transposed
-convolution (gensynth's fast `layers.ConvTranspose`, kernel 4, stride 2); the
+convolution (`layers.ConvTranspose`, kernel 4, stride 2); the
 discriminator mirrors it with strided convolutions and a dense head.
 
 Conditioning: the generator concatenates a label embedding to z and, with
@@ -76,6 +76,7 @@ class NearestUpConv(nn.Module):
   multiply-adds per input pixel and channel pair."""
   features: int
   use_bias: bool = True
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
@@ -84,8 +85,8 @@ class NearestUpConv(nn.Module):
     a = jnp.asarray(_NEAREST_TAPS, kernel.dtype)
     k4 = jnp.einsum('pr,qs,rsio->pqoi', a, a, kernel)
     out_hw = (2 * x.shape[1], 2 * x.shape[2])
-    y = layers.conv_transpose_adjoint(x, k4.astype(x.dtype), (2, 2),
-                                      ((1, 1), (1, 1)), out_hw)
+    y = layers.conv_transpose(x, k4.astype(x.dtype), (2, 2), ((1, 1), (1, 1)),
+                              out_hw, conv_impl=self.conv_impl)
     if self.use_bias:
       y = y + self.param('bias', nn.initializers.zeros, (self.features,))
     return y
@@ -102,15 +103,18 @@ class Generator(nn.Module):
   # 'transpose': 4x4 stride-2 transposed convs (DCGAN); 'nearest': nearest
   # 2x upsampling then a 3x3 conv (no checkerboard, Odena et al. 2016).
   upsample: str = 'transpose'
+  conv_impl: str = 'auto'  # layers.CONV_IMPLS
 
   def _up(self, h, width, use_bias, index):
     if self.upsample == 'transpose':
-      return layers.ConvTranspose(width, use_bias=use_bias)(h)
+      return layers.ConvTranspose(width, use_bias=use_bias,
+                                  conv_impl=self.conv_impl)(h)
     if self.upsample != 'nearest':
       raise ValueError(f"upsample={self.upsample!r}; expected 'transpose' or "
                        "'nearest'.")
     # Named like the layers.Conv it computes (same parameter tree).
-    return NearestUpConv(width, use_bias=use_bias, name=f'Conv_{index}')(h)
+    return NearestUpConv(width, use_bias=use_bias, conv_impl=self.conv_impl,
+                         name=f'Conv_{index}')(h)
 
   def _norm(self, x, labels):
     if self.norm == 'none':
@@ -146,6 +150,7 @@ class Discriminator(nn.Module):
   # Minibatch standard deviation (Karras et al. 2018): groups of this many
   # consecutive images add one feature map, their mean feature std; 0 = off.
   mbstd_group: int = 0
+  conv_impl: str = 'auto'  # layers.CONV_IMPLS
 
   def _layer(self, layer, x, update_stats):
     if not self.spectral_norm:
@@ -160,7 +165,8 @@ class Discriminator(nn.Module):
                        f'{x.shape}.')
     h = x
     for width in self.widths:
-      conv = layers.Conv(width, (4, 4), (2, 2), padding=((1, 1), (1, 1)))
+      conv = layers.Conv(width, (4, 4), (2, 2), padding=((1, 1), (1, 1)),
+                         conv_impl=self.conv_impl)
       h = self._layer(conv, h, update_stats)
       h = nn.leaky_relu(h, 0.2)
     if self.mbstd_group:
@@ -211,17 +217,17 @@ def from_config(cfg, image_shape, num_classes):
                        'non-empty and positive.')
   check_size(image_shape[0], cfg.g_widths)
   classes = num_classes if cfg.conditional else 0
-  if cfg.get('g_upsample', 'transpose') not in ('transpose', 'nearest'):
+  if cfg.g_upsample not in ('transpose', 'nearest'):
     raise ValueError(f"config.model.g_upsample={cfg.g_upsample!r}; expected "
                      "'transpose' or 'nearest'.")
-  if cfg.get('d_mbstd_group', 0) < 0:
+  if cfg.d_mbstd_group < 0:
     raise ValueError(f'config.model.d_mbstd_group={cfg.d_mbstd_group} must be '
                      '0 (off) or a positive group size.')
   gen = Generator(image_size=image_shape[0], channels=image_shape[-1],
                   widths=tuple(cfg.g_widths), num_classes=classes,
                   embed_dim=cfg.embed_dim, norm=cfg.g_norm,
-                  upsample=cfg.get('g_upsample', 'transpose'))
+                  upsample=cfg.g_upsample, conv_impl=cfg.conv_impl)
   disc = Discriminator(widths=tuple(cfg.d_widths), num_classes=classes,
                        spectral_norm=cfg.spectral_norm,
-                       mbstd_group=cfg.get('d_mbstd_group', 0))
+                       mbstd_group=cfg.d_mbstd_group, conv_impl=cfg.conv_impl)
   return gen, disc

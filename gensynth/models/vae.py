@@ -6,6 +6,7 @@ bounds live in `gensynth.losses.vae`, so the same model serves the ELBO, the
 IWAE bound and latent-space synthesis.
 """
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -32,20 +33,21 @@ class Encoder(nn.Module):
   num_classes: int = 0
   blocks_per_level: int = 1
   act: str = 'silu'
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x, labels=None):
-    act = layers.activation(self.act)
-    h = layers.Conv(self.widths[0], (3, 3))(x)
+    act = layers.activation(self.act, self.conv_impl)
+    conv = functools.partial(layers.Conv, conv_impl=self.conv_impl)
+    h = conv(self.widths[0], (3, 3))(x)
     if self.num_classes:
       h = h + nn.Dense(self.widths[0])(
           nn.one_hot(labels, self.num_classes))[:, None, None, :]
     for i, w in enumerate(self.widths):
       if i:
-        h = layers.Conv(w, (4, 4), strides=(2, 2),
-                        padding=((1, 1), (1, 1)))(act(h))
+        h = conv(w, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))(act(h))
       for _ in range(self.blocks_per_level):
-        h = layers.ResBlock(w, self.act)(h)
+        h = layers.ResBlock(w, self.act, self.conv_impl)(h)
     h = act(h).reshape(h.shape[0], -1)
     out = nn.Dense(2 * self.latent_dim)(h)
     mean, logvar = jnp.split(out, 2, axis=-1)
@@ -64,18 +66,21 @@ class ARHead(nn.Module):
   layers: int
   out_features: int
   act: str = 'silu'
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x, cond):
     if x.shape[-1] != 1:
       raise ValueError(f'the autoregressive head models 1-channel images, got '
                        f'{x.shape[-1]} channels; set config.model.ar_channels=0.')
-    act = layers.activation(self.act)
-    h = layers.MaskedConv(self.channels, 5, include_center=False)(x)
-    h = h + layers.Conv(self.channels, (1, 1))(cond)
+    act = layers.activation(self.act, self.conv_impl)
+    impl = dict(conv_impl=self.conv_impl)
+    h = layers.MaskedConv(self.channels, 5, include_center=False, **impl)(x)
+    h = h + layers.Conv(self.channels, (1, 1), **impl)(cond)
     for _ in range(self.layers):
-      h = h + layers.MaskedConv(self.channels, 3, include_center=True)(act(h))
-    return layers.Conv(self.out_features, (1, 1))(act(h))
+      h = h + layers.MaskedConv(self.channels, 3, include_center=True,
+                                **impl)(act(h))
+    return layers.Conv(self.out_features, (1, 1), **impl)(act(h))
 
 
 class DecoderTrunk(nn.Module):
@@ -85,10 +90,11 @@ class DecoderTrunk(nn.Module):
   num_classes: int = 0
   blocks_per_level: int = 1
   act: str = 'silu'
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, z, labels=None):
-    act = layers.activation(self.act)
+    act = layers.activation(self.act, self.conv_impl)
     widths = tuple(reversed(self.widths))
     b = base_size(self.image_size, len(widths) - 1)
     if self.num_classes:
@@ -96,9 +102,9 @@ class DecoderTrunk(nn.Module):
     h = nn.Dense(b * b * widths[0])(z).reshape(z.shape[0], b, b, widths[0])
     for i, w in enumerate(widths):
       if i:
-        h = layers.ConvTranspose(w, 4, 2, 1)(act(h))
+        h = layers.ConvTranspose(w, 4, 2, 1, conv_impl=self.conv_impl)(act(h))
       for _ in range(self.blocks_per_level):
-        h = layers.ResBlock(w, self.act)(h)
+        h = layers.ResBlock(w, self.act, self.conv_impl)(h)
     return act(h)
 
 
@@ -119,22 +125,25 @@ class VAE(nn.Module):
   ar_channels: int = 0
   ar_layers: int = 2
   act: str = 'silu'
+  conv_impl: str = 'auto'
 
   def setup(self):
     if self.likelihood not in LIKELIHOOD_PARAMS:
       raise ValueError(f'likelihood {self.likelihood!r} unknown; expected one '
                        f'of {sorted(LIKELIHOOD_PARAMS)}.')
-    layers.activation(self.act)  # an unknown name fails here, by name
+    # Unknown names fail here, by name.
+    layers.activation(self.act, self.conv_impl)
+    impl = self.conv_impl
     self.encoder = Encoder(self.latent_dim, self.widths, self.num_classes,
-                           self.blocks_per_level, self.act)
+                           self.blocks_per_level, self.act, impl)
     self.trunk = DecoderTrunk(self.image_shape[0], self.widths,
                               self.num_classes, self.blocks_per_level,
-                              self.act)
+                              self.act, impl)
     out = self.image_shape[-1] * LIKELIHOOD_PARAMS[self.likelihood]
     if self.ar_channels:
-      self.head = ARHead(self.ar_channels, self.ar_layers, out, self.act)
+      self.head = ARHead(self.ar_channels, self.ar_layers, out, self.act, impl)
     else:
-      self.head = nn.Conv(out, (3, 3))
+      self.head = layers.Conv(out, (3, 3), conv_impl=impl)
 
   def encode(self, x, labels=None):
     return self.encoder(x, labels)
@@ -166,6 +175,5 @@ def from_config(model_cfg, image_shape, num_classes):
              widths=tuple(model_cfg.widths), likelihood=model_cfg.likelihood,
              num_classes=num_classes if model_cfg.conditional else 0,
              blocks_per_level=model_cfg.blocks_per_level,
-             ar_channels=model_cfg.get('ar_channels', 0),
-             ar_layers=model_cfg.get('ar_layers', 2),
-             act=model_cfg.get('act', 'silu'))
+             ar_channels=model_cfg.ar_channels, ar_layers=model_cfg.ar_layers,
+             act=model_cfg.act, conv_impl=model_cfg.conv_impl)

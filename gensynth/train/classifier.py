@@ -5,10 +5,10 @@ import json
 import os
 
 import jax
-import ml_collections
 import numpy as np
 
 from gensynth import data as data_lib
+from gensynth.configs import common as config_lib
 from gensynth.models import classifier as classifier_model
 from gensynth.steps import classifier as classifier_steps
 from gensynth.train import checkpoint as ckpt_lib
@@ -119,10 +119,11 @@ def load(workdir, *, step=None):
         'python -m launch.train --config=gensynth/configs/classifier_mnist.py '
         f'--workdir={workdir} (or pass the workdir of one you trained).')
   with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+    config = json.load(f)
   if config.get('trainer') != 'classifier' or not loop.load_info(workdir):
     raise FeatureExtractorError(f'{workdir!r} holds a {config.get("trainer")!r}'
                                 ' run, not a classifier.')
+  config = config_lib.upgrade(config)
   info = loop.load_info(workdir)
   mesh = sharding.make_mesh()
   model, state = build(config, mesh, tuple(info['image_shape']),

@@ -34,7 +34,7 @@ def _validate(config):
                      "'zero_one'.")
 
 
-def _step_kwargs(config):
+def step_kwargs(config):
   return dict(likelihood=config.model.likelihood, beta=config.loss.beta,
               objective=config.loss.objective,
               num_samples=config.loss.num_samples,
@@ -137,7 +137,7 @@ def train_and_evaluate(config, workdir):
                        config.num_steps)
   ckpt, state, start, reporter = loop.resume(config, workdir, state, train_src)
   train_step = loop.jit_train_step(
-      functools.partial(vae_steps.train_step, **_step_kwargs(config),
+      functools.partial(vae_steps.train_step, **step_kwargs(config),
                         skip_nonfinite=config.get('skip_nonfinite', False)),
       mesh)
   root = jax.random.key(config.seed)

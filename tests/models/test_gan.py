@@ -2,12 +2,19 @@
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
+from gensynth.configs import gan_common
 from gensynth.models import gan
 from gensynth.models import layers
+
+
+
+def _model_cfg(**fields):
+  cfg = gan_common.base_config().model
+  cfg.update(fields)
+  return cfg
 
 
 @pytest.mark.parametrize('size,widths', [(28, (16, 8)), (32, (16, 8, 8)),
@@ -62,9 +69,9 @@ def test_projection_discriminator_uses_labels():
 def test_size_and_config_errors():
   with pytest.raises(ValueError, match='image_size / 2\\*\\*len'):
     gan.check_size(28, (8, 8, 8))
-  cfg = ml_collections.ConfigDict(dict(
+  cfg = _model_cfg(
       latent_dim=8, g_widths=(8, 8), d_widths=(8, 8), conditional=True,
-      embed_dim=4, g_norm='batch', spectral_norm=False))
+      embed_dim=4, g_norm='batch', spectral_norm=False)
   with pytest.raises(ValueError, match="g_norm='batch'"):
     gan.from_config(cfg, (28, 28, 1), 10)
   cfg.g_norm = 'group'
@@ -110,9 +117,9 @@ def test_discriminator_with_minibatch_std():
                              logits[:2], rtol=1e-6)
   x3 = x.at[1].multiply(5.0)
   assert not np.isclose(d.apply(v, x3, jnp.array([0, 1, 2, 0]))[0], logits[0])
-  cfg = ml_collections.ConfigDict(dict(
+  cfg = _model_cfg(
       latent_dim=8, g_widths=(8, 8), d_widths=(8, 8), conditional=False,
-      embed_dim=4, g_norm='group', spectral_norm=False, d_mbstd_group=-1))
+      embed_dim=4, g_norm='group', spectral_norm=False, d_mbstd_group=-1)
   with pytest.raises(ValueError, match='d_mbstd_group=-1'):
     gan.from_config(cfg, (28, 28, 1), 10)
 
@@ -131,10 +138,10 @@ def test_nearest_upsampling_generator():
   h = np.random.default_rng(0).normal(size=(2, 3, 4, 5)).astype(np.float32)
   np.testing.assert_array_equal(gan.upsample_nearest(jnp.asarray(h)),
                                 np.repeat(np.repeat(h, 2, 1), 2, 2))
-  cfg = ml_collections.ConfigDict(dict(
+  cfg = _model_cfg(
       latent_dim=8, g_widths=(8, 8), d_widths=(8, 8), conditional=False,
       embed_dim=4, g_norm='group', spectral_norm=False, g_upsample='bilinear',
-      d_mbstd_group=0))
+      d_mbstd_group=0)
   with pytest.raises(ValueError, match="g_upsample='bilinear'"):
     gan.from_config(cfg, (28, 28, 1), 10)
 
