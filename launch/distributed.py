@@ -1,7 +1,5 @@
 """Flags and start-up shared by the launch scripts (multi-process included)."""
 
-import ctypes
-import ctypes.util
 import json
 import os
 import sys
@@ -10,7 +8,7 @@ import jax
 from absl import flags
 from absl import logging
 
-from launch import xla_cpu
+from launch import runtime
 
 flags.DEFINE_string('coordinator_address', None,
                     'host:port of process 0 for jax.distributed.initialize.')
@@ -37,27 +35,11 @@ class _QuietLibraries(logging.logging.Filter):
         '/orbax/' not in record.pathname)
 
 
-def _limit_malloc_arenas(n):
-  """mallopt(M_ARENA_MAX, n): glibc otherwise gives every thread that
-  allocates (orbax's async checkpoint writers among them) its own arena, and
-  the host copies of each saved state fragment them; RSS then creeps up with
-  every checkpoint. No-op off glibc."""
-  if n <= 0:
-    return
-  name = ctypes.util.find_library('c')
-  try:
-    libc = ctypes.CDLL(name) if name else None
-    if libc is not None and hasattr(libc, 'mallopt'):
-      libc.mallopt(-8, n)  # -8 = M_ARENA_MAX
-  except OSError:
-    pass
-
-
 def initialize():
   """XLA:CPU flags, then jax.distributed when asked for (flags or cluster
   env), then log devices."""
-  xla_flags = xla_cpu.configure()
-  _limit_malloc_arenas(FLAGS.malloc_arena_max)
+  xla_flags = runtime.configure_xla_cpu()
+  runtime.limit_malloc_arenas(FLAGS.malloc_arena_max)
   logging.get_absl_handler().addFilter(_QuietLibraries())
   if FLAGS.compilation_cache_dir:
     jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache_dir)
@@ -84,41 +66,27 @@ def emit_json(record, output=None):
       f.write(text + '\n')
 
 
-def run_config(workdir):
-  """The ConfigDict launch.train saved in `workdir` (config.json), upgraded
-  to the current fields (`gensynth.configs.common.upgrade`)."""
-  from absl import app  # pylint: disable=g-import-not-at-top
-
-  from gensynth.configs import common  # pylint: disable=g-import-not-at-top
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
-    raise app.UsageError(f'{path} not found: --workdir must be a run written '
-                         'by launch.train (or pass --config).')
-  with open(path) as f:
-    return common.upgrade(json.load(f))
-
-
 def script_main(body):
   """absl `main` for a script without positional arguments: refuse extra
-  arguments, `initialize()`, run `body()`; a known error (bad file,
-  checkpoint or data: FileNotFoundError/ValueError) becomes one logged line
-  and exit status 1."""
+  arguments, `initialize()`, run `body()` under `one_line_errors`."""
   from absl import app  # pylint: disable=g-import-not-at-top
 
   def go(argv):
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     initialize()
-    body()
+    one_line_errors(body)
 
-  return lambda argv: exit_on_known_errors(go, argv)
+  return go
 
 
-def exit_on_known_errors(main_fn, argv):
-  """Runs main_fn(argv); a known error (bad file, checkpoint or data: all
-  FileNotFoundError/ValueError) becomes one logged line and exit status 1."""
+def one_line_errors(fn):
+  """Returns fn(); a gensynth user-facing error (gensynth.errors.Error: bad
+  config, data, input, checkpoint or workdir) becomes one logged line and
+  exit status 1. Any other exception keeps its traceback."""
+  from gensynth import errors  # pylint: disable=g-import-not-at-top
   try:
-    main_fn(argv)
-  except (FileNotFoundError, ValueError) as e:
+    return fn()
+  except errors.Error as e:
     logging.error('%s: %s', type(e).__name__, e)
     sys.exit(1)

@@ -12,6 +12,11 @@ floor (train split vs test split).
 The model is rebuilt from workdir/config.json unless --config is given.
 """
 
+from launch import runtime  # pylint: disable=g-bad-import-order
+
+if __name__ == '__main__':
+  runtime.restart_with_huge_pages()  # first, before the heavy imports below
+
 
 from absl import app
 from absl import flags
@@ -41,11 +46,12 @@ FLAGS = flags.FLAGS
 
 
 def _main():
+  from gensynth.train import workdir  # pylint: disable=g-import-not-at-top
   config = (FLAGS.config if FLAGS.config is not None else
-            distributed.run_config(FLAGS.workdir))
+            workdir.load_config(FLAGS.workdir))
   if config.trainer == 'gan':
-    from gensynth.train import gan  # pylint: disable=g-import-not-at-top
-    classifier = FLAGS.classifier or config.eval.get('classifier')
+    from gensynth.evaluation import gan  # pylint: disable=g-import-not-at-top
+    classifier = FLAGS.classifier or config.eval.classifier
     if not classifier:
       raise app.UsageError('a GAN is evaluated on classifier features: pass '
                            '--classifier=WORKDIR of a run of '
@@ -55,7 +61,7 @@ def _main():
                           batch_size=FLAGS.batch_size, seed=FLAGS.seed,
                           step=FLAGS.step)
   elif config.trainer == 'vae':
-    from gensynth.train import vae  # pylint: disable=g-import-not-at-top
+    from gensynth.evaluation import vae  # pylint: disable=g-import-not-at-top
     result = vae.evaluate(config, FLAGS.workdir,
                           num_samples=FLAGS.num_samples,
                           chunk_size=FLAGS.chunk_size,

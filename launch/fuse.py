@@ -10,6 +10,11 @@ image blended into the first in the gradient domain). Prints what it did and
 quality figures.
 """
 
+from launch import runtime  # pylint: disable=g-bad-import-order
+
+if __name__ == '__main__':
+  runtime.restart_with_huge_pages()  # first, before the heavy imports below
+
 import time
 
 import jax
@@ -17,6 +22,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from gensynth import errors
 from gensynth.metrics import image as metrics
 from gensynth.synth import blend
 from gensynth.synth import fusion
@@ -89,12 +95,12 @@ def main(argv):
     t0 = time.perf_counter()
     out = np.asarray(_fuse(x))
     seconds = time.perf_counter() - t0
-  except (ValueError, FileNotFoundError) as e:
+  except errors.Error as e:
     raise app.UsageError(str(e)) from e
   out_bits = io.output_bits(FLAGS.bits, [bits], FLAGS.output)
   try:
     io.write_image(FLAGS.output, out, bits=out_bits)
-  except (ValueError, FileNotFoundError) as e:
+  except errors.Error as e:
     raise app.UsageError(str(e)) from e
   print(f'{FLAGS.method}: fused {len(x)} images of {x.shape[1]}x{x.shape[2]}x'
         f'{x.shape[3]} in {seconds:.3f} s (compile included) -> '

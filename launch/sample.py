@@ -11,12 +11,18 @@ their EMA generator. Conditional models draw the classes in --classes
 (default: every class). Prints the written paths as JSON.
 """
 
+from launch import runtime  # pylint: disable=g-bad-import-order
+
+if __name__ == '__main__':
+  runtime.restart_with_huge_pages()  # first, before the heavy imports below
+
 import os
 
 import numpy as np
 from absl import app
 from absl import flags
 
+from gensynth import errors
 from launch import distributed
 
 flags.DEFINE_string('workdir', None, 'Training workdir with checkpoints.')
@@ -51,7 +57,7 @@ def _ints(values, flag):
 
 
 def _classes(num_classes, default_all=True):
-  from gensynth.train import gan  # pylint: disable=g-import-not-at-top
+  from gensynth.evaluation import gan  # pylint: disable=g-import-not-at-top
   if not num_classes:
     if FLAGS.classes:
       raise app.UsageError('--classes given for an unconditional model.')
@@ -62,7 +68,7 @@ def _classes(num_classes, default_all=True):
       num_classes)
   try:
     return gan.check_labels(np.array(list(ids)), num_classes)
-  except ValueError as e:
+  except errors.InputError as e:
     raise app.UsageError(f'--classes: {e}') from None
 
 
@@ -85,7 +91,7 @@ def _inputs(config, info):
   for path in FLAGS.inputs:
     try:
       img, _ = io.read_image(path)
-    except (FileNotFoundError, ValueError) as e:
+    except errors.Error as e:
       raise app.UsageError(f'--inputs: {e}') from None
     if img.shape != shape:
       raise app.UsageError(f'--inputs: {path} is {img.shape[0]}x{img.shape[1]}'
@@ -124,8 +130,9 @@ def _fusion_weights(k, latent_dim):
 
 
 def _main():
-  from gensynth.train import sampling  # pylint: disable=g-import-not-at-top
-  config = distributed.run_config(FLAGS.workdir)
+  from gensynth.evaluation import sampling  # pylint: disable=g-import-not-at-top
+  from gensynth.train import workdir  # pylint: disable=g-import-not-at-top
+  config = workdir.load_config(FLAGS.workdir)
   out_dir = FLAGS.output or os.path.join(FLAGS.workdir, 'samples')
   os.makedirs(out_dir, exist_ok=True)
   model = sampling.load(config, FLAGS.workdir, step=FLAGS.step)

@@ -7,6 +7,11 @@ r"""Stitches images on disk into a strip or a grid.
       --output=pano.png [--blend=multiband|feather|none] [--detector=orb]
 """
 
+from launch import runtime  # pylint: disable=g-bad-import-order
+
+if __name__ == '__main__':
+  runtime.restart_with_huge_pages()  # first, before the heavy imports below
+
 import json
 import time
 
@@ -16,7 +21,9 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from gensynth import errors
 from gensynth.synth import io
+from gensynth.synth import panorama
 from gensynth.synth import stitch
 
 flags.DEFINE_enum('mode', None, ['concat', 'grid', 'panorama'],
@@ -58,7 +65,7 @@ def main(argv):
               fill=FLAGS.fill)
     if FLAGS.mode == 'panorama':
       t0 = time.perf_counter()
-      pano = stitch.panorama(images, key=jax.random.key(FLAGS.seed),
+      pano = panorama.stitch(images, key=jax.random.key(FLAGS.seed),
                              blend=FLAGS.blend, detector=FLAGS.detector,
                              max_canvas_pixels=FLAGS.max_canvas_mpx * 1e6)
       io.write_image(FLAGS.output, pano.image, bits=bits)
@@ -78,7 +85,7 @@ def main(argv):
     else:
       out = stitch.vconcat(images, **kw)
     io.write_image(FLAGS.output, np.asarray(out), bits=bits)
-  except (ValueError, FileNotFoundError) as e:
+  except errors.Error as e:
     raise app.UsageError(str(e)) from e
   print(f'{FLAGS.mode}: {len(images)} images '
         f'{[x.shape[:2] for x in images]} -> {out.shape[0]}x{out.shape[1]}x'

@@ -6,12 +6,16 @@ r"""Trains a gensynth model.
 Re-running the same command resumes from the newest checkpoint in --workdir.
 """
 
+from launch import runtime  # pylint: disable=g-bad-import-order
+
+if __name__ == '__main__':
+  runtime.restart_with_huge_pages()  # first, before the heavy imports below
+
 import importlib
 import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 from launch import distributed
@@ -36,15 +40,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   distributed.initialize()
-  from gensynth.data import pipeline  # pylint: disable=g-import-not-at-top
-  from gensynth.train import checkpoint  # pylint: disable=g-import-not-at-top
-  from gensynth.train import loop  # pylint: disable=g-import-not-at-top
-  try:
-    result = _trainer(FLAGS.config.trainer)(FLAGS.config, FLAGS.workdir)
-  except (loop.NonFiniteError, checkpoint.CheckpointMismatchError,
-          pipeline.DataError, FileNotFoundError, OSError, ValueError) as e:
-    logging.error('%s: %s', type(e).__name__, e)
-    sys.exit(1)
+  # gensynth's own errors (bad config, data, checkpoint, workdir; a
+  # non-finite loss) become one line; anything else keeps its traceback.
+  result = distributed.one_line_errors(
+      lambda: _trainer(FLAGS.config.trainer)(FLAGS.config, FLAGS.workdir))
   if result.get('preempted'):
     sys.exit(143)  # 128 + SIGTERM, as if the signal had ended the process.
 

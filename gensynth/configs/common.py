@@ -3,6 +3,8 @@ uses, and the upgrade of an older run's config.json."""
 
 import ml_collections
 
+from gensynth import errors
+
 
 def data_config():
   """config.data: where images come from and how they are scaled."""
@@ -47,8 +49,9 @@ def parse_variants(name, arg, allowed):
   variants = set(filter(None, (arg or '').split(',')))
   unknown = variants - set(allowed)
   if unknown:
-    raise ValueError(f'{name} variants {sorted(unknown)} unknown; expected any '
-                     f'of {", ".join(allowed)} (comma-separated).')
+    raise errors.ConfigError(
+        f'{name} variants {sorted(unknown)} unknown; expected any '
+        f'of {", ".join(allowed)} (comma-separated).')
   return variants
 
 
@@ -79,8 +82,9 @@ def upgrade(config):
       else dict(config))
   trainer = c.get('trainer')
   if trainer not in ('vae', 'gan', 'classifier'):
-    raise ValueError(f'config.trainer={trainer!r}: not a gensynth run config '
-                     "(expected 'vae', 'gan' or 'classifier').")
+    raise errors.ConfigError(
+        f'config.trainer={trainer!r}: not a gensynth run config '
+        "(expected 'vae', 'gan' or 'classifier').")
   for path, value in {**_ADDED_FIELDS['*'], **_ADDED_FIELDS[trainer]}.items():
     *parents, leaf = path.split('.')
     node = c

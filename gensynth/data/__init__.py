@@ -11,3 +11,4 @@ from gensynth.data.pipeline import DataError
 from gensynth.data.pipeline import eval_batches
 from gensynth.data.pipeline import load_split
 from gensynth.data.pipeline import preprocess
+from gensynth.data.pipeline import to_unit

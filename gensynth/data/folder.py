@@ -5,6 +5,8 @@ import os
 import numpy as np
 from PIL import Image
 
+from gensynth import errors
+
 _EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp')
 
 
@@ -15,11 +17,11 @@ def load_image_folder(directory):
   result is deterministic. All images must share one size and channel count.
   """
   if not os.path.isdir(directory):
-    raise FileNotFoundError(f'image folder {directory!r} does not exist.')
+    raise errors.DataFileError(f'image folder {directory!r} does not exist.')
   classes = sorted(d for d in os.listdir(directory)
                    if os.path.isdir(os.path.join(directory, d)))
   if not classes:
-    raise ValueError(f'{directory}: no class subfolders; expected '
+    raise errors.DataError(f'{directory}: no class subfolders; expected '
                      f'{directory}/<class_name>/<image files>.')
   images, labels, first = [], [], None
   for label, name in enumerate(classes):
@@ -32,20 +34,22 @@ def load_image_folder(directory):
         with Image.open(path) as im:
           arr = np.asarray(im)
       except (OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f'{path}: cannot decode image ({e}).') from e
+        raise errors.DataError(f'{path}: cannot decode image ({e}).') from e
       if arr.dtype != np.uint8:
-        raise ValueError(f'{path}: expected an 8-bit image, got {arr.dtype}.')
+        raise errors.DataError(
+            f'{path}: expected an 8-bit image, got {arr.dtype}.')
       arr = arr[..., None] if arr.ndim == 2 else arr
       if first is None:
         first = (path, arr.shape)
       elif arr.shape != first[1]:
-        raise ValueError(
+        raise errors.DataError(
             f'{path}: shape {arr.shape} (H, W, C) differs from {first[1]} of '
             f'{first[0]}; all images in a folder dataset must share size and '
             'channel count (convert or resize them first).')
       images.append(arr)
       labels.append(label)
   if not images:
-    raise ValueError(f'{directory}: no image files ({", ".join(_EXTENSIONS)}) '
-                     'in any class subfolder.')
+    raise errors.DataError(
+        f'{directory}: no image files ({", ".join(_EXTENSIONS)}) '
+        'in any class subfolder.')
   return np.stack(images), np.asarray(labels, np.int32), classes

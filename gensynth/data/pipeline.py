@@ -15,6 +15,7 @@ import os
 import jax
 import numpy as np
 
+from gensynth import errors
 from gensynth.data import folder as folder_lib
 from gensynth.data import idx as idx_lib
 from gensynth.data import shapes as shapes_lib
@@ -23,8 +24,7 @@ SOURCES = ('shapes', 'idx', 'folder', 'tfds')
 VALUE_RANGES = {'zero_one': (0.0, 1.0), 'minus_one_one': (-1.0, 1.0)}
 
 
-class DataError(ValueError):
-  """Raised for a data configuration or input that cannot be used."""
+DataError = errors.DataError  # raised here; kept under this name too
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +157,16 @@ def preprocess(images, *, value_range='zero_one', binarize_rng=None):
     x = (binarize_rng.random(x.shape, np.float32) < x).astype(np.float32)
   lo, hi = VALUE_RANGES[value_range]
   return x * (hi - lo) + lo if (lo, hi) != (0.0, 1.0) else x
+
+
+def to_unit(x, value_range):
+  """Model-range images (`value_range`) -> float NumPy in [0, 1] (for PNGs and
+  the feature extractor): the inverse of `preprocess`'s scaling."""
+  if value_range not in VALUE_RANGES:
+    raise DataError(f'value_range={value_range!r} unknown; expected one of '
+                    f'{sorted(VALUE_RANGES)}.')
+  lo, hi = VALUE_RANGES[value_range]
+  return (np.asarray(x) - lo) / (hi - lo)
 
 
 class BatchIterator:

@@ -8,6 +8,8 @@ seed, so every machine produces byte-identical data.
 
 import numpy as np
 
+from gensynth import errors
+
 CLASS_NAMES = ('disc', 'square', 'triangle', 'ring', 'cross', 'diamond')
 
 
@@ -35,10 +37,12 @@ def make_shapes(num, *, image_size=32, channels=3, seed=0):
   channels=1 gives grey images (the channel mean), an MNIST-shaped stand-in.
   """
   if num <= 0 or image_size < 8:
-    raise ValueError(f'shapes dataset needs num > 0 and image_size >= 8, got '
-                     f'num={num}, image_size={image_size}.')
+    raise errors.DataError(
+        f'shapes dataset needs num > 0 and image_size >= 8, got '
+        f'num={num}, image_size={image_size}.')
   if channels not in (1, 3):
-    raise ValueError(f'shapes dataset has 1 or 3 channels, got {channels}.')
+    raise errors.DataError(
+        f'shapes dataset has 1 or 3 channels, got {channels}.')
   rng = np.random.default_rng(seed)
   labels = rng.integers(0, len(CLASS_NAMES), num).astype(np.int32)
   s = image_size

@@ -6,13 +6,16 @@ Logits are D's raw outputs [N]. Every loss returns a scalar batch mean.
 import jax
 import jax.numpy as jnp
 
+from gensynth import errors
+
 KINDS = ('ns', 'hinge', 'wgan')
 
 
 def _check(kind):
   if kind not in KINDS:
-    raise ValueError(f'adversarial loss {kind!r} unknown; expected one of '
-                     f'{KINDS}.')
+    raise errors.InputError(
+        f'adversarial loss {kind!r} unknown; expected one of '
+        f'{KINDS}.')
 
 
 def d_loss(real_logits, fake_logits, *, kind):

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from gensynth import errors
+
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -53,8 +55,9 @@ def log_likelihood(params, x, *, likelihood, gaussian_scale=0.1):
   elif likelihood == 'logistic':
     ll = _discretized_logistic(x, *jnp.split(params, 2, axis=-1))
   else:
-    raise ValueError(f'likelihood {likelihood!r} unknown; expected bernoulli, '
-                     'gaussian or logistic.')
+    raise errors.InputError(
+        f'likelihood {likelihood!r} unknown; expected bernoulli, '
+        'gaussian or logistic.')
   return jnp.sum(ll.reshape(ll.shape[0], -1), axis=-1)
 
 
@@ -109,7 +112,7 @@ def iwae_log_likelihood(key, encode_fn, decode_fn, x, labels, *, num_samples,
     [N] lower bounds on log p(x) in nats.
   """
   if num_samples % chunk_size:
-    raise ValueError(f'num_samples={num_samples} must be a multiple of '
+    raise errors.InputError(f'num_samples={num_samples} must be a multiple of '
                      f'chunk_size={chunk_size}.')
   mean, logvar = encode_fn(x, labels)
   n = x.shape[0]

@@ -15,21 +15,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gensynth import errors
+
 
 def _features(x, name):
   x = np.asarray(x)
   if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-    raise ValueError(f'{name} must be features [N, D] with N, D >= 1, got '
-                     f'shape {x.shape}.')
+    raise errors.InputError(
+        f'{name} must be features [N, D] with N, D >= 1, got '
+        f'shape {x.shape}.')
   if not np.all(np.isfinite(x)):
-    raise ValueError(f'{name} holds NaN or Inf features; check the images fed '
-                     'to the feature extractor.')
+    raise errors.InputError(
+        f'{name} holds NaN or Inf features; check the images fed '
+        'to the feature extractor.')
   return x.astype(np.float64)
 
 
 def _same_dim(a, b, names):
   if a.shape[1] != b.shape[1]:
-    raise ValueError(f'{names[0]} has {a.shape[1]} feature dimensions, '
+    raise errors.InputError(f'{names[0]} has {a.shape[1]} feature dimensions, '
                      f'{names[1]} {b.shape[1]}; use one feature extractor.')
 
 
@@ -38,7 +42,7 @@ def feature_stats(features):
   x = _features(features, 'features')
   n, d = x.shape
   if n <= d:
-    raise ValueError(
+    raise errors.InputError(
         f'FID needs more samples than feature dimensions: got N={n} for D={d}, '
         'so the covariance is singular and FID would be meaningless. Use at '
         f'least {d + 1} images (10,000 is standard) or a smaller feature layer.')
@@ -62,14 +66,15 @@ def fid_from_stats(mu1, sigma1, mu2, sigma2):
   sigma2 = np.asarray(sigma2, np.float64)
   if mu1.ndim != 1 or not mu1.size or mu2.shape != mu1.shape or (
       sigma1.shape != (mu1.size, mu1.size)) or sigma2.shape != sigma1.shape:
-    raise ValueError(f'inconsistent statistics: means {mu1.shape}, '
+    raise errors.InputError(f'inconsistent statistics: means {mu1.shape}, '
                      f'{mu2.shape}; covariances {sigma1.shape}, '
                      f'{sigma2.shape}; expected [D], [D], [D, D], [D, D] with '
                      'D >= 1.')
   for name, v in (('mu1', mu1), ('sigma1', sigma1), ('mu2', mu2),
                   ('sigma2', sigma2)):
     if not np.all(np.isfinite(v)):
-      raise ValueError(f'{name} holds NaN or Inf; expected finite statistics.')
+      raise errors.InputError(
+          f'{name} holds NaN or Inf; expected finite statistics.')
   s = _sqrt_psd(sigma1)
   w = np.linalg.eigvalsh(s @ sigma2 @ s)
   tr_sqrt = np.sum(np.sqrt(np.clip(w, 0, None)))
@@ -96,9 +101,10 @@ def mmd2_unbiased(x, y):
   _same_dim(x, y, ('x', 'y'))
   m = x.shape[0]
   if m < 2 or y.shape[0] != m:
-    raise ValueError(f'x and y must hold the same number of rows, at least 2 '
-                     f'(the unbiased estimate leaves the diagonal out), got '
-                     f'{x.shape[0]} and {y.shape[0]}.')
+    raise errors.InputError(
+        f'x and y must hold the same number of rows, at least 2 '
+        f'(the unbiased estimate leaves the diagonal out), got '
+        f'{x.shape[0]} and {y.shape[0]}.')
   kxx, kyy, kxy = _poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y)
   off = lambda k: (k.sum() - np.trace(k)) / (m * (m - 1))
   return off(kxx) + off(kyy) - 2.0 * kxy.mean()
@@ -115,10 +121,10 @@ def kid(features_a, features_b, *, num_subsets=100, subset_size=1000, seed=0):
                                                         'features_b')
   _same_dim(a, b, ('features_a', 'features_b'))
   if num_subsets < 1:
-    raise ValueError(f'num_subsets={num_subsets} must be >= 1.')
+    raise errors.InputError(f'num_subsets={num_subsets} must be >= 1.')
   m = min(subset_size, len(a), len(b))
   if m < 2:
-    raise ValueError(f'KID needs subsets of >= 2 rows; got {len(a)} and '
+    raise errors.InputError(f'KID needs subsets of >= 2 rows; got {len(a)} and '
                      f'{len(b)} rows for subset_size={subset_size}.')
   rng = np.random.default_rng(seed)
   vals = np.array([mmd2_unbiased(a[rng.choice(len(a), m, replace=False)],
@@ -162,10 +168,11 @@ def knn_radii2(features, *, k=3, chunk=1000):
   """Squared distance of each row to its k-th nearest other row."""
   x = _features(features, 'features').astype(np.float32)
   if k < 1 or k >= len(x):
-    raise ValueError(f'k={k} must be in [1, {len(x) - 1}] for {len(x)} rows '
-                     '(the k-th nearest other row must exist).')
+    raise errors.InputError(
+        f'k={k} must be in [1, {len(x) - 1}] for {len(x)} rows '
+        '(the k-th nearest other row must exist).')
   if chunk < 1:
-    raise ValueError(f'chunk={chunk} must be positive.')
+    raise errors.InputError(f'chunk={chunk} must be positive.')
   x = jnp.asarray(x)
   return _chunked(_kth_neighbour_dist2, np.asarray(x), min(chunk, len(x)), x,
                   k=k + 1)  # +1: every row is its own nearest neighbour.
@@ -183,8 +190,9 @@ def precision_recall(real_features, fake_features, *, k=3, chunk=1000):
   fake = _features(fake_features, 'fake_features').astype(np.float32)
   _same_dim(real, fake, ('real_features', 'fake_features'))
   if k < 1 or k >= min(len(real), len(fake)):
-    raise ValueError(f'k={k} must be in [1, {min(len(real), len(fake)) - 1}] '
-                     f'for {len(real)} real and {len(fake)} fake rows.')
+    raise errors.InputError(
+        f'k={k} must be in [1, {min(len(real), len(fake)) - 1}] '
+        f'for {len(real)} real and {len(fake)} fake rows.')
   r_real, r_fake = (knn_radii2(real, k=k, chunk=chunk),
                     knn_radii2(fake, k=k, chunk=chunk))
   inside = lambda q, refs, radii: _chunked(
@@ -203,18 +211,20 @@ def class_accuracy(logits, requested, num_classes):
   logits, requested = np.asarray(logits), np.asarray(requested)
   if (logits.ndim != 2 or requested.shape != logits.shape[:1] or
       not logits.shape[0]):
-    raise ValueError(f'logits [N, K] and requested labels [N] with N >= 1 '
-                     f'expected, got {logits.shape} and {requested.shape}.')
+    raise errors.InputError(
+        f'logits [N, K] and requested labels [N] with N >= 1 '
+        f'expected, got {logits.shape} and {requested.shape}.')
   if num_classes < 1 or logits.shape[1] < num_classes:
-    raise ValueError(f'num_classes={num_classes} must be in [1, '
+    raise errors.InputError(f'num_classes={num_classes} must be in [1, '
                      f'{logits.shape[1]}] (the logits\' K).')
   if not np.issubdtype(requested.dtype, np.integer) or requested.min() < 0 or (
       requested.max() >= num_classes):
-    raise ValueError(f'requested labels must be integers in [0, '
+    raise errors.InputError(f'requested labels must be integers in [0, '
                      f'{num_classes - 1}], got {requested.dtype} values in '
                      f'[{requested.min()}, {requested.max()}].')
   if not np.all(np.isfinite(logits)):
-    raise ValueError('logits hold NaN or Inf; check the classifier input.')
+    raise errors.InputError(
+        'logits hold NaN or Inf; check the classifier input.')
   hit = (logits.argmax(-1) == requested).astype(np.float64)
   per = [float(hit[requested == c].mean()) if np.any(requested == c)
          else None for c in range(num_classes)]
@@ -232,13 +242,15 @@ def labels_like(labels, n, num_classes):
   labels = np.asarray(labels)
   if labels.ndim != 1 or not labels.size or not np.issubdtype(
       labels.dtype, np.integer):
-    raise ValueError(f'labels must be integer class ids [N] with N >= 1, got '
-                     f'{labels.dtype} of shape {labels.shape}.')
+    raise errors.InputError(
+        f'labels must be integer class ids [N] with N >= 1, got '
+        f'{labels.dtype} of shape {labels.shape}.')
   if labels.min() < 0 or labels.max() >= num_classes:
-    raise ValueError(f'labels must be in [0, {num_classes - 1}], got values in '
-                     f'[{labels.min()}, {labels.max()}].')
+    raise errors.InputError(
+        f'labels must be in [0, {num_classes - 1}], got values in '
+        f'[{labels.min()}, {labels.max()}].')
   if n < 1:
-    raise ValueError(f'n={n} labels requested; expected n >= 1.')
+    raise errors.InputError(f'n={n} labels requested; expected n >= 1.')
   quota = np.bincount(labels, minlength=num_classes) * (n / labels.size)
   counts = np.floor(quota).astype(np.int64)
   extra = np.argsort(counts - quota, kind='stable')[:n - counts.sum()]

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from gensynth import errors
 from gensynth.synth import checks
 from gensynth.synth import features
 
@@ -70,7 +71,10 @@ QABF_CONSTANTS = dict(gamma_g=0.9994, kappa_g=-15.0, sigma_g=0.5,
 def _edge(x):
   gx, gy = features.sobel(x[..., None])
   gx, gy = gx[..., 0], gy[..., 0]
-  strength = jnp.sqrt(gx**2 + gy**2)
+  # sqrt has no gradient at 0 (flat regions, reflected borders): the inner
+  # where keeps Q^AB/F differentiable, e.g. as a training loss.
+  sq = gx**2 + gy**2
+  strength = jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1.0)), 0.0)
   # Orientation in (-pi/2, pi/2]; 0 where there is no gradient.
   angle = jnp.where(gx == 0, jnp.where(gy == 0, 0.0, math.pi / 2),
                     jnp.arctan(gy / jnp.where(gx == 0, 1.0, gx)))
@@ -236,11 +240,12 @@ def mef_ssim(sources, fused):
   srcs = checks.stack(sources, 'sources')
   f = checks.image(fused, 'fused', min_hw=44)
   if srcs.shape[1:-1] != f.shape[:-1]:
-    raise ValueError(f'sources {tuple(srcs.shape[1:])} and fused '
+    raise errors.InputError(f'sources {tuple(srcs.shape[1:])} and fused '
                      f'{tuple(f.shape)} differ in size.')
   if min(f.shape[-3:-1]) < 44:
-    raise ValueError('fused: MEF-SSIM needs at least 44x44 pixels (three '
-                     'scales of an 11x11 window).')
+    raise errors.InputError(
+        'fused: MEF-SSIM needs at least 44x44 pixels (three '
+        'scales of an 11x11 window).')
   g_src = jnp.stack([_grey255(s, 'sources') for s in srcs])
   g_f = _grey255(f, 'fused')
   c = (0.03 * 255)**2

@@ -11,6 +11,7 @@ import functools
 
 import flax.linen as nn
 
+from gensynth import errors
 from gensynth.models import layers
 
 
@@ -34,8 +35,9 @@ class Classifier(nn.Module):
 
   def features(self, x):
     if x.ndim != 4:
-      raise ValueError(f'Classifier expects images [N, H, W, C], got shape '
-                       f'{x.shape}.')
+      raise errors.ConfigError(
+          f'Classifier expects images [N, H, W, C], got shape '
+          f'{x.shape}.')
     h = x
     for conv_a, conv_b in self.convs:
       h = nn.relu(conv_b(nn.relu(conv_a(h))))
@@ -53,7 +55,7 @@ class Classifier(nn.Module):
 
 def from_config(cfg, num_classes):
   if not cfg.widths or min(cfg.widths) <= 0 or cfg.feature_dim <= 0:
-    raise ValueError(f'config.model.widths={tuple(cfg.widths)} and '
+    raise errors.ConfigError(f'config.model.widths={tuple(cfg.widths)} and '
                      f'feature_dim={cfg.feature_dim} must be positive.')
   return Classifier(num_classes=num_classes, widths=tuple(cfg.widths),
                     feature_dim=cfg.feature_dim, conv_impl=cfg.conv_impl)

@@ -20,6 +20,7 @@ optional spectral normalisation (its power-iteration vectors live in the
 import flax.linen as nn
 import jax.numpy as jnp
 
+from gensynth import errors
 from gensynth.models import layers
 
 SPECTRAL = 'spectral'
@@ -29,7 +30,7 @@ def check_size(image_size, widths):
   """The generator's base resolution, or a ValueError if none fits."""
   n = len(widths)
   if n == 0 or image_size % 2**n or image_size // 2**n < 2:
-    raise ValueError(
+    raise errors.ConfigError(
         f'image size {image_size} does not fit {n} resolution doublings '
         f'(widths={tuple(widths)}): image_size / 2**len(widths) must be an '
         'integer >= 2, e.g. 2 widths for 28x28, 3 for 32x32, 4 for 64x64.')
@@ -110,8 +111,9 @@ class Generator(nn.Module):
       return layers.ConvTranspose(width, use_bias=use_bias,
                                   conv_impl=self.conv_impl)(h)
     if self.upsample != 'nearest':
-      raise ValueError(f"upsample={self.upsample!r}; expected 'transpose' or "
-                       "'nearest'.")
+      raise errors.ConfigError(
+          f"upsample={self.upsample!r}; expected 'transpose' or "
+          "'nearest'.")
     # Named like the layers.Conv it computes (same parameter tree).
     return NearestUpConv(width, use_bias=use_bias, conv_impl=self.conv_impl,
                          name=f'Conv_{index}')(h)
@@ -126,7 +128,7 @@ class Generator(nn.Module):
     base = check_size(self.image_size, self.widths)
     if self.num_classes:
       if labels is None:
-        raise ValueError('a class-conditional generator needs labels.')
+        raise errors.ConfigError('a class-conditional generator needs labels.')
       z = jnp.concatenate(
           [z, nn.Embed(self.num_classes, self.embed_dim)(labels)], -1)
     else:
@@ -161,8 +163,9 @@ class Discriminator(nn.Module):
   @nn.compact
   def __call__(self, x, labels=None, *, update_stats=False):
     if x.ndim != 4:
-      raise ValueError(f'Discriminator expects images [N, H, W, C], got shape '
-                       f'{x.shape}.')
+      raise errors.ConfigError(
+          f'Discriminator expects images [N, H, W, C], got shape '
+          f'{x.shape}.')
     h = x
     for width in self.widths:
       conv = layers.Conv(width, (4, 4), (2, 2), padding=((1, 1), (1, 1)),
@@ -175,7 +178,8 @@ class Discriminator(nn.Module):
     logit = self._layer(nn.Dense(1), phi, update_stats)[:, 0]
     if self.num_classes:
       if labels is None:
-        raise ValueError('a class-conditional discriminator needs labels.')
+        raise errors.ConfigError(
+            'a class-conditional discriminator needs labels.')
       proj = nn.Embed(self.num_classes, phi.shape[-1],
                       embedding_init=nn.initializers.normal(0.02))(labels)
       logit = logit + jnp.sum(proj * phi, axis=-1)
@@ -191,9 +195,10 @@ def minibatch_std(h, group):
   n = h.shape[0]
   g = min(group, n)
   if n % g:
-    raise ValueError(f'minibatch std: batch of {n} images is not divisible '
-                     f'into groups of {g}; choose config.model.d_mbstd_group '
-                     f'dividing the per-step batch.')
+    raise errors.ConfigError(
+        f'minibatch std: batch of {n} images is not divisible '
+        f'into groups of {g}; choose config.model.d_mbstd_group '
+        f'dividing the per-step batch.')
   grouped = h.reshape((n // g, g) + h.shape[1:]).astype(jnp.float32)
   std = jnp.sqrt(jnp.var(grouped, axis=1) + 1e-8).mean(axis=(1, 2, 3))
   feat = jnp.broadcast_to(jnp.repeat(std, g)[:, None, None, None],
@@ -204,25 +209,31 @@ def minibatch_std(h, group):
 def from_config(cfg, image_shape, num_classes):
   """(Generator, Discriminator) for `config.model` and the data's shape."""
   if cfg.latent_dim <= 0:
-    raise ValueError(f'config.model.latent_dim={cfg.latent_dim} must be '
-                     'positive.')
+    raise errors.ConfigError(
+        f'config.model.latent_dim={cfg.latent_dim} must be '
+        'positive.')
   if image_shape[0] != image_shape[1]:
-    raise ValueError(f'the GAN needs square images, got {image_shape[:2]}.')
+    raise errors.ConfigError(
+        f'the GAN needs square images, got {image_shape[:2]}.')
   if cfg.g_norm not in ('group', 'none'):
-    raise ValueError(f"config.model.g_norm={cfg.g_norm!r}; expected 'group' "
-                     "or 'none'.")
+    raise errors.ConfigError(
+        f"config.model.g_norm={cfg.g_norm!r}; expected 'group' "
+        "or 'none'.")
   for name in ('g_widths', 'd_widths'):
     if not cfg[name] or min(cfg[name]) <= 0:
-      raise ValueError(f'config.model.{name}={tuple(cfg[name])} must be '
-                       'non-empty and positive.')
+      raise errors.ConfigError(
+          f'config.model.{name}={tuple(cfg[name])} must be '
+          'non-empty and positive.')
   check_size(image_shape[0], cfg.g_widths)
   classes = num_classes if cfg.conditional else 0
   if cfg.g_upsample not in ('transpose', 'nearest'):
-    raise ValueError(f"config.model.g_upsample={cfg.g_upsample!r}; expected "
-                     "'transpose' or 'nearest'.")
+    raise errors.ConfigError(
+        f"config.model.g_upsample={cfg.g_upsample!r}; expected "
+        "'transpose' or 'nearest'.")
   if cfg.d_mbstd_group < 0:
-    raise ValueError(f'config.model.d_mbstd_group={cfg.d_mbstd_group} must be '
-                     '0 (off) or a positive group size.')
+    raise errors.ConfigError(
+        f'config.model.d_mbstd_group={cfg.d_mbstd_group} must be '
+        '0 (off) or a positive group size.')
   gen = Generator(image_size=image_shape[0], channels=image_shape[-1],
                   widths=tuple(cfg.g_widths), num_classes=classes,
                   embed_dim=cfg.embed_dim, norm=cfg.g_norm,

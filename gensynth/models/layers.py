@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from gensynth import errors
 from gensynth.models import fast_conv
 
 CONV_IMPLS = ('auto', 'xla', 'fast')
@@ -32,8 +33,9 @@ def resolve_impl(conv_impl, backend=None):
   """'xla' or 'fast' for `conv_impl`; 'auto' picks by `backend` (default:
   JAX's default backend)."""
   if conv_impl not in CONV_IMPLS:
-    raise ValueError(f'conv_impl={conv_impl!r} unknown; expected one of '
-                     f'{CONV_IMPLS}.')
+    raise errors.ConfigError(
+        f'conv_impl={conv_impl!r} unknown; expected one of '
+        f'{CONV_IMPLS}.')
   if conv_impl != 'auto':
     return conv_impl
   backend = backend or jax.default_backend()
@@ -92,8 +94,9 @@ class ConvTranspose(nn.Module):
   @nn.compact
   def __call__(self, x):
     if x.ndim != 4:
-      raise ValueError(f'ConvTranspose expects [N, H, W, C] input, got shape '
-                       f'{x.shape}.')
+      raise errors.ConfigError(
+          f'ConvTranspose expects [N, H, W, C] input, got shape '
+          f'{x.shape}.')
     k, s, p = self.kernel_size, self.strides, self.padding
     # Kernel stored as HWIO of the strided conv: I = our output features.
     kernel = self.param('kernel', self.kernel_init,
@@ -120,8 +123,9 @@ def activation(name, conv_impl='auto'):
     return identity
   act = getattr(nn, name, None)
   if act is None or not callable(act):
-    raise ValueError(f'activation {name!r} unknown; expected a flax.linen '
-                     'activation name such as silu, relu, gelu, or identity.')
+    raise errors.ConfigError(
+        f'activation {name!r} unknown; expected a flax.linen '
+        'activation name such as silu, relu, gelu, or identity.')
   return act
 
 

@@ -12,6 +12,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from gensynth import errors
 from gensynth.models import layers
 
 # Decoder output channels per image channel, by likelihood.
@@ -20,9 +21,10 @@ LIKELIHOOD_PARAMS = {'bernoulli': 1, 'gaussian': 1, 'logistic': 2}
 
 def base_size(image_size, num_down):
   if image_size % (2**num_down):
-    raise ValueError(f'image size {image_size} is not divisible by 2^{num_down} '
-                     f'(one halving per width after the first); choose widths '
-                     f'with fewer entries or another size.')
+    raise errors.ConfigError(
+        f'image size {image_size} is not divisible by 2^{num_down} '
+        f'(one halving per width after the first); choose widths '
+        f'with fewer entries or another size.')
   return image_size // 2**num_down
 
 
@@ -71,8 +73,9 @@ class ARHead(nn.Module):
   @nn.compact
   def __call__(self, x, cond):
     if x.shape[-1] != 1:
-      raise ValueError(f'the autoregressive head models 1-channel images, got '
-                       f'{x.shape[-1]} channels; set config.model.ar_channels=0.')
+      raise errors.ConfigError(
+          f'the autoregressive head models 1-channel images, got '
+          f'{x.shape[-1]} channels; set config.model.ar_channels=0.')
     act = layers.activation(self.act, self.conv_impl)
     impl = dict(conv_impl=self.conv_impl)
     h = layers.MaskedConv(self.channels, 5, include_center=False, **impl)(x)
@@ -129,8 +132,9 @@ class VAE(nn.Module):
 
   def setup(self):
     if self.likelihood not in LIKELIHOOD_PARAMS:
-      raise ValueError(f'likelihood {self.likelihood!r} unknown; expected one '
-                       f'of {sorted(LIKELIHOOD_PARAMS)}.')
+      raise errors.ConfigError(
+          f'likelihood {self.likelihood!r} unknown; expected one '
+          f'of {sorted(LIKELIHOOD_PARAMS)}.')
     # Unknown names fail here, by name.
     layers.activation(self.act, self.conv_impl)
     impl = self.conv_impl
@@ -154,8 +158,9 @@ class VAE(nn.Module):
   def decode_head(self, features, x=None):
     if self.ar_channels:
       if x is None:
-        raise ValueError('an autoregressive decoder needs the image x (teacher '
-                         'forcing); use gensynth.steps.vae.sample to sample.')
+        raise errors.ConfigError(
+            'an autoregressive decoder needs the image x (teacher '
+            'forcing); use gensynth.steps.vae.sample to sample.')
       return self.head(x, features)
     return self.head(features)
 
@@ -170,7 +175,7 @@ class VAE(nn.Module):
 def from_config(model_cfg, image_shape, num_classes):
   """Builds a VAE from `config.model`."""
   if tuple(image_shape[:1]) != tuple(image_shape[1:2]):
-    raise ValueError(f'VAE expects square images, got {image_shape}.')
+    raise errors.ConfigError(f'VAE expects square images, got {image_shape}.')
   return VAE(image_shape=tuple(image_shape), latent_dim=model_cfg.latent_dim,
              widths=tuple(model_cfg.widths), likelihood=model_cfg.likelihood,
              num_classes=num_classes if model_cfg.conditional else 0,

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gensynth import errors
 from gensynth.losses import adversarial
 
 
@@ -187,14 +188,14 @@ def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
   the host can jit one variant of each and call the right one. Prefer that
   on XLA:CPU (jaxlib 0.10): convolution weight gradients inside a
   conditional's branch compile to a naive loop there, ~20x slower than the
-  same ops outside it (`train.gan.make_train_step` does the host-side
+  same ops outside it (`train.gan.make_step_for` does the host-side
   choice).
   """
   key = jax.random.fold_in(key, state.step)
   images = batch['image']
   n = images.shape[0] // d_steps
   if n * d_steps != images.shape[0]:
-    raise ValueError(f'batch of {images.shape[0]} does not split into '
+    raise errors.InputError(f'batch of {images.shape[0]} does not split into '
                      f'd_steps={d_steps} micro-batches.')
   micro = lambda x, j: x.reshape((n, d_steps) + x.shape[1:])[:, j]
   old = state
@@ -203,8 +204,9 @@ def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
   d_fakes = g_fakes = None
   if shared_fakes:
     if d_steps != 1:
-      raise ValueError(f'shared_fakes needs d_steps=1 (got d_steps={d_steps}): '
-                       'one fake batch serves one D and one G update.')
+      raise errors.InputError(
+          f'shared_fakes needs d_steps=1 (got d_steps={d_steps}): '
+          'one fake batch serves one D and one G update.')
     z, fake_labels = _fake_inputs(g_key, n, latent_dim=latent_dim,
                                   num_classes=num_classes)
     fake, g_vjp = jax.vjp(

@@ -10,6 +10,7 @@ from jax import lax
 import optax
 from flax.training import train_state
 
+from gensynth import errors
 from gensynth.losses import vae as vae_losses
 
 
@@ -63,7 +64,8 @@ def loss_fn(params, apply_fn, batch, key, *, likelihood, beta=1.0,
     bound = vae_losses.iwae_bound(log_w)
     log_px = jnp.mean(log_px, axis=0)
   else:
-    raise ValueError(f'objective {objective!r} unknown; expected elbo or iwae.')
+    raise errors.InputError(
+        f'objective {objective!r} unknown; expected elbo or iwae.')
   loss = -jnp.mean(bound)
   metrics = {'loss': loss, 'rec_nll': -jnp.mean(log_px), 'kl': jnp.mean(kl)}
   return loss, metrics
@@ -90,8 +92,9 @@ def batch_gradients(params, apply_fn, batch, key, *, micro_batches=1,
     return grads, metrics
   n = batch['image'].shape[0]
   if m < 1 or n % m:
-    raise ValueError(f'a batch of {n} does not split into micro_batches={m} '
-                     'equal micro-batches.')
+    raise errors.InputError(
+        f'a batch of {n} does not split into micro_batches={m} '
+        'equal micro-batches.')
   split = jax.tree.map(lambda a: a.reshape((n // m, m) + a.shape[1:]), batch)
   total = None
   for i in range(m):
@@ -186,7 +189,7 @@ def decode_latents(params, key, z, labels=None, *, apply_fn, likelihood,
     out = apply_fn(variables, z, labels, None, method='decode')
     return decoder_mean(out, likelihood=likelihood)
   if likelihood != 'bernoulli':
-    raise ValueError('autoregressive sampling is implemented for the '
+    raise errors.InputError('autoregressive sampling is implemented for the '
                      f'bernoulli likelihood, not {likelihood!r}.')
   feats = apply_fn(variables, z, labels, method='decode_features')
   height, width = image_shape[:2]

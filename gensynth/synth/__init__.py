@@ -2,5 +2,6 @@
 
 Pure functions on float images shaped [..., H, W, C] (dm_pix style): leading
 axes are batch axes, so every op works on one image, a batch, and under
-jax.vmap. Shape and dtype problems raise ValueError at trace time.
+jax.vmap. Shape and dtype problems raise gensynth.errors.InputError (a
+ValueError) at trace time.
 """

@@ -5,9 +5,11 @@ import math
 import jax
 import jax.numpy as jnp
 
+from gensynth import errors
 from gensynth.synth import checks
 from gensynth.synth import features
 from gensynth.synth import pyramid
+from gensynth.synth import xla_hints
 
 
 def weighted_blend(images, weights, *, bias=0.0):
@@ -25,12 +27,13 @@ def weighted_blend(images, weights, *, bias=0.0):
   x = checks.stack(images, 'images')
   w = checks.values(weights, 'weights', expected='one weight per image')
   if w.shape != (x.shape[0],):
-    raise ValueError(f'weights: shape {w.shape}, expected ({x.shape[0]},): one '
-                     'weight per image.')
+    raise errors.InputError(
+        f'weights: shape {w.shape}, expected ({x.shape[0]},): one '
+        'weight per image.')
   w = w.reshape((-1,) + (1,) * (x.ndim - 1)).astype(x.dtype)
   if isinstance(bias, (int, float)) and not math.isfinite(bias):
-    raise ValueError(f'bias={bias}: expected a finite number.')
-  return checks.sum_leading(w * x) + bias
+    raise errors.InputError(f'bias={bias}: expected a finite number.')
+  return xla_hints.sum_leading(w * x) + bias
 
 
 def weighted_blend_into(dst, images, weights, *, bias=0.0):
@@ -58,8 +61,9 @@ def weighted_blend_into(dst, images, weights, *, bias=0.0):
   out = weighted_blend(images, weights, bias=bias)
   dst = jnp.asarray(dst)
   if dst.shape != out.shape or dst.dtype != out.dtype:
-    raise ValueError(f'dst: shape {tuple(dst.shape)} and dtype {dst.dtype}; '
-                     f'expected the result\'s {tuple(out.shape)} {out.dtype}.')
+    raise errors.InputError(
+        f'dst: shape {tuple(dst.shape)} and dtype {dst.dtype}; '
+        f'expected the result\'s {tuple(out.shape)} {out.dtype}.')
   return dst.at[...].set(out)
 
 
@@ -72,12 +76,12 @@ def normalise_masks(masks, eps=1e-12):
   masks = checks.values(masks, 'masks', min_ndim=1,
                         expected='[N, ...] weights, N >= 1')
   if not masks.shape[0]:
-    raise ValueError('masks: no masks given (leading axis of size 0).')
+    raise errors.InputError('masks: no masks given (leading axis of size 0).')
   return _normalise(jnp.clip(masks, 0.0, None), eps)
 
 
 def _normalise(masks, eps=1e-12):
-  total = checks.sum_leading(masks)[None]
+  total = xla_hints.sum_leading(masks)[None]
   n = masks.shape[0]
   return jnp.where(total > eps, masks / jnp.maximum(total, eps), 1.0 / n)
 
@@ -99,16 +103,17 @@ def multiband_blend(images, masks, *, levels=6):
   if isinstance(masks, (list, tuple)):
     masks = jnp.stack([jnp.asarray(m) for m in masks])
   if masks.shape[0] != x.shape[0]:
-    raise ValueError(f'masks: {masks.shape[0]} masks for {x.shape[0]} images.')
+    raise errors.InputError(
+        f'masks: {masks.shape[0]} masks for {x.shape[0]} images.')
   m = checks.mask_like(masks, x.shape, 'masks')
   m = _normalise(jnp.clip(m, 0.0, None))
   img_pyr = pyramid.laplacian_pyramid(x, levels)
   # Normalised weights sum to 1 and the Gaussian pyramid is linear and keeps
   # constants, so the last weight's pyramid is 1 minus the others'.
   head = pyramid.gaussian_pyramid(m[:-1], levels)
-  mask_pyr = [jnp.concatenate([g, 1.0 - checks.sum_leading(g)[None]])
+  mask_pyr = [jnp.concatenate([g, 1.0 - xla_hints.sum_leading(g)[None]])
               for g in head]
-  return pyramid.reconstruct([checks.sum_leading(a * w)
+  return pyramid.reconstruct([xla_hints.sum_leading(a * w)
                               for a, w in zip(img_pyr, mask_pyr)])
 
 
@@ -127,8 +132,9 @@ def feather_masks(valid, *, radius=16):
   box-blurred `radius` pixels so overlaps cross-fade, then normalised."""
   valid = jnp.clip(checks.image(valid, 'valid').astype(jnp.float32), 0.0, 1.0)
   if valid.ndim < 4 or not valid.shape[0]:
-    raise ValueError(f'valid: expected N >= 1 masks [N, ..., H, W, 1], got '
-                     f'shape {tuple(valid.shape)}.')
+    raise errors.InputError(
+        f'valid: expected N >= 1 masks [N, ..., H, W, 1], got '
+        f'shape {tuple(valid.shape)}.')
   soft = features.box_filter(valid, radius) * valid
   return _normalise(soft)
 

@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gensynth import errors
+
 _FLOATS = (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64)
 
 
@@ -15,19 +17,23 @@ def image(x, name, *, min_hw=1, channels=None):
   """
   x = jnp.asarray(x) if not hasattr(x, 'dtype') else x
   if x.ndim < 3:
-    raise ValueError(f'{name}: expected an image shaped [..., H, W, C], got '
-                     f'shape {tuple(x.shape)}.')
+    raise errors.InputError(
+        f'{name}: expected an image shaped [..., H, W, C], got '
+        f'shape {tuple(x.shape)}.')
   h, w, c = x.shape[-3:]
   if h < min_hw or w < min_hw:
-    raise ValueError(f'{name}: image of {h}x{w} pixels is too small; this op '
-                     f'needs at least {min_hw}x{min_hw}.')
+    raise errors.InputError(
+        f'{name}: image of {h}x{w} pixels is too small; this op '
+        f'needs at least {min_hw}x{min_hw}.')
   if channels is not None and c not in channels:
-    raise ValueError(f'{name}: {c} channels, expected one of {channels}.')
+    raise errors.InputError(
+        f'{name}: {c} channels, expected one of {channels}.')
   if x.dtype == jnp.uint8 or x.dtype == jnp.uint16:
     return x.astype(jnp.float32) / float(np.iinfo(x.dtype).max)
   if x.dtype not in _FLOATS:
-    raise ValueError(f'{name}: dtype {x.dtype} unsupported; expected uint8, '
-                     'uint16 or a float dtype.')
+    raise errors.InputError(
+        f'{name}: dtype {x.dtype} unsupported; expected uint8, '
+        'uint16 or a float dtype.')
   finite(x, name)
   if x.dtype in (jnp.float16, jnp.bfloat16):
     return x.astype(jnp.float32)
@@ -45,14 +51,15 @@ def values(x, name, *, shape=None, min_ndim=0, expected=''):
   what = f' ({expected})' if expected else ''
   if x.dtype == jnp.bool_ or not (jnp.issubdtype(x.dtype, jnp.integer) or
                                   jnp.issubdtype(x.dtype, jnp.floating)):
-    raise ValueError(f'{name}: dtype {x.dtype} unsupported; expected integer '
-                     f'or float values{what}.')
+    raise errors.InputError(
+        f'{name}: dtype {x.dtype} unsupported; expected integer '
+        f'or float values{what}.')
   bad_shape = x.ndim < min_ndim
   if shape is not None:
     bad_shape |= x.ndim != len(shape) or any(
         want is not None and got != want for got, want in zip(x.shape, shape))
   if bad_shape:
-    raise ValueError(f'{name}: shape {tuple(x.shape)} unexpected{what}.')
+    raise errors.InputError(f'{name}: shape {tuple(x.shape)} unexpected{what}.')
   if x.dtype not in (jnp.float32, jnp.float64):
     x = x.astype(jnp.float32)
   finite(x, name)
@@ -71,7 +78,7 @@ def finite(x, name):
   ok = np.all(np.isfinite(x)) if isinstance(x, np.ndarray) else bool(
       jnp.all(jnp.isfinite(x)))
   if not ok:
-    raise ValueError(f'{name}: holds NaN or Inf values; expected finite '
+    raise errors.InputError(f'{name}: holds NaN or Inf values; expected finite '
                      'values (e.g. replace them with np.nan_to_num first).')
 
 
@@ -79,21 +86,22 @@ def same_shape(arrays, names):
   shapes = [tuple(a.shape) for a in arrays]
   if len(set(shapes)) > 1:
     listed = ', '.join(f'{n}={s}' for n, s in zip(names, shapes))
-    raise ValueError(f'inputs must share one shape, got {listed}.')
+    raise errors.InputError(f'inputs must share one shape, got {listed}.')
 
 
 def stack(images, name):
   """A sequence of images, or one array with the image index first, -> [N, ...]."""
   if isinstance(images, (list, tuple)):
     if not images:
-      raise ValueError(f'{name}: no images given.')
+      raise errors.InputError(f'{name}: no images given.')
     arrs = [image(x, f'{name}[{i}]') for i, x in enumerate(images)]
     same_shape(arrs, [f'{name}[{i}]' for i in range(len(arrs))])
     return jnp.stack(arrs)
   x = image(images, name)
   if x.ndim < 4:
-    raise ValueError(f'{name}: expected a list of images or an array [N, ..., '
-                     f'H, W, C], got shape {tuple(x.shape)}.')
+    raise errors.InputError(
+        f'{name}: expected a list of images or an array [N, ..., '
+        f'H, W, C], got shape {tuple(x.shape)}.')
   return x
 
 
@@ -106,7 +114,7 @@ def stack_raw(images, name):
   """
   if isinstance(images, (list, tuple)):
     if not images:
-      raise ValueError(f'{name}: no images given.')
+      raise errors.InputError(f'{name}: no images given.')
     raw = [jnp.asarray(x) if not hasattr(x, 'dtype') else x for x in images]
     kinds = {x.dtype for x in raw}
     if len(kinds) == 1 and next(iter(kinds)) in (jnp.uint8, jnp.uint16):
@@ -122,8 +130,9 @@ def stack_raw(images, name):
       return stack(images, name), lambda v: v
     image(x, name)
     if x.ndim < 4:
-      raise ValueError(f'{name}: expected a list of images or an array [N, '
-                       f'..., H, W, C], got shape {tuple(x.shape)}.')
+      raise errors.InputError(
+          f'{name}: expected a list of images or an array [N, '
+          f'..., H, W, C], got shape {tuple(x.shape)}.')
   top = float(np.iinfo(x.dtype).max)
   return x, lambda v: v.astype(jnp.float32) / top
 
@@ -141,46 +150,8 @@ def mask_like(mask, img_shape, name):
   m = image(mask[..., None] if mask.ndim == len(img_shape) - 1 else mask, name)
   if m.shape[-3:-1] != tuple(img_shape[-3:-1]) or m.shape[-1] not in (
       1, img_shape[-1]):
-    raise ValueError(f'{name}: shape {tuple(mask.shape)} does not match the '
-                     f'images {tuple(img_shape)}; expected [H, W] or '
-                     '[H, W, 1|C] with the same H, W.')
+    raise errors.InputError(
+        f'{name}: shape {tuple(mask.shape)} does not match the '
+        f'images {tuple(img_shape)}; expected [H, W] or '
+        '[H, W, 1|C] with the same H, W.')
   return jnp.broadcast_to(m, tuple(img_shape[:-1]) + m.shape[-1:])
-
-
-def sum_leading(x):
-  """x.sum(axis=0) as unrolled adds over the (small, static) leading axis.
-
-  XLA:CPU lowers a reduction over a short leading axis of a large array to a
-  slow loop (measured 198 ms vs 18 ms for 2x2048x2048x3 float32); unrolled
-  adds fuse into one elementwise pass.
-  """
-  out = x[0]
-  for i in range(1, x.shape[0]):
-    out = out + x[i]
-  return out
-
-
-def materialise(x):
-  """x (an array or a pytree of arrays), computed into its own buffers before
-  any consumer runs. Values are unchanged; this only steers XLA's fusion.
-
-  XLA:CPU fuses producers into consumers even where that recomputes them many
-  times over (a 7x7 blur of Sobel products fused into a 3x3 max filter reads
-  each input pixel hundreds of times; a bilinear warp fused into a padding
-  copy redoes every gather), and lax.optimization_barrier does not prevent it
-  there (it is expanded away before fusion). Fusion cannot cross a
-  conditional, so x passes through one whose branches both return it; the
-  branch depends on x's values, so the compiler cannot fold it away. Measured:
-  one 1 Mpx Harris level 34 ms fused, 9 ms materialised (keypoints.py).
-  """
-  leaves = jax.tree_util.tree_leaves(x)
-  if not leaves:
-    return x
-  first = leaves[0]
-  pred = first.reshape(-1)[0] > 0 if first.size else jnp.asarray(True)
-
-  def same(a):  # equal values, but a branch the compiler cannot merge
-    return a | False if a.dtype == jnp.bool_ else a + 0
-
-  return jax.lax.cond(pred, lambda v: v,
-                      lambda v: jax.tree_util.tree_map(same, v), x)

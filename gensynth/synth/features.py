@@ -3,10 +3,12 @@
 import jax.numpy as jnp
 from jax import lax
 
+from gensynth import errors
 from gensynth.synth import checks
+from gensynth.synth import xla_hints
 
 # ITU-R BT.601 luma weights, as cv2.cvtColor(..., COLOR_RGB2GRAY) uses.
-_LUMA = (0.299, 0.587, 0.114)
+LUMA = (0.299, 0.587, 0.114)
 
 
 def _shift_pad(x, axis, r):
@@ -22,11 +24,14 @@ def grey(x):
   if x.shape[-1] == 1:
     return x
   if x.shape[-1] not in (3, 4):
-    raise ValueError(f'x: grey needs 1, 3 or 4 channels, got {x.shape[-1]}.')
-  return sum(w * x[..., i:i + 1] for i, w in enumerate(_LUMA))
+    raise errors.InputError(
+        f'x: grey needs 1, 3 or 4 channels, got {x.shape[-1]}.')
+  return sum(w * x[..., i:i + 1] for i, w in enumerate(LUMA))
 
 
-def _taps(x, axis, weights):
+def taps(x, axis, weights):
+  """Correlation of x with the odd-length 1-D `weights` along `axis`
+  (reflect-101 borders), as a sum of shifted slices."""
   r = len(weights) // 2
   p = _shift_pad(x, axis, r)
   n = x.shape[axis]
@@ -41,7 +46,7 @@ def _box_axis(x, axis, r):
   """Window sum along one axis via a cumulative sum (cost independent of r)."""
   n = x.shape[axis]
   if r >= n:  # reflect-101 padding needs r < n; fall back to explicit taps
-    return _taps(x, axis, [1.0] * (2 * r + 1))
+    return taps(x, axis, [1.0] * (2 * r + 1))
   ax = axis % x.ndim
   c = jnp.cumsum(_shift_pad(x, axis, r), axis=ax)
   zero = jnp.zeros_like(lax.slice_in_dim(c, 0, 1, axis=ax))
@@ -57,25 +62,25 @@ def box_filter(x, radius):
   """
   x = checks.image(x, 'x')
   if radius < 0:
-    raise ValueError(f'radius={radius} must be >= 0.')
+    raise errors.InputError(f'radius={radius} must be >= 0.')
   norm = 1.0 / (2 * radius + 1)**2
   if radius <= 2:
     k = [1.0] * (2 * radius + 1)
-    return _taps(_taps(x, -3, k), -2, k) * norm
+    return taps(taps(x, -3, k), -2, k) * norm
   return _box_axis(_box_axis(x, -3, radius), -2, radius) * norm
 
 
 def laplacian(x):
   """4-neighbour Laplacian (cv2.Laplacian ksize=1), reflect-101 borders."""
   x = checks.image(x, 'x')
-  return _taps(x, -3, (1.0, -2.0, 1.0)) + _taps(x, -2, (1.0, -2.0, 1.0))
+  return taps(x, -3, (1.0, -2.0, 1.0)) + taps(x, -2, (1.0, -2.0, 1.0))
 
 
 def sobel(x):
   """(gx, gy) 3x3 Sobel derivatives (cv2.Sobel ksize=3), reflect-101."""
   x = checks.image(x, 'x')
-  gx = _taps(_taps(x, -2, (-1.0, 0.0, 1.0)), -3, (1.0, 2.0, 1.0))
-  gy = _taps(_taps(x, -3, (-1.0, 0.0, 1.0)), -2, (1.0, 2.0, 1.0))
+  gx = taps(taps(x, -2, (-1.0, 0.0, 1.0)), -3, (1.0, 2.0, 1.0))
+  gy = taps(taps(x, -3, (-1.0, 0.0, 1.0)), -2, (1.0, 2.0, 1.0))
   return gx, gy
 
 
@@ -88,29 +93,20 @@ def _channels(x):
   return [x[..., i:i + 1] for i in range(x.shape[-1])]
 
 
-def _unrolled(op, terms):
-  # Reductions over the short channel axis are slow loops on XLA:CPU (as over
-  # a short leading axis, see checks.sum_leading); unrolled they fuse.
-  out = terms[0]
-  for t in terms[1:]:
-    out = op(out, t)
-  return out
-
-
 def saturation(x):
   """Colour saturation: sqrt of summed squared deviation from the channel mean
   (cv2.createMergeMertens' definition), [..., H, W, 1]."""
   x = checks.image(x, 'x')
   chans = _channels(x)
-  mean = _unrolled(jnp.add, chans) / len(chans)
-  return jnp.sqrt(_unrolled(jnp.add, [(c - mean)**2 for c in chans]))
+  mean = xla_hints.unrolled(jnp.add, chans) / len(chans)
+  return jnp.sqrt(xla_hints.unrolled(jnp.add, [(c - mean)**2 for c in chans]))
 
 
 def well_exposedness(x, *, sigma=0.2):
   """prod_c exp(-(x_c - 0.5)^2 / (2 sigma^2)), [..., H, W, 1]."""
   x = checks.image(x, 'x')
   # Product of per-channel terms (not exp of a sum), as OpenCV rounds it.
-  return _unrolled(jnp.multiply, [jnp.exp(-(c - 0.5)**2 / (2 * sigma**2))
+  return xla_hints.unrolled(jnp.multiply, [jnp.exp(-(c - 0.5)**2 / (2 * sigma**2))
                                   for c in _channels(x)])
 
 

@@ -5,10 +5,12 @@ import math
 import jax
 import jax.numpy as jnp
 
+from gensynth import errors
 from gensynth.synth import blend
 from gensynth.synth import checks
 from gensynth.synth import features
 from gensynth.synth import pyramid
+from gensynth.synth import xla_hints
 
 
 def mertens_weights(x, *, contrast_weight=1.0, saturation_weight=1.0,
@@ -20,8 +22,9 @@ def mertens_weights(x, *, contrast_weight=1.0, saturation_weight=1.0,
   """
   x = checks.image(x, 'x')
   if x.ndim < 4:
-    raise ValueError(f'x: expected N images [N, ..., H, W, C], got shape '
-                     f'{tuple(x.shape)}.')
+    raise errors.InputError(
+        f'x: expected N images [N, ..., H, W, C], got shape '
+        f'{tuple(x.shape)}.')
   w, total = _weights_and_total(x, contrast_weight, saturation_weight,
                                 exposure_weight)
   return w / total[None]
@@ -65,25 +68,24 @@ def _unnormalised_weights_2d(x, wc, ws, we):
   chans = [x[..., i] for i in range(x.shape[-1])]
   w = 1.0
   if not (isinstance(wc, (int, float)) and wc == 0):
-    # pylint: disable=protected-access
     if len(chans) == 1:
       grey = chans[0]
     elif len(chans) in (3, 4):
-      grey = features._unrolled(jnp.add, [
-          wt * c for wt, c in zip(features._LUMA, chans)])
+      grey = xla_hints.unrolled(jnp.add, [
+          wt * c for wt, c in zip(features.LUMA, chans)])
     else:
-      raise ValueError(f'x: contrast needs 1, 3 or 4 channels, got '
+      raise errors.InputError(f'x: contrast needs 1, 3 or 4 channels, got '
                        f'{len(chans)}.')
-    lap = (features._taps(grey, -2, (1.0, -2.0, 1.0)) +
-           features._taps(grey, -1, (1.0, -2.0, 1.0)))
+    lap = (features.taps(grey, -2, (1.0, -2.0, 1.0)) +
+           features.taps(grey, -1, (1.0, -2.0, 1.0)))
     w = w * _power(jnp.abs(lap), wc)
   if not (isinstance(ws, (int, float)) and ws == 0):
-    mean = features._unrolled(jnp.add, chans) / len(chans)
-    sat = jnp.sqrt(features._unrolled(jnp.add, [(c - mean)**2
+    mean = xla_hints.unrolled(jnp.add, chans) / len(chans)
+    sat = jnp.sqrt(xla_hints.unrolled(jnp.add, [(c - mean)**2
                                                 for c in chans]))
     w = w * _power(sat, ws)
   if not (isinstance(we, (int, float)) and we == 0):
-    expo = features._unrolled(jnp.multiply, [
+    expo = xla_hints.unrolled(jnp.multiply, [
         jnp.exp(-(c - 0.5)**2 / (2 * 0.2**2)) for c in chans])
     w = w * _power(expo, we)
   return w + 1e-12
@@ -109,8 +111,9 @@ def exposure_fusion(images, *, contrast_weight=1.0, saturation_weight=1.0,
   """
   x, to_float = checks.stack_raw(images, 'images')
   if x.shape[-1] != 3:
-    raise ValueError(f'images: exposure fusion needs RGB, got {x.shape[-1]} '
-                     'channels.')
+    raise errors.InputError(
+        f'images: exposure fusion needs RGB, got {x.shape[-1]} '
+        'channels.')
   hw = x.shape[-3:-1]
   levels = levels or int(math.log2(min(hw))) + 1
   # Band shapes; also checks `levels` (a ValueError) before any work.
@@ -127,8 +130,7 @@ def exposure_fusion(images, *, contrast_weight=1.0, saturation_weight=1.0,
     lap = pyramid.laplacian_pyramid(to_float(xw[0]), levels)
     g = [xw[1] / total]
     for _ in range(levels - 1):
-      # pylint: disable-next=protected-access
-      g.append(pyramid._down_axis(pyramid._down_axis(g[-1], -2), -1))
+            g.append(pyramid.down_axis(pyramid.down_axis(g[-1], -2), -1))
     return [a + b * c[..., None] for a, b, c in zip(acc, lap, g)], None
 
   acc, _ = jax.lax.scan(add_exposure,
@@ -165,8 +167,8 @@ def multifocus_fusion(images, *, levels=5, radius=2, consistency=1):
       choice = jax.nn.one_hot(
           jnp.argmax(features.box_filter(choice, consistency), axis=0),
           x.shape[0], axis=0)
-    fused.append(checks.sum_leading(band * choice))
-  fused.append(checks.sum_leading(lap[-1]) / x.shape[0])
+    fused.append(xla_hints.sum_leading(band * choice))
+  fused.append(xla_hints.sum_leading(lap[-1]) / x.shape[0])
   return pyramid.reconstruct(fused)
 
 
@@ -176,7 +178,7 @@ def pyramid_max_abs_fusion(images, *, levels=5):
   lap = pyramid.laplacian_pyramid(x, levels)
   fused = [jnp.take_along_axis(b, jnp.argmax(jnp.abs(b), 0)[None], 0)[0]
            for b in lap[:-1]]
-  return pyramid.reconstruct(fused + [checks.sum_leading(lap[-1]) / x.shape[0]])
+  return pyramid.reconstruct(fused + [xla_hints.sum_leading(lap[-1]) / x.shape[0]])
 
 
 # Average fusion is a weighted blend with equal weights.

@@ -11,6 +11,7 @@ accelerator), then refits the winner on its inliers. Shapes stay static: a
 import jax
 import jax.numpy as jnp
 
+from gensynth import errors
 from gensynth.synth import checks
 
 
@@ -25,7 +26,7 @@ def distance_matrix(desc_a, desc_b, *, binary):
                         expected='descriptors [N, D]').astype(jnp.float32)
           for d, name in ((desc_a, 'desc_a'), (desc_b, 'desc_b')))
   if a.shape[1] != b.shape[1] or not a.shape[1]:
-    raise ValueError(f'descriptors must be [N, D] with one D >= 1, got '
+    raise errors.InputError(f'descriptors must be [N, D] with one D >= 1, got '
                      f'{a.shape} and {b.shape}.')
   cross = a @ b.T
   sq = (jnp.sum(a * a, 1)[:, None] + jnp.sum(b * b, 1)[None, :] - 2 * cross)
@@ -45,11 +46,13 @@ def match(desc_a, desc_b, *, binary, ratio=0.8, mutual=True, valid_a=None,
     (best < ratio * second best) and, with mutual, are each other's nearest.
   """
   if not ratio > 0:
-    raise ValueError(f'ratio={ratio} must be positive (Lowe uses 0.7-0.8).')
+    raise errors.InputError(
+        f'ratio={ratio} must be positive (Lowe uses 0.7-0.8).')
   d = distance_matrix(desc_a, desc_b, binary=binary)
   if d.shape[1] < 2:
-    raise ValueError(f'desc_b has {d.shape[1]} rows; the ratio test needs at '
-                     'least 2 candidates.')
+    raise errors.InputError(
+        f'desc_b has {d.shape[1]} rows; the ratio test needs at '
+        'least 2 candidates.')
   if valid_b is not None:
     d = jnp.where(valid_b[None, :], d, jnp.inf)
   if valid_a is not None:
@@ -103,8 +106,9 @@ def apply_homography(h, pts):
   out = _apply(h.astype(jnp.float32), pts.astype(jnp.float32))
   if not isinstance(out, jax.core.Tracer) and not bool(
       jnp.all(jnp.isfinite(out))):
-    raise ValueError('h maps some of pts to infinity (points on its vanishing '
-                     'line); expected points where h[2] . (x, y, 1) != 0.')
+    raise errors.InputError(
+        'h maps some of pts to infinity (points on its vanishing '
+        'line); expected points where h[2] . (x, y, 1) != 0.')
   return out
 
 
@@ -131,22 +135,23 @@ def fit_homography(src, dst, weights):
   weights = jnp.maximum(weights.astype(jnp.float32), 0.0)
   if not isinstance(weights, jax.core.Tracer) and int(
       jnp.sum(weights > 0)) < 4:
-    raise ValueError('fit_homography needs at least 4 points with positive '
-                     f'weight, got {int(jnp.sum(weights > 0))}.')
-  return _check_fit(_fit(src, dst, weights))
+    raise errors.InputError(
+        'fit_homography needs at least 4 points with positive '
+        f'weight, got {int(jnp.sum(weights > 0))}.')
+  return _check_fit(_fit_homography(src, dst, weights))
 
 
 def _check_fit(h):
   """Eagerly, a ValueError for degenerate points (no finite homography)."""
   if not isinstance(h, jax.core.Tracer) and not bool(
       jnp.all(jnp.isfinite(h))):
-    raise ValueError('no finite homography fits these points: they are '
+    raise errors.InputError('no finite homography fits these points: they are '
                      'degenerate (coincident or collinear); expected at least '
                      '4 points in general position.')
   return h
 
 
-def _fit(src, dst, weights):
+def _fit_homography(src, dst, weights):
   ts, td = _normaliser(src, weights), _normaliser(dst, weights)
   s = _apply(ts, src)
   d = _apply(td, dst)
@@ -191,13 +196,15 @@ def ransac_homography(key, src, dst, valid, *, num_hypotheses=2048,
   src, dst = src.astype(jnp.float32), dst.astype(jnp.float32)
   valid = jnp.asarray(valid)
   if valid.shape != (n,):
-    raise ValueError(f'valid: shape {valid.shape}, expected ({n},) booleans.')
+    raise errors.InputError(
+        f'valid: shape {valid.shape}, expected ({n},) booleans.')
   valid = valid.astype(bool)
   if not threshold > 0 or num_hypotheses < 1:
-    raise ValueError(f'threshold={threshold} (pixels) and num_hypotheses='
-                     f'{num_hypotheses} must be positive.')
+    raise errors.InputError(
+        f'threshold={threshold} (pixels) and num_hypotheses='
+        f'{num_hypotheses} must be positive.')
   if not isinstance(valid, jax.core.Tracer) and int(jnp.sum(valid)) < 4:
-    raise ValueError(f'RANSAC needs at least 4 valid matches, got '
+    raise errors.InputError(f'RANSAC needs at least 4 valid matches, got '
                      f'{int(jnp.sum(valid))}.')
   p = valid.astype(jnp.float32)
   p = p / jnp.maximum(jnp.sum(p), 1.0)
@@ -220,10 +227,10 @@ def ransac_homography(key, src, dst, valid, *, num_hypotheses=2048,
   inl = (ex * ex + ey * ey < threshold**2) & valid[None]
   best = jnp.argmax(jnp.sum(inl, axis=1))
   inliers = inl[best]
-  h = _fit(src, dst, inliers.astype(jnp.float32))
+  h = _fit_homography(src, dst, inliers.astype(jnp.float32))
   err = jnp.linalg.norm(_apply(h, src) - dst, axis=-1)
   inliers = (err < threshold) & valid
-  h = _fit(src, dst, inliers.astype(jnp.float32))
+  h = _fit_homography(src, dst, inliers.astype(jnp.float32))
   err = jnp.linalg.norm(_apply(h, src) - dst, axis=-1)
   inliers = (err < threshold) & valid
   k = jnp.maximum(jnp.sum(inliers), 1)

@@ -10,6 +10,8 @@ import os
 import numpy as np
 from PIL import Image
 
+from gensynth import errors
+
 _MODES = {'L': 1, 'LA': 2, 'RGB': 3, 'RGBA': 4}
 
 
@@ -26,7 +28,7 @@ def _read_png16_colour(path):
   import cv2  # pylint: disable=g-import-not-at-top
   arr = cv2.imread(path, cv2.IMREAD_UNCHANGED)
   if arr is None or arr.dtype != np.uint16 or arr.ndim != 3:
-    raise ValueError(f'{path}: not a readable 16-bit colour PNG.')
+    raise errors.InputError(f'{path}: not a readable 16-bit colour PNG.')
   if arr.shape[-1] == 2:  # grey + alpha -> RGBA, as for 8-bit LA
     arr = np.concatenate([np.repeat(arr[..., :1], 3, -1), arr[..., 1:]], -1)
   rgb = arr[..., 2::-1] if arr.shape[-1] >= 3 else arr
@@ -42,14 +44,14 @@ def read_image(path):
   16-bit PNGs keep all 16 bits, grey or colour.
   """
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'{path}: no such image file.')
+    raise errors.InputFileError(f'{path}: no such image file.')
   png = _png_depth_and_colour(path)
   if png is not None and png[0] == 16 and png[1] in (2, 4, 6):
     try:
       with Image.open(path) as im:
         im.load()  # the same truncation/corruption checks as 8-bit files
     except (OSError, SyntaxError, ValueError) as e:
-      raise ValueError(f'{path}: not a readable image ({e}).') from e
+      raise errors.InputError(f'{path}: not a readable image ({e}).') from e
     return _read_png16_colour(path)
   try:
     with Image.open(path) as im:
@@ -66,7 +68,7 @@ def read_image(path):
         im = im.convert('RGB')
       arr = np.asarray(im)
   except (OSError, SyntaxError, ValueError) as e:
-    raise ValueError(f'{path}: not a readable image ({e}).') from e
+    raise errors.InputError(f'{path}: not a readable image ({e}).') from e
   arr = arr[..., None] if arr.ndim == 2 else arr
   if arr.dtype == np.uint16:
     return arr.astype(np.float32) / 65535.0, 16
@@ -77,24 +79,27 @@ def write_image(path, image, *, bits=8):
   """Writes float [H, W, C] in [0, 1] (clipped) as PNG (8/16-bit) or JPEG."""
   ext = os.path.splitext(path)[1].lower()
   if ext not in ('.png', '.jpg', '.jpeg'):
-    raise ValueError(f'{path}: output must end in .png, .jpg or .jpeg.')
+    raise errors.InputError(f'{path}: output must end in .png, .jpg or .jpeg.')
   if bits not in (8, 16):
-    raise ValueError(f'bits={bits}: expected 8 or 16.')
+    raise errors.InputError(f'bits={bits}: expected 8 or 16.')
   arr = np.asarray(image, np.float32)
   if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4) or not arr.size:
-    raise ValueError(f'{path}: image of shape {arr.shape}; expected [H, W, C] '
-                     'with H, W >= 1 and C in 1..4.')
+    raise errors.InputError(
+        f'{path}: image of shape {arr.shape}; expected [H, W, C] '
+        'with H, W >= 1 and C in 1..4.')
   if not np.all(np.isfinite(arr)):
-    raise ValueError(f'{path}: the image holds NaN or Inf values; nothing '
-                     'written.')
+    raise errors.InputError(
+        f'{path}: the image holds NaN or Inf values; nothing '
+        'written.')
   arr = np.clip(arr, 0.0, 1.0)
   c = arr.shape[-1]
   if ext != '.png' and (bits == 16 or c in (2, 4)):
-    raise ValueError(f'{path}: JPEG holds 8-bit grey or RGB only; write a '
-                     '.png for 16-bit or alpha.')
+    raise errors.InputError(
+        f'{path}: JPEG holds 8-bit grey or RGB only; write a '
+        '.png for 16-bit or alpha.')
   parent = os.path.dirname(os.path.abspath(path))
   if not os.path.isdir(parent):
-    raise FileNotFoundError(f'{path}: directory {parent} does not exist.')
+    raise errors.InputFileError(f'{path}: directory {parent} does not exist.')
   if bits == 16:
     u16 = (arr * 65535).round().astype(np.uint16)
     if c == 1:
@@ -107,7 +112,7 @@ def write_image(path, image, *, bits=8):
     if u16.shape[-1] == 4:
       bgr = np.concatenate([bgr, u16[..., 3:]], -1)
     if not cv2.imwrite(path, np.ascontiguousarray(bgr)):
-      raise ValueError(f'{path}: could not be written.')
+      raise errors.InputError(f'{path}: could not be written.')
     return
   u8 = (arr * 255).round().astype(np.uint8)
   Image.fromarray(u8[..., 0] if c == 1 else u8).save(path)
@@ -126,20 +131,22 @@ def harmonise_channels(images):
   layout: colour if any image has colour, alpha if any has alpha (opaque
   where an image had none). Returns a list of arrays, dtypes kept."""
   if not images:
-    raise ValueError('images: no images given.')
+    raise errors.InputError('images: no images given.')
   arrays = []
   for i, x in enumerate(images):
     x = np.asarray(x)
     if x.ndim < 3 or x.shape[-1] not in (1, 2, 3, 4):
-      raise ValueError(f'images[{i}]: shape {x.shape}; expected [..., H, W, '
-                       'C] with C = 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 '
-                       '(RGBA).')
+      raise errors.InputError(
+          f'images[{i}]: shape {x.shape}; expected [..., H, W, '
+          'C] with C = 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 '
+          '(RGBA).')
     if not (np.issubdtype(x.dtype, np.integer) or
             np.issubdtype(x.dtype, np.floating)) or x.dtype == np.bool_:
-      raise ValueError(f'images[{i}]: dtype {x.dtype}; expected integer or '
-                       'float pixels.')
+      raise errors.InputError(
+          f'images[{i}]: dtype {x.dtype}; expected integer or '
+          'float pixels.')
     if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
-      raise ValueError(f'images[{i}]: holds NaN or Inf values; expected '
+      raise errors.InputError(f'images[{i}]: holds NaN or Inf values; expected '
                        'finite pixels.')
     arrays.append(x)
   colour = any(x.shape[-1] >= 3 for x in arrays)

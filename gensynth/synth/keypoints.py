@@ -16,13 +16,14 @@ Harris; the comparison pattern is a fixed-seed isotropic Gaussian sample
 
 import math
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 import numpy as np
 
+from gensynth import errors
 from gensynth.synth import checks
 from gensynth.synth import features
+from gensynth.synth import xla_hints
 
 PATCH_RADIUS = 15  # orientation disk and the pattern's extent (31x31 patch)
 _BORDER = PATCH_RADIUS + 1
@@ -145,7 +146,7 @@ def _resize_rows(x, n_out):
   for t in range(idx.shape[1]):
     out = out + jnp.take(x, jnp.asarray(idx[:, t]), axis=-2) * jnp.asarray(
         w[:, t])[:, None]
-  return checks.materialise(out)
+  return xla_hints.materialise(out)
 
 
 def _resize(x, hw):
@@ -160,8 +161,8 @@ def _resize(x, hw):
   if x.shape[-2] != hw[0]:
     x = _resize_rows(x, hw[0])
   if x.shape[-1] != hw[1]:
-    xt = checks.materialise(jnp.swapaxes(x, -1, -2))
-    x = checks.materialise(jnp.swapaxes(_resize_rows(xt, hw[1]), -1, -2))
+    xt = xla_hints.materialise(jnp.swapaxes(x, -1, -2))
+    x = xla_hints.materialise(jnp.swapaxes(_resize_rows(xt, hw[1]), -1, -2))
   return x
 
 
@@ -232,7 +233,7 @@ def _level(img, budget, threshold, pattern):
   """Keypoints of one pyramid level [H, W]: (x, y, score, bits, angle)."""
   h, w = img.shape
   m = 1 + len(_gauss_kernel(1.0)) // 2
-  r = jnp.pad(checks.materialise(_harris_valid(img, 1.0, 0.04)), m)  # 0 outside
+  r = jnp.pad(xla_hints.materialise(_harris_valid(img, 1.0, 0.04)), m)  # 0 outside
   yy = jnp.arange(h)[:, None]
   xx = jnp.arange(w)[None, :]
   inner = ((yy >= _BORDER) & (yy < h - _BORDER) & (xx >= _BORDER) &
@@ -244,7 +245,7 @@ def _level(img, budget, threshold, pattern):
   dy, dx = _refine(r, y, x)
   angle = _orientation(img, y, x)
   r2 = len(_gauss_kernel(2.0)) // 2
-  smooth = checks.materialise(jnp.pad(_valid_taps(_valid_taps(
+  smooth = xla_hints.materialise(jnp.pad(_valid_taps(_valid_taps(
       img, -2, _gauss_kernel(2.0)), -1, _gauss_kernel(2.0)), r2, mode='edge'))
   bits = _describe(smooth, y, x, angle, pattern)
   return (x.astype(jnp.float32) + dx, y.astype(jnp.float32) + dy, top, bits,
@@ -274,10 +275,11 @@ def detect_and_describe(image, *, num_keypoints=2000, num_scales=4,
   """
   image = checks.image(image, 'image', min_hw=2 * _BORDER + 1)
   if image.ndim != 3:
-    raise ValueError(f'image: detect_and_describe takes one [H, W, C] image '
-                     f'(vmap it for batches), got shape {tuple(image.shape)}.')
+    raise errors.InputError(
+        f'image: detect_and_describe takes one [H, W, C] image '
+        f'(vmap it for batches), got shape {tuple(image.shape)}.')
   if num_keypoints < 1 or num_scales < 1 or not scale_factor > 1:
-    raise ValueError(f'num_keypoints={num_keypoints} and num_scales='
+    raise errors.InputError(f'num_keypoints={num_keypoints} and num_scales='
                      f'{num_scales} must be >= 1 and scale_factor='
                      f'{scale_factor} > 1.')
   h, w = image.shape[:2]
@@ -290,21 +292,22 @@ def detect_and_describe(image, *, num_keypoints=2000, num_scales=4,
       break
     sizes.append((lh, lw))
   if not sizes:
-    raise ValueError(f'image of {h}x{w} pixels is too small for keypoints at '
-                     f'registration_pixels={registration_pixels:g}; the '
-                     f'smallest level needs {2 * _BORDER + 3} pixels a side.')
+    raise errors.InputError(
+        f'image of {h}x{w} pixels is too small for keypoints at '
+        f'registration_pixels={registration_pixels:g}; the '
+        f'smallest level needs {2 * _BORDER + 3} pixels a side.')
   budgets = _level_budgets(num_keypoints, len(sizes), scale_factor)
   if image.shape[-1] == 1:
     grey = image[..., 0]
   elif image.shape[-1] in (3, 4):
-    # pylint: disable-next=protected-access
-    grey = sum(wt * image[..., i] for i, wt in enumerate(features._LUMA))
+        grey = sum(wt * image[..., i] for i, wt in enumerate(features.LUMA))
   else:
-    raise ValueError(f'image: {image.shape[-1]} channels, expected 1 (grey), '
-                     '3 (RGB) or 4 (RGBA).')
+    raise errors.InputError(
+        f'image: {image.shape[-1]} channels, expected 1 (grey), '
+        '3 (RGB) or 4 (RGBA).')
   # Materialised once: fused into every resize tap it would be recomputed
   # from the colour image for each tap of each level.
-  grey = checks.materialise(grey.astype(jnp.float32))
+  grey = xla_hints.materialise(grey.astype(jnp.float32))
   pattern = comparison_pattern()
   xs, ys, scores, bits = [], [], [], []
   for (lh, lw), budget in zip(sizes, budgets):

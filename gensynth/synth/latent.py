@@ -11,6 +11,7 @@ import numbers
 import jax
 import jax.numpy as jnp
 
+from gensynth import errors
 from gensynth.steps import vae as vae_steps
 from gensynth.synth import checks
 
@@ -20,8 +21,9 @@ def _check_pair(z0, z1, t):
   z0 = checks.values(z0, 'z0', min_ndim=1, expected='latents [..., D]')
   z1 = checks.values(z1, 'z1', min_ndim=1, expected='latents [..., D]')
   if z0.shape != z1.shape or not z0.shape[-1]:
-    raise ValueError(f'z0 and z1 must be latents [..., D] of one shape with '
-                     f'D >= 1, got {z0.shape} and {z1.shape}.')
+    raise errors.InputError(
+        f'z0 and z1 must be latents [..., D] of one shape with '
+        f'D >= 1, got {z0.shape} and {z1.shape}.')
   t = checks.values(t, 't', min_ndim=0, expected='interpolation weights [T]')
   dtype = jnp.promote_types(z0.dtype, z1.dtype)
   t = t.astype(dtype).reshape((-1,) + (1,) * z0.ndim)
@@ -61,13 +63,14 @@ def slerp(z0, z1, t, *, eps=1e-6):
 def interpolate(z0, z1, num, *, method='spherical'):
   """`num` latents from z0 to z1 inclusive: [num, ..., D]."""
   if not isinstance(num, numbers.Integral) or num < 2:
-    raise ValueError(f'num={num!r} interpolation steps: need an integer >= 2.')
+    raise errors.InputError(
+        f'num={num!r} interpolation steps: need an integer >= 2.')
   t = jnp.linspace(0.0, 1.0, num)
   if method == 'linear':
     return lerp(z0, z1, t)
   if method == 'spherical':
     return slerp(z0, z1, t)
-  raise ValueError(f"method={method!r} unknown; expected 'linear' or "
+  raise errors.InputError(f"method={method!r} unknown; expected 'linear' or "
                    "'spherical'.")
 
 
@@ -84,22 +87,24 @@ def combine_latents(latents, *, weights=None, masks=None):
   latents = checks.values(latents, 'latents', min_ndim=2,
                           expected='[K, ..., D] latents')
   if not latents.shape[0] or not latents.shape[-1]:
-    raise ValueError(f'latents must be [K, ..., D] with K, D >= 1, got shape '
-                     f'{latents.shape}.')
+    raise errors.InputError(
+        f'latents must be [K, ..., D] with K, D >= 1, got shape '
+        f'{latents.shape}.')
   if (weights is None) == (masks is None):
-    raise ValueError('pass exactly one of weights=, masks=.')
+    raise errors.InputError('pass exactly one of weights=, masks=.')
   k = latents.shape[0]
   if weights is not None:
     w = checks.values(weights, 'weights', min_ndim=1).astype(latents.dtype)
     if w.shape[:1] != (k,) or w.ndim > latents.ndim:
-      raise ValueError(f'weights shape {w.shape}: expected ({k},) for {k} '
-                       'latents.')
+      raise errors.InputError(
+          f'weights shape {w.shape}: expected ({k},) for {k} '
+          'latents.')
     w = w.reshape(w.shape + (1,) * (latents.ndim - w.ndim))
   else:
     w = checks.values(masks, 'masks', min_ndim=2).astype(latents.dtype)
     if w.shape[0] != k or w.shape[-1] != latents.shape[-1] or (
         w.ndim > latents.ndim):
-      raise ValueError(f'masks shape {w.shape}: expected ({k}, ..., '
+      raise errors.InputError(f'masks shape {w.shape}: expected ({k}, ..., '
                        f'{latents.shape[-1]}) for latents {latents.shape}.')
     w = w.reshape((k,) + (1,) * (latents.ndim - w.ndim) + w.shape[1:])
   _check_non_negative(w, 'weights' if masks is None else 'masks')
@@ -109,8 +114,9 @@ def combine_latents(latents, *, weights=None, masks=None):
 
 def _check_non_negative(w, name):
   if not isinstance(w, jax.core.Tracer) and bool(jnp.any(w < 0)):
-    raise ValueError(f'{name}: negative values; expected non-negative weights '
-                     '(they are normalised to sum to 1).')
+    raise errors.InputError(
+        f'{name}: negative values; expected non-negative weights '
+        '(they are normalised to sum to 1).')
 
 
 def vae_fuse(params, key, images, labels=None, *, apply_fn, likelihood,
@@ -122,7 +128,7 @@ def vae_fuse(params, key, images, labels=None, *, apply_fn, likelihood,
   conditional VAE. Returns [N, H, W, C] in the data's value range.
   """
   if images.ndim != 5:
-    raise ValueError(f'images must be [K, N, H, W, C], got shape '
+    raise errors.InputError(f'images must be [K, N, H, W, C], got shape '
                      f'{images.shape}.')
   k, n = images.shape[:2]
   flat_labels = None if labels is None else jnp.tile(labels, k)

@@ -13,6 +13,7 @@ construction.
 import jax.numpy as jnp
 from jax import lax
 
+from gensynth import errors
 from gensynth.synth import checks
 
 
@@ -28,7 +29,7 @@ def _reflect101(j, n):
   return j if j < n else 2 * (n - 1) - j
 
 
-def _down_axis(x, axis):
+def down_axis(x, axis):
   """cv2.pyrDown along one axis: ceil(n/2) outputs, reflect-101 borders.
 
   The interior is five strided slices of x itself; the first and last
@@ -89,7 +90,7 @@ def _up_axis(x, axis, out):
 def pyr_down(x):
   """cv2.pyrDown on [..., H, W, C] float images -> [..., ceil(H/2), ceil(W/2), C]."""
   x = checks.image(x, 'x', min_hw=2)
-  return _down_axis(_down_axis(x, -3), -2)
+  return down_axis(down_axis(x, -3), -2)
 
 
 def pyr_up(x, out_hw=None):
@@ -98,7 +99,7 @@ def pyr_up(x, out_hw=None):
   h, w = x.shape[-3:-1]
   oh, ow = out_hw or (2 * h, 2 * w)
   if oh not in (2 * h, 2 * h - 1) or ow not in (2 * w, 2 * w - 1):
-    raise ValueError(f'pyr_up: output size {(oh, ow)} impossible from '
+    raise errors.InputError(f'pyr_up: output size {(oh, ow)} impossible from '
                      f'{(h, w)}; each side must be 2n or 2n-1.')
   return _up_axis(_up_axis(x, -3, oh), -2, ow)
 
@@ -110,8 +111,9 @@ def max_levels(hw):
 
 def _check_levels(x, levels):
   if levels < 1 or levels > max_levels(x.shape[-3:-1]):
-    raise ValueError(f'levels={levels} impossible for a {x.shape[-3:-1]} image; '
-                     f'expected 1..{max_levels(x.shape[-3:-1])}.')
+    raise errors.InputError(
+        f'levels={levels} impossible for a {x.shape[-3:-1]} image; '
+        f'expected 1..{max_levels(x.shape[-3:-1])}.')
 
 
 def gaussian_pyramid(x, levels):
@@ -134,7 +136,7 @@ def laplacian_pyramid(x, levels):
 def reconstruct(lap):
   """Inverse of laplacian_pyramid: collapse coarse to fine."""
   if not isinstance(lap, (list, tuple)) or not lap:
-    raise ValueError('lap: expected a non-empty list of pyramid levels, '
+    raise errors.InputError('lap: expected a non-empty list of pyramid levels, '
                      'finest first.')
   lap = [checks.image(b, f'lap[{i}]') for i, b in enumerate(lap)]
   for i, (fine, coarse) in enumerate(zip(lap[:-1], lap[1:])):
@@ -142,10 +144,11 @@ def reconstruct(lap):
     if (fine.shape[:-3] != coarse.shape[:-3] or fine.shape[-1] !=
         coarse.shape[-1] or coarse.shape[-3:-1] != ((h + 1) // 2,
                                                    (w + 1) // 2)):
-      raise ValueError(f'lap[{i + 1}] has shape {tuple(coarse.shape)}; after '
-                       f'lap[{i}] of shape {tuple(fine.shape)} expected '
-                       f'{fine.shape[:-3] + ((h + 1) // 2, (w + 1) // 2)}'
-                       f'{fine.shape[-1:]} (one pyr_down smaller).')
+      raise errors.InputError(
+          f'lap[{i + 1}] has shape {tuple(coarse.shape)}; after '
+          f'lap[{i}] of shape {tuple(fine.shape)} expected '
+          f'{fine.shape[:-3] + ((h + 1) // 2, (w + 1) // 2)}'
+          f'{fine.shape[-1:]} (one pyr_down smaller).')
   x = lap[-1]
   for band in reversed(lap[:-1]):
     x = band + pyr_up(x, band.shape[-3:-1])

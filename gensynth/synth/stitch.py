@@ -1,31 +1,23 @@
-"""Concatenation, grids and panoramas.
+"""Concatenation and grids (panoramas: gensynth.synth.panorama).
 
 hconcat puts images side by side (a horizontal strip), vconcat stacks them
 top to bottom. Sizes that differ along the joined edge are handled by
 `policy`: 'pad' (fill value, placed by `align`), 'resize' (to the largest
-extent, keeping aspect ratio) or 'error'. `panorama` registers and blends
-overlapping photos (see its docstring).
+extent, keeping aspect ratio) or 'error'.
 """
-
-import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gensynth.synth import blend as blend_lib
+from gensynth import errors
 from gensynth.synth import checks
-from gensynth.synth import features
-from gensynth.synth import homography
-from gensynth.synth import keypoints
-from gensynth.synth import warp
 
 POLICIES = ('pad', 'resize', 'error')
 ALIGNS = ('start', 'center', 'end')
 
 
-def _fit(x, size, axis, *, policy, align, fill):
+def _fit_extent(x, size, axis, *, policy, align, fill):
   """Makes x's extent along `axis` (-3 or -2) equal to size."""
   n = x.shape[axis]
   if n == size:
@@ -46,20 +38,21 @@ def _fit(x, size, axis, *, policy, align, fill):
 
 def _check(images, policy, align, spacing, fill):
   if not np.isfinite(fill):
-    raise ValueError(f'fill={fill}: expected a finite pixel value.')
+    raise errors.InputError(f'fill={fill}: expected a finite pixel value.')
   if policy not in POLICIES:
-    raise ValueError(f'policy={policy!r}; expected one of {POLICIES}.')
+    raise errors.InputError(f'policy={policy!r}; expected one of {POLICIES}.')
   if align not in ALIGNS:
-    raise ValueError(f'align={align!r}; expected one of {ALIGNS}.')
+    raise errors.InputError(f'align={align!r}; expected one of {ALIGNS}.')
   if spacing < 0:
-    raise ValueError(f'spacing={spacing} must be >= 0.')
+    raise errors.InputError(f'spacing={spacing} must be >= 0.')
   if not images:
-    raise ValueError('images: nothing to concatenate.')
+    raise errors.InputError('images: nothing to concatenate.')
   xs = [checks.image(x, f'images[{i}]') for i, x in enumerate(images)]
   lead = {x.shape[:-3] + x.shape[-1:] for x in xs}
   if len(lead) > 1:
-    raise ValueError(f'images: batch shapes and channel counts must agree, '
-                     f'got {[tuple(x.shape) for x in xs]}.')
+    raise errors.InputError(
+        f'images: batch shapes and channel counts must agree, '
+        f'got {[tuple(x.shape) for x in xs]}.')
   return xs
 
 
@@ -69,9 +62,10 @@ def _concat(images, axis, *, policy, align, spacing, fill):
   size = max(x.shape[cross] for x in xs)
   if policy == 'error' and any(x.shape[cross] != size for x in xs):
     side = 'heights' if cross == -3 else 'widths'
-    raise ValueError(f'images: {side} differ ({[x.shape[cross] for x in xs]}) '
-                     "and policy='error'; use policy='pad' or 'resize'.")
-  xs = [_fit(x, size, cross, policy=policy, align=align, fill=fill) for x in xs]
+    raise errors.InputError(
+        f'images: {side} differ ({[x.shape[cross] for x in xs]}) '
+        "and policy='error'; use policy='pad' or 'resize'.")
+  xs = [_fit_extent(x, size, cross, policy=policy, align=align, fill=fill) for x in xs]
   if spacing:
     gap_shape = list(xs[0].shape)
     gap_shape[axis] = spacing
@@ -100,303 +94,21 @@ def grid(images, *, cols, policy='pad', align='center', spacing=0, fill=0.0):
   """
   xs = _check(images, policy, align, spacing, fill)
   if cols < 1:
-    raise ValueError(f'cols={cols} must be >= 1.')
+    raise errors.InputError(f'cols={cols} must be >= 1.')
   h = max(x.shape[-3] for x in xs)
   w = max(x.shape[-2] for x in xs)
   if policy == 'error' and any(x.shape[-3:-1] != (h, w) for x in xs):
-    raise ValueError(f'images: sizes differ ({[x.shape[-3:-1] for x in xs]}) '
-                     "and policy='error'.")
+    raise errors.InputError(
+        f'images: sizes differ ({[x.shape[-3:-1] for x in xs]}) '
+        "and policy='error'.")
   cells = []
   for x in xs:
     if policy == 'resize':
       x = jax.image.resize(x, x.shape[:-3] + (h, w, x.shape[-1]), 'linear')
-    cells.append(_fit(_fit(x, h, -3, policy='pad', align=align, fill=fill), w,
+    cells.append(_fit_extent(_fit_extent(x, h, -3, policy='pad', align=align, fill=fill), w,
                       -2, policy='pad', align=align, fill=fill))
   while len(cells) % cols:
     cells.append(jnp.full_like(cells[0], fill))
   rows = [hconcat(cells[i:i + cols], spacing=spacing, fill=fill)
           for i in range(0, len(cells), cols)]
   return vconcat(rows, spacing=spacing, fill=fill)
-
-
-# --------------------------------------------------------------------------
-# Panoramas
-# --------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Panorama:
-  image: np.ndarray  # [Hc, Wc, C] float
-  valid: np.ndarray  # [Hc, Wc] bool, pixels covered by some input
-  homographies: list  # per input, 3x3 input -> canvas
-  pairs: list  # per registered pair: i, j, matches, inliers, rmse
-  reference: int  # input whose frame the canvas extends
-
-
-def detect_orb(image, *, num_keypoints=2000, registration_pixels=0.6e6):
-  """Host-side ORB keypoints (x, y at full resolution) and bool descriptors."""
-  from skimage import feature  # pylint: disable=g-import-not-at-top
-  from skimage import transform  # pylint: disable=g-import-not-at-top
-  img = np.asarray(image, np.float32)
-  grey = img[..., :3].mean(-1) if img.shape[-1] >= 3 else img[..., 0]
-  scale = min(1.0, float(np.sqrt(registration_pixels / grey.size)))
-  small = transform.rescale(grey, scale, anti_aliasing=True) if scale < 1 \
-      else grey
-  orb = feature.ORB(n_keypoints=num_keypoints, fast_threshold=0.05)
-  try:
-    orb.detect_and_extract(small)
-  except RuntimeError:  # skimage raises when it finds no keypoint at all
-    return np.zeros((0, 2), np.float32), np.zeros((0, 256), bool)
-  xy = orb.keypoints[:, ::-1] / scale
-  return xy.astype(np.float32), orb.descriptors.astype(bool)
-
-
-@functools.partial(jax.jit, static_argnames=('ratio', 'threshold',
-                                             'num_hypotheses'))
-def _register_pair(key, xy_a, desc_a, ok_a, xy_b, desc_b, ok_b, *, ratio,
-                   threshold, num_hypotheses):
-  idx, valid = homography.match(desc_a, desc_b, binary=True, ratio=ratio,
-                                valid_a=ok_a, valid_b=ok_b)
-  h, inliers, rmse = homography.ransac_homography(
-      key, xy_a, xy_b[idx], valid, num_hypotheses=num_hypotheses,
-      threshold=threshold)
-  return h, jnp.sum(valid), jnp.sum(inliers), rmse
-
-
-def _pad(xy, desc, n):
-  k = min(len(xy), n)
-  pxy = np.zeros((n, 2), np.float32)
-  pd = np.zeros((n, desc.shape[1] if desc.ndim == 2 else 256), np.float32)
-  ok = np.zeros(n, bool)
-  pxy[:k], pd[:k], ok[:k] = xy[:k], desc[:k], True
-  return pxy, pd, ok
-
-
-def _spanning_tree(n, inliers, min_inliers):
-  """Max spanning tree over inlier counts from the best-connected image."""
-  w = np.where(inliers >= min_inliers, inliers, 0)
-  ref = int(np.argmax(w.sum(1)))
-  parent, done = {ref: None}, {ref}
-  while len(done) < n:
-    cand = [(w[i, j], i, j) for i in done for j in range(n)
-            if j not in done and w[i, j] > 0]
-    if not cand:
-      lost = sorted(set(range(n)) - done)
-      j = lost[0]
-      best = int(np.argmax(inliers[j]))
-      raise ValueError(
-          f'image {j} does not overlap the others: its best pair is with image '
-          f'{best} with {int(inliers[j, best])} RANSAC inliers (need '
-          f'{min_inliers}). Unplaced images: {lost}.')
-    _, i, j = max(cand)
-    parent[j] = i
-    done.add(j)
-  return ref, parent
-
-
-_detect = jax.jit(keypoints.detect_and_describe,
-                  static_argnames=('num_keypoints',))
-
-
-def _features(image, detector, num_keypoints):
-  """(xy [K, 2], descriptors [K, 256] float 0/1, valid [K]) of one image."""
-  if detector == 'harris':
-    xy, desc, ok, _ = _detect(image, num_keypoints=num_keypoints)
-    return xy, desc.astype(jnp.float32), ok
-  return _pad(*detect_orb(image, num_keypoints=num_keypoints), num_keypoints)
-
-
-def panorama(images, *, key, detector='harris', num_keypoints=2000,
-             ratio=0.8, ransac_threshold=3.0, num_hypotheses=2048,
-             min_inliers=20, blend='multiband', levels=5,
-             gain_compensation=True, max_canvas_pixels=60e6):
-  """Stitches 2..N overlapping photos (any order) into one panorama.
-
-  Keypoints are oriented Harris corners with rBRIEF descriptors found on
-  device (`keypoints.detect_and_describe`, at ~0.6 Mpx), or scikit-image's
-  ORB on the host with detector='orb'; matching, RANSAC, warping and blending
-  run on the default JAX device. Images are placed by a maximum spanning tree
-  over pairwise inlier counts, rooted at the best-connected image, whose frame
-  the canvas extends.
-
-  Args:
-    images: list of [H, W, C] float images in [0, 1] (same C).
-    key: PRNG key for RANSAC.
-    detector: 'harris' (on device) or 'orb' (scikit-image, host; slower).
-    num_keypoints, ratio, ransac_threshold, num_hypotheses, min_inliers:
-      registration settings (threshold in full-resolution pixels).
-    blend: 'multiband' (seams where each image's centre weight is largest,
-      blended per band; Brown & Lowe 2007), 'feather' (centre weights
-      normalised: a cross-fade over the whole overlap) or 'none' (last image
-      on top).
-    levels: multi-band levels.
-    gain_compensation: equalise exposure between images first.
-    max_canvas_pixels: refuse canvases larger than this (a bad homography can
-      imply one of many gigapixels).
-
-  Returns:
-    Panorama.
-  """
-  if len(images) < 2:
-    raise ValueError(f'panorama needs at least 2 images, got {len(images)}.')
-  if detector not in ('harris', 'orb'):
-    raise ValueError(f"detector={detector!r}; expected 'harris' or 'orb'.")
-  if blend not in ('multiband', 'feather', 'none'):
-    raise ValueError(f"blend={blend!r}; expected 'multiband', 'feather' or "
-                     "'none'.")
-  imgs = [np.asarray(checks.image(jnp.asarray(x), f'images[{i}]', min_hw=32))
-          for i, x in enumerate(images)]
-  if len({x.shape[-1] for x in imgs}) > 1:
-    raise ValueError('images: channel counts differ '
-                     f'({[x.shape[-1] for x in imgs]}).')
-  n = len(imgs)
-  feats = [_features(x, detector, num_keypoints) for x in imgs]
-  hs, inl = {}, np.zeros((n, n), int)
-  pairs = []
-  for i in range(n):
-    for j in range(i + 1, n):
-      h, m, k, rmse = _register_pair(
-          jax.random.fold_in(key, i * n + j), *feats[i], *feats[j],
-          ratio=ratio, threshold=ransac_threshold,
-          num_hypotheses=num_hypotheses)
-      hs[(i, j)] = np.asarray(h, np.float64)
-      inl[i, j] = inl[j, i] = int(k)
-      pairs.append({'i': i, 'j': j, 'matches': int(m), 'inliers': int(k),
-                    'rmse_px': float(rmse)})
-  ref, parent = _spanning_tree(n, inl, min_inliers)
-  to_ref = {ref: np.eye(3)}
-  pending = [c for c in parent if parent[c] is not None]
-  while pending:
-    for c in list(pending):
-      p = parent[c]
-      if p in to_ref:
-        h_cp = np.linalg.inv(hs[(p, c)]) if p < c else hs[(c, p)]
-        to_ref[c] = to_ref[p] @ h_cp
-        pending.remove(c)
-  corners = []
-  for i, x in enumerate(imgs):
-    h, w = x.shape[:2]
-    c = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
-    z = c @ to_ref[i][2, :2] + to_ref[i][2, 2]
-    if np.any(z <= 0):
-      raise ValueError(f'image {i}: its homography sends a corner behind the '
-                       'camera; the registration is wrong (check overlaps).')
-    corners.append((c @ to_ref[i][:2, :2].T + to_ref[i][:2, 2]) / z[:, None])
-  allc = np.concatenate(corners)
-  x0, y0 = np.floor(allc.min(0))
-  x1, y1 = np.ceil(allc.max(0))
-  ow, oh = int(x1 - x0 + 1), int(y1 - y0 + 1)
-  if ow * oh > max_canvas_pixels:
-    worst = int(np.argmax([np.ptp(c, 0).prod() for c in corners]))
-    raise ValueError(
-        f'the panorama canvas would be {oh}x{ow} = {ow * oh / 1e6:.0f} Mpx '
-        f'(limit {max_canvas_pixels / 1e6:.0f} Mpx); image {worst} is '
-        'stretched the most, so its registration is likely wrong.')
-  shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1.0]])
-  homs = [shift @ to_ref[i] for i in range(n)]
-  hm = max(x.shape[0] for x in imgs)
-  wm = max(x.shape[1] for x in imgs)
-  stack = np.zeros((n, hm, wm, imgs[0].shape[-1]), np.float32)
-  for i, x in enumerate(imgs):
-    stack[i, :x.shape[0], :x.shape[1]] = x
-  sizes = np.array([x.shape[:2] for x in imgs], np.int32)
-  out, cover = _render(stack, sizes, np.stack(homs).astype(np.float32),
-                       out_hw=(oh, ow), blend=blend, levels=levels,
-                       gain_compensation=gain_compensation)
-  return Panorama(np.asarray(out), np.asarray(cover), homs, pairs, ref)
-
-
-def _centre_weight(sx, sy, h, w):
-  """Brown & Lowe's blending weight: a tent in x times a tent in y, 1 at the
-  source image's centre and 0 at its border (and outside)."""
-  wx = 1.0 - jnp.abs(2.0 * sx / jnp.maximum(w - 1.0, 1.0) - 1.0)
-  wy = 1.0 - jnp.abs(2.0 * sy / jnp.maximum(h - 1.0, 1.0) - 1.0)
-  return jnp.clip(wx, 0.0, 1.0) * jnp.clip(wy, 0.0, 1.0)
-
-
-def _warp_one(image, hw, h_src_to_canvas, out_hw):
-  """One image (zero-padded to a common [Hm, Wm]; true size hw) onto the
-  canvas: (warped [oh, ow, C], weight [oh, ow], 0 where not covered)."""
-  oh, ow = out_hw
-  hinv = jnp.linalg.inv(h_src_to_canvas)
-  ys = jnp.arange(oh, dtype=jnp.float32)[:, None]
-  xs = jnp.arange(ow, dtype=jnp.float32)[None, :]
-  z = hinv[2, 0] * xs + hinv[2, 1] * ys + hinv[2, 2]
-  ahead = z > 1e-12
-  z = jnp.where(ahead, z, 1.0)
-  sx = jnp.where(ahead, (hinv[0, 0] * xs + hinv[0, 1] * ys + hinv[0, 2]) / z,
-                 -1.0)
-  sy = jnp.where(ahead, (hinv[1, 0] * xs + hinv[1, 1] * ys + hinv[1, 2]) / z,
-                 -1.0)
-  h, w = hw[0].astype(jnp.float32), hw[1].astype(jnp.float32)
-  inside = (sx >= 0) & (sy >= 0) & (sx <= w - 1) & (sy <= h - 1)
-  # pylint: disable-next=protected-access
-  vals, _ = warp._bilinear(image, sx, sy)
-  # + 1e-6: a covered pixel on the source's very border (centre weight 0)
-  # still outweighs images that do not cover it.
-  weight = jnp.where(inside, _centre_weight(sx, sy, h, w) + 1e-6, 0.0)
-  return jnp.where(inside[..., None], vals, 0.0), weight, inside
-
-
-def _gain_factors(grey, covered, sigma_n=10.0 / 255, sigma_g=0.1):
-  """Per-image gains (Brown & Lowe 2007) from mean intensities over pairwise
-  overlaps: grey, covered [N, P] (a subsampled canvas). Solves the N x N
-  normal equations of sum_ij cnt_ij ((g_i m_ij - g_j m_ji)^2 / sigma_n^2 +
-  (1 - g_i)^2 / sigma_g^2) on device."""
-  n = grey.shape[0]
-  v = covered.astype(jnp.float32)
-  cnt = v @ v.T  # [N, N] overlap pixel counts
-  sums = (grey * v) @ v.T  # sums[i, j] = sum over overlap(i, j) of grey_i
-  mean = sums / jnp.maximum(cnt, 1.0)  # m_ij: mean of image i over (i, j)
-  off = 1.0 - jnp.eye(n)
-  c = cnt * off
-  diag = jnp.sum(c * (mean**2 / sigma_n**2 + 1.0 / sigma_g**2), axis=1)
-  a = -c * mean * mean.T / sigma_n**2 + jnp.diag(diag)
-  b = jnp.sum(c, axis=1) / sigma_g**2
-  isolated = diag == 0  # overlaps nothing: gain 1
-  a = jnp.where(isolated[:, None] | isolated[None, :], jnp.eye(n), a)
-  b = jnp.where(isolated, 1.0, b)
-  return jnp.linalg.solve(a, b)
-
-
-@functools.partial(jax.jit, static_argnames=('out_hw', 'blend', 'levels',
-                                             'gain_compensation'))
-def _render(images, sizes, homs, *, out_hw, blend, levels, gain_compensation):
-  """Warps N images [N, Hm, Wm, C] (true sizes [N, 2]) by homs [N, 3, 3]
-  onto one canvas, equalises gains and blends the seams."""
-  # One warp per image, not jax.vmap: the batched gathers vmap makes run
-  # ~3x slower on XLA:CPU. Materialised: fused into their consumers the
-  # gathers would be redone.
-  parts = [_warp_one(images[i], sizes[i], homs[i], out_hw)
-           for i in range(images.shape[0])]
-  warped, weight, covered = (jnp.stack(p) for p in zip(*parts))
-  if gain_compensation:
-    step = 4  # gains are means over overlaps: a quarter resolution will do
-    sub = warped[:, ::step, ::step]
-    grey = features.grey(sub)[..., 0].reshape(sub.shape[0], -1)
-    g = _gain_factors(grey, covered[:, ::step, ::step].reshape(
-        sub.shape[0], -1))
-    warped = warped * g.astype(warped.dtype)[:, None, None, None]
-  n = warped.shape[0]
-  cover = checks.sum_leading(covered.astype(jnp.float32)) > 0
-  total = checks.sum_leading(weight)
-  # Feathered composite: centre weights normalised per pixel.
-  soft = weight / jnp.maximum(total, 1e-12)
-  feathered = checks.sum_leading(warped * soft[..., None])
-  if blend == 'none':  # last image on top
-    out = warped[0]
-    for k in range(1, n):
-      out = jnp.where(covered[k][..., None], warped[k], out)
-  elif blend == 'feather':
-    out = feathered
-  else:
-    # Multi-band (Brown & Lowe 2007): each pixel goes to the image whose
-    # centre weight is largest there, and the pyramid smooths that seam per
-    # band. Outside its own coverage each image is filled with the feathered
-    # composite, so the low bands do not pull black in from beyond its edge.
-    best = jnp.argmax(weight, axis=0)
-    hard = (best[None] == jnp.arange(n)[:, None, None]).astype(warped.dtype)
-    filled = checks.materialise(
-        jnp.where(covered[..., None], warped, feathered[None]))
-    out = blend_lib.multiband_blend(filled, hard[..., None], levels=levels)
-  return jnp.where(cover[..., None], out, 0.0), cover

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 
+from gensynth import errors
 from gensynth.synth import checks
 
 
@@ -13,20 +14,23 @@ def bilinear_sample(image, x, y):
   x = checks.values(x, 'x', expected='sample coordinates')
   y = checks.values(y, 'y', expected='sample coordinates')
   if x.shape != y.shape:
-    raise ValueError(f'x and y must share one shape, got {x.shape} and '
+    raise errors.InputError(f'x and y must share one shape, got {x.shape} and '
                      f'{y.shape}.')
-  return _bilinear(image, x, y)
+  return bilinear_unchecked(image, x, y)
 
 
 def _one_image(image, op):
   image = checks.image(image, 'image')
   if image.ndim != 3:
-    raise ValueError(f'image: {op} takes one [H, W, C] image (vmap it for '
-                     f'batches), got {image.shape}.')
+    raise errors.InputError(
+        f'image: {op} takes one [H, W, C] image (vmap it for '
+        f'batches), got {image.shape}.')
   return image
 
 
-def _bilinear(image, x, y):
+def bilinear_unchecked(image, x, y):
+  """`bilinear_sample` without its input checks, for callers that have
+  checked `image` already (e.g. inside a jitted pipeline)."""
   h, w = image.shape[-3:-1]
   # Far-off points are outside anyway; clamping keeps float -> int defined.
   x, y = jnp.clip(x, -2.0**20, 2.0**20), jnp.clip(y, -2.0**20, 2.0**20)
@@ -57,16 +61,18 @@ def warp_perspective(image, h, out_hw, *, offset=(0.0, 0.0)):
   """
   image = _one_image(image, 'warp_perspective')
   if len(out_hw) != 2 or min(out_hw) < 1:
-    raise ValueError(f'out_hw={tuple(out_hw)}: expected a positive (height, '
-                     'width).')
+    raise errors.InputError(
+        f'out_hw={tuple(out_hw)}: expected a positive (height, '
+        'width).')
   oh, ow = (int(v) for v in out_hw)
   h = checks.values(h, 'h', shape=(3, 3), expected='a 3x3 homography')
   offset = checks.values(offset, 'offset', shape=(2,),
                          expected='the canvas origin (x, y)')
   if not isinstance(h, jax.core.Tracer) and not abs(
       float(jnp.linalg.det(h))) > 0:
-    raise ValueError('h is singular (determinant 0); expected an invertible '
-                     'homography.')
+    raise errors.InputError(
+        'h is singular (determinant 0); expected an invertible '
+        'homography.')
   ys, xs = jnp.meshgrid(jnp.arange(oh, dtype=jnp.float32) + offset[1],
                         jnp.arange(ow, dtype=jnp.float32) + offset[0],
                         indexing='ij')
@@ -77,7 +83,7 @@ def warp_perspective(image, h, out_hw, *, offset=(0.0, 0.0)):
   sx = (hinv[0, 0] * xs + hinv[0, 1] * ys + hinv[0, 2]) / z
   sy = (hinv[1, 0] * xs + hinv[1, 1] * ys + hinv[1, 2]) / z
   sx, sy = jnp.where(ahead, sx, -1.0), jnp.where(ahead, sy, -1.0)
-  vals, inside = _bilinear(image, sx, sy)
+  vals, inside = bilinear_unchecked(image, sx, sy)
   inside = inside & ahead
   return (jnp.where(inside[..., None], vals, 0.0).astype(image.dtype),
           inside[..., None].astype(image.dtype))

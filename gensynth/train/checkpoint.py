@@ -12,8 +12,10 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
+from gensynth import errors
 
-class CheckpointMismatchError(ValueError):
+
+class CheckpointMismatchError(errors.CheckpointError):
   """The checkpoint on disk does not fit the model being restored."""
 
 
@@ -78,7 +80,7 @@ class Checkpointer:
     steps = sorted(self.manager.all_steps(), reverse=True)
     if step is not None:
       if step not in steps:
-        raise FileNotFoundError(f'no checkpoint step {step} in '
+        raise errors.CheckpointNotFoundError(f'no checkpoint step {step} in '
                                 f'{self.directory}; available: {steps[::-1]}.')
       self._check_structure(step, target)
       restored = self.manager.restore(step,
@@ -124,8 +126,9 @@ def restore_trained(workdir, state, *, step=None):
   ckpt = Checkpointer(workdir, save_every=1)
   try:
     if ckpt.latest_step() is None:
-      raise FileNotFoundError(f'no checkpoint under {ckpt.directory}; train '
-                              f'first with launch.train --workdir={workdir}')
+      raise errors.CheckpointNotFoundError(
+          f'no checkpoint under {ckpt.directory}; train '
+          f'first with launch.train --workdir={workdir}')
     return ckpt.restore_or_init(state, step=step)
   finally:
     ckpt.close()

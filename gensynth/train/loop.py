@@ -1,44 +1,26 @@
-"""Pieces every trainer's loop shares: workdir checks, preemption, metrics.
+"""The step loop every trainer shares, and its set-up: mesh, data, resume.
 
-Kept free of any model so the VAE and GAN trainers run the same loop logic.
+Kept free of any model so the VAE, GAN and classifier trainers run the same
+loop. File handling lives in gensynth.train.workdir, process measurements in
+gensynth.train.diagnostics.
 """
 
 import contextlib
-import json
 import math
-import os
 import signal
 import threading
 import time
 
 import jax
-import numpy as np
 from absl import logging
 
 from gensynth import data as data_lib
+from gensynth import errors
 from gensynth.train import checkpoint as ckpt_lib
+from gensynth.train import diagnostics
 from gensynth.train import reporting
 from gensynth.train import sharding
-
-
-class NonFiniteError(FloatingPointError):
-  """A training metric became NaN or Inf."""
-
-
-def check_workdir(workdir):
-  """Creates `workdir` and proves it writable before any training happens."""
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f'.write_probe_{os.getpid()}')
-    with open(probe, 'wb') as f:
-      f.write(b'\0' * (1 << 20))  # 1 MiB: also fails on a full disk.
-      f.flush()
-      os.fsync(f.fileno())
-    os.remove(probe)
-  except OSError as e:
-    raise OSError(f'workdir {workdir!r} is not writable ({e.strerror}); pass a '
-                  '--workdir on a disk with free space and write permission.'
-                  ) from e
+from gensynth.train import workdir as workdir_lib
 
 
 def prepare(config, workdir, *batch_sizes):
@@ -47,7 +29,7 @@ def prepare(config, workdir, *batch_sizes):
   `batch_sizes` are (name, size) pairs checked against the device count
   besides config.batch_size. Everything here fails before any training.
   """
-  check_workdir(workdir)
+  workdir_lib.check_writable(workdir)
   mesh = sharding.make_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
   for name, size in batch_sizes:
@@ -77,11 +59,11 @@ def resume(config, workdir, state, train_src):
     (checkpointer, state, start step, reporter).
   """
   ckpt = ckpt_lib.Checkpointer(workdir, save_every=config.checkpoint_every,
-                               keep=config.get('keep_checkpoints', 3))
+                               keep=config.keep_checkpoints)
   state = ckpt.restore_or_init(state)
   start = int(state.step)
-  save_config(workdir, config, image_shape=train_src.image_shape,
-              num_classes=train_src.num_classes)
+  workdir_lib.save_config(workdir, config, image_shape=train_src.image_shape,
+                          num_classes=train_src.num_classes)
   reporter = reporting.Reporter(workdir, total_steps=config.num_steps,
                                 start_step=start,
                                 enabled=jax.process_index() == 0)
@@ -94,38 +76,6 @@ def jit_train_step(step_fn, mesh):
   repl, data_sh = sharding.replicated(mesh), sharding.data_sharded(mesh)
   return jax.jit(step_fn, in_shardings=(repl, data_sh, repl),
                  out_shardings=(repl, repl), donate_argnums=0)
-
-
-class ScheduledStep:
-  """A train step whose jitted variant the host picks from the step number:
-  `variants[pick(step)](state, batch, key)`. `run` passes the step; each
-  variant compiles once (e.g. with and without a lazy regulariser)."""
-
-  def __init__(self, variants, pick):
-    self.variants, self.pick = dict(variants), pick
-
-  def __call__(self, state, batch, key, *, step):
-    return self.variants[self.pick(step)](state, batch, key)
-
-
-def save_config(workdir, config, **info):
-  """Writes config.json, and info.json with `info` (data facts such as
-  image_shape and num_classes), from process 0 only, so evaluation and
-  sampling can rebuild the model without loading the data."""
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json(indent=2))
-    if info:
-      write_json(os.path.join(workdir, 'info.json'), info)
-
-
-def load_info(workdir):
-  """The info.json written by save_config, or {} if there is none."""
-  path = os.path.join(workdir, 'info.json')
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    return json.load(f)
 
 
 class Preemption:
@@ -173,7 +123,7 @@ class MetricsBuffer:
     host = jax.device_get(metrics)
     for k, v in host.items():
       if not math.isfinite(float(v)):
-        raise NonFiniteError(
+        raise errors.NonFiniteError(
             f'non-finite {k}={float(v)} at step {step}; the last checkpoint '
             'before it is intact. Lower config.optim.lr or enable '
             'config.optim.grad_clip.')
@@ -192,58 +142,32 @@ class MetricsBuffer:
     return means
 
 
-def rss_mib():
-  """Resident set size of this process in MiB (Linux /proc), else None."""
-  try:
-    with open('/proc/self/statm') as f:
-      pages = int(f.read().split()[1])
-    return pages * os.sysconf('SC_PAGE_SIZE') / 2**20
-  except (OSError, ValueError, IndexError):
-    return None
-
-
-def compile_count(jitted):
-  """Number of compiled variants a jax.jit function holds (1 = no retrace;
-  for a ScheduledStep the most any of its variants holds)."""
-  if isinstance(jitted, ScheduledStep):
-    counts = [compile_count(f) for f in jitted.variants.values()]
-    return None if None in counts else max(counts)
-  size = getattr(jitted, '_cache_size', None)
-  return size() if callable(size) else None
-
-
-def write_json(path, record):
-  if jax.process_index() == 0:
-    with open(path, 'w') as f:
-      json.dump(record, f, indent=2, default=_jsonable)
-
-
-def _jsonable(x):
-  if isinstance(x, (np.floating, np.integer)):
-    return x.item()
-  raise TypeError(f'{type(x)} is not JSON serialisable')
-
-
-def run(state, *, train_step, batches, start, num_steps, key, mesh, ckpt,
+def run(state, *, step_for, batches, start, num_steps, key, mesh, ckpt,
         reporter, log_every, checkpoint_every, hooks=()):
   """The step loop every trainer shares.
 
-  Runs `state, metrics = train_step(state, batch, key)` from step `start` to
-  `num_steps` on `batches.iterate(start)`, logging averaged metrics every
-  `log_every` steps, calling each `(every, fn)` of `hooks` as `fn(step, state)`
-  every `every` steps, and checkpointing every `checkpoint_every` steps, on
-  SIGTERM and at the end. Non-finite metrics raise NonFiniteError with the
-  last good checkpoint complete on disk.
+  Runs `state, metrics = step_for(step)(state, batch, key)` from step `start`
+  to `num_steps` on `batches.iterate(start)`: `step_for` returns the jitted
+  step for a step number (one function for most trainers; the GAN with lazy
+  R1 alternates two). Logs averaged metrics every `log_every` steps, calls
+  each `(every, fn)` of `hooks` as `fn(step, state)` every `every` steps, and
+  checkpoints every `checkpoint_every` steps, on SIGTERM and at the end.
+  Non-finite metrics raise errors.NonFiniteError with the last good
+  checkpoint complete on disk.
 
   Returns:
     (state, step, preempted, stats): stats holds the final step, the loop's
-    wall-clock seconds, train_step's compile count and RSS before and after.
+    wall-clock seconds, the step functions' compile count (the most any of
+    them holds) and RSS before and after.
   """
   data_sharding = sharding.data_sharded(mesh)
-  rss_start, t_start = rss_mib(), time.perf_counter()
+  rss_start, t_start = diagnostics.rss_mib(), time.perf_counter()
+  used = {}  # the distinct step functions step_for returned
   stats = lambda: {'step': step, 'train_seconds': time.perf_counter() - t_start,
-                   'train_step_compiles': compile_count(train_step),
-                   'rss_mib_start': rss_start, 'rss_mib_end': rss_mib()}
+                   'train_step_compiles': diagnostics.compile_count(
+                       *used.values()),
+                   'rss_mib_start': rss_start,
+                   'rss_mib_end': diagnostics.rss_mib()}
   buffer = MetricsBuffer()
   preempt = Preemption()
   data_iter = batches.iterate(start)
@@ -252,15 +176,14 @@ def run(state, *, train_step, batches, start, num_steps, key, mesh, ckpt,
     with preempt.handler():
       while step < num_steps:
         batch = sharding.shard_batch(next(data_iter), data_sharding)
-        if isinstance(train_step, ScheduledStep):
-          state, metrics = train_step(state, batch, key, step=step)
-        else:
-          state, metrics = train_step(state, batch, key)
+        train_step = step_for(step)
+        used[id(train_step)] = train_step
+        state, metrics = train_step(state, batch, key)
         buffer.push(step, metrics)
         step += 1
         if step % log_every == 0 or step == num_steps:
           reporter.scalars(step, dict(buffer.flush(),
-                                      rss_mib=rss_mib() or 0.0))
+                                      rss_mib=diagnostics.rss_mib() or 0.0))
         for every, fn in hooks:
           if every and step % every == 0:
             fn(step, state)

@@ -2,11 +2,13 @@
 
 import optax
 
+from gensynth import errors
+
 
 def make_optimizer(cfg, total_steps):
   """Adam(W) with linear warmup, cosine decay and global-norm clipping."""
   if cfg.lr <= 0:
-    raise ValueError(f'config.optim.lr={cfg.lr} must be positive.')
+    raise errors.ConfigError(f'config.optim.lr={cfg.lr} must be positive.')
   warmup = min(cfg.get('warmup_steps', 0), max(total_steps - 1, 0))
   if cfg.get('schedule', 'cosine') == 'cosine':
     lr = optax.warmup_cosine_decay_schedule(

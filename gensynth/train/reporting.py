@@ -13,12 +13,15 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from gensynth import errors
+
 
 def image_grid(images, *, ncols=None, pad=1, pad_value=1.0):
   """[N, H, W, C] images in [0, 1] -> one [H', W', C] grid, row-major."""
   images = np.asarray(images)
   if images.ndim != 4:
-    raise ValueError(f'image_grid expects [N, H, W, C], got {images.shape}.')
+    raise errors.InputError(
+        f'image_grid expects [N, H, W, C], got {images.shape}.')
   n, h, w, c = images.shape
   ncols = ncols or int(math.ceil(math.sqrt(n)))
   nrows = int(math.ceil(n / ncols))

@@ -15,9 +15,10 @@ torch.device = lambda name: 'device:' + name
 sys.modules['torch'] = torch
 from absl import app, flags
 from launch import benchmark
+from launch.bench import train_steps
 flags.FLAGS(['probe'] + sys.argv[1:])
 try:
-  print(json.dumps({'device': benchmark._torch_device()}))
+  print(json.dumps({'device': train_steps.torch_device()}))
 except app.UsageError as e:
   print(json.dumps({'usage_error': str(e)}))
 '''
@@ -52,14 +53,14 @@ def test_unknown_torch_device_is_rejected_by_the_flag():
 _LAYERS = r'''
 import json
 import jax, jax.numpy as jnp
-from launch import benchmark
+from launch.bench import train_steps
 from gensynth.configs import vae_mnist
 from gensynth.models import vae
 model = vae.from_config(vae_mnist.get_config().model, (28, 28, 1), 10)
 x = jnp.zeros((2, 28, 28, 1))
 params = model.init(jax.random.key(0), x)['params']
 rows = []
-for module, shape in benchmark.conv_layers_of(model, params, x):
+for module, shape in train_steps.conv_layers_of(model, params, x):
   p = module.init(jax.random.key(0), jnp.zeros(shape))['params']
   rows.append([type(module).__name__, list(shape), list(p['kernel'].shape)])
 print(json.dumps(rows))

@@ -1,6 +1,5 @@
 """gensynth.models.fast_conv: each XLA:CPU lowering equals lax's own."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -7,10 +7,10 @@ import pytest
 import skimage.data
 from skimage import transform
 
-from gensynth.synth import checks
 from gensynth.synth import homography
 from gensynth.synth import keypoints
-from gensynth.synth import stitch
+from gensynth.synth import panorama
+from gensynth.synth import xla_hints
 
 
 def _astronaut():
@@ -117,14 +117,14 @@ def test_detector_rejects_bad_input():
 def test_materialise_keeps_values_and_gradients():
   tree = {'f': jnp.arange(6.0).reshape(2, 3) - 2.0,
           'b': jnp.array([True, False]), 'i': jnp.array([3, -1])}
-  out = jax.jit(checks.materialise)(tree)
+  out = jax.jit(xla_hints.materialise)(tree)
   for k in tree:
     np.testing.assert_array_equal(np.asarray(out[k]), np.asarray(tree[k]))
     assert out[k].dtype == tree[k].dtype
-  g = jax.grad(lambda x: jnp.sum(checks.materialise(x)**2))(tree['f'])
+  g = jax.grad(lambda x: jnp.sum(xla_hints.materialise(x)**2))(tree['f'])
   np.testing.assert_allclose(np.asarray(g), 2 * np.asarray(tree['f']))
   nan = jnp.array([jnp.nan, 1.0])  # the other branch returns it unchanged too
-  np.testing.assert_array_equal(np.asarray(checks.materialise(nan)),
+  np.testing.assert_array_equal(np.asarray(xla_hints.materialise(nan)),
                                 np.asarray(nan))
 
 
@@ -157,8 +157,7 @@ def test_gain_factors_equal_pairwise_reference():
   covered[3, 2900:] = False  # image 3 overlaps nothing: gain 1
   grey = rng.uniform(0.2, 0.8, (n, p)).astype(np.float32)
   grey[1] *= 1.3  # a brighter exposure
-  # pylint: disable-next=protected-access
-  got = np.asarray(stitch._gain_factors(jnp.asarray(grey),
+  got = np.asarray(panorama.gain_factors(jnp.asarray(grey),
                                         jnp.asarray(covered)))
   np.testing.assert_allclose(got, _gains_reference(grey, covered), rtol=1e-4)
   assert got[1] < got[0] and got[3] == 1.0
@@ -177,7 +176,7 @@ def test_panorama_reproduces_the_scene_without_seams(blend):
   # Two crops of one photo: every blend must give back the photo itself
   # (a dark seam or halo from the blending would show as a large error).
   scene, a, b, _ = _two_views()
-  pano = stitch.panorama([a, b], key=jax.random.key(0), blend=blend,
+  pano = panorama.stitch([a, b], key=jax.random.key(0), blend=blend,
                          gain_compensation=False)
   h = pano.homographies[0]  # a -> canvas: a translation here
   ox, oy = int(round(h[0, 2])), int(round(h[1, 2]))
@@ -192,13 +191,13 @@ def test_panorama_reproduces_the_scene_without_seams(blend):
 
 def test_panorama_gains_equalise_an_exposure_change():
   scene, a, b, _ = _two_views()
-  pano = stitch.panorama([a, np.clip(b * 0.7, 0, 1)], key=jax.random.key(0))
+  pano = panorama.stitch([a, np.clip(b * 0.7, 0, 1)], key=jax.random.key(0))
   h = pano.homographies[0]
   ox, oy = int(round(h[0, 2])), int(round(h[1, 2]))
   # Left (only a) and right (only the darkened b) ends keep similar levels.
   left = pano.image[oy + 50:oy + 300, ox + 10:ox + 100].mean()
   right = pano.image[oy + 50:oy + 300, ox + 400:ox + 470].mean()
-  plain = stitch.panorama([a, np.clip(b * 0.7, 0, 1)], key=jax.random.key(0),
+  plain = panorama.stitch([a, np.clip(b * 0.7, 0, 1)], key=jax.random.key(0),
                           gain_compensation=False)
   right_plain = plain.image[oy + 50:oy + 300, ox + 400:ox + 470].mean()
   want = scene[50:300, 400:470].mean()

@@ -30,6 +30,7 @@ from gensynth.synth import io as synth_io
 from gensynth.synth import keypoints
 from gensynth.synth import latent
 from gensynth.synth import pyramid
+from gensynth.synth import panorama
 from gensynth.synth import stitch
 from gensynth.synth import warp
 
@@ -163,6 +164,14 @@ def _case_poisson(draw):
   a, b = _pair(draw)
   m = _mask(draw, a.shape[:2] if draw(st.integers(0, 3)) else (2, 9))
   return (lambda: blend.poisson_blend(a, b, m, maxiter=50)), b.shape
+
+
+def _case_down_axis(draw):
+  x = _image(draw)
+  axis = draw(st.sampled_from([-3, -2]))
+  want = list(x.shape)
+  want[axis] = -(-want[axis] // 2)
+  return (lambda: pyramid.down_axis(x, axis)), tuple(want)
 
 
 def _case_box_filter(draw):
@@ -452,6 +461,7 @@ CASES = {
     'keypoints.detect_and_describe': _case_keypoints,
     # gensynth.synth.pyramid
     'pyramid.pyr_down': _case_pyr_down,
+    'pyramid.down_axis': _case_down_axis,
     'pyramid.pyr_up': _case_pyr_up,
     'pyramid.gaussian_pyramid': _case_gaussian,
     'pyramid.laplacian_pyramid': _case_laplacian_pyr,
@@ -501,8 +511,17 @@ NOT_ARRAY_OPS = {
     'io.read_image': 'file IO: corrupt/truncated/16-bit files in the CLI tests',
     'io.write_image': 'file IO: tested in tests/launch/test_synth_cli.py',
     'io.output_bits': 'CLI --bits rule (test_cli_keeps_sixteen_bit_rgb)',
-    'stitch.detect_orb': 'host-side scikit-image detector (test_panorama)',
-    'stitch.panorama': 'host + device pipeline on photos (test_panorama)',
+    'panorama.detect_orb': 'host-side scikit-image detector (test_panorama)',
+    'panorama.stitch': 'host + device pipeline on photos (test_panorama)',
+    'panorama.detect': 'stage of panorama.stitch (test_panorama)',
+    'panorama.match': 'stage of panorama.stitch (test_panorama)',
+    'panorama.order': 'host graph stage of panorama.stitch (test_panorama)',
+    'panorama.estimate': 'host stage of panorama.stitch (test_panorama)',
+    'panorama.canvas': 'host stage of panorama.stitch (test_panorama)',
+    'panorama.gain_factors': 'against a NumPy solve (test_keypoints)',
+    'warp.bilinear_unchecked': 'bilinear_sample minus its checks (its case)',
+    'features.taps': 'unchecked stencil on [..., H, W] arrays (with or '
+                     'without a channel axis) for ops that check their input',
     'latent.vae_fuse': 'needs a trained VAE (tests/synth/test_latent.py)',
     'latent.vae_interpolate': 'needs a trained VAE (test_latent.py)',
     'pyramid.max_levels': 'integer helper on a (H, W) tuple',
@@ -511,7 +530,7 @@ NOT_ARRAY_OPS = {
 
 MODULES = {'blend': blend, 'features': features, 'fusion': fusion,
            'homography': homography, 'keypoints': keypoints,
-           'pyramid': pyramid, 'stitch': stitch,
+           'pyramid': pyramid, 'stitch': stitch, 'panorama': panorama,
            'warp': warp, 'io': synth_io, 'latent': latent,
            'image': image_metrics, 'generative': generative}
 

@@ -4,7 +4,7 @@ import pytest
 import skimage.data
 
 from gensynth.synth import homography
-from gensynth.synth import stitch
+from gensynth.synth import panorama
 from gensynth.synth import warp
 
 # Scene -> view B: a small rotation, scale and shift.
@@ -97,7 +97,7 @@ def test_matching_equals_brute_force_with_ties_and_padding():
 
 def test_panorama_of_two_views_recovers_geometry():
   a, b = _views()
-  pano = stitch.panorama([b, a], key=jax.random.key(0), blend='feather')
+  pano = panorama.stitch([b, a], key=jax.random.key(0), blend='feather')
   assert pano.pairs[0]['inliers'] >= 50 and pano.pairs[0]['rmse_px'] < 1.5
   # Map A's corners into B through the canvas homographies; compare to truth.
   h_ab = np.linalg.inv(pano.homographies[0]) @ pano.homographies[1]
@@ -113,14 +113,14 @@ def test_non_overlapping_inputs_name_the_image():
   a, _ = _views()
   other = np.asarray(skimage.data.coffee()[:300, :300], np.float32) / 255
   with pytest.raises(ValueError, match=r'image \d does not overlap'):
-    stitch.panorama([a, a[:, ::-1].copy(), other], key=jax.random.key(0),
+    panorama.stitch([a, a[:, ::-1].copy(), other], key=jax.random.key(0),
                     min_inliers=40)
 
 
 def test_canvas_guard_refuses_huge_canvas():
   a, b = _views()
   with pytest.raises(ValueError, match=r'canvas would be .* Mpx \(limit 0 Mpx\)'):
-    stitch.panorama([a, b], key=jax.random.key(0), max_canvas_pixels=1000)
+    panorama.stitch([a, b], key=jax.random.key(0), max_canvas_pixels=1000)
 
 
 def test_panorama_cli(tmp_path):

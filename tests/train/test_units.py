@@ -4,8 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gensynth import errors
 from gensynth.train import loop
 from gensynth.train import reporting
+from gensynth.train import workdir
 
 
 def test_metrics_buffer_averages_and_flags_non_finite():
@@ -14,16 +16,16 @@ def test_metrics_buffer_averages_and_flags_non_finite():
   buf.push(1, {'loss': jnp.array(3.0)})
   assert buf.flush() == {'loss': 2.0}
   buf.push(7, {'loss': jnp.array(1.0), 'grad_norm': jnp.array(np.inf)})
-  with pytest.raises(loop.NonFiniteError, match='grad_norm=inf at step 7'):
+  with pytest.raises(errors.NonFiniteError, match='grad_norm=inf at step 7'):
     buf.flush()
 
 
 def test_check_workdir_rejects_unwritable(tmp_path):
   blocker = tmp_path / 'file'
   blocker.write_text('x')
-  with pytest.raises(OSError, match='not writable'):
-    loop.check_workdir(str(blocker / 'sub'))
-  loop.check_workdir(str(tmp_path / 'ok'))
+  with pytest.raises(errors.WorkdirError, match='not writable'):
+    workdir.check_writable(str(blocker / 'sub'))
+  workdir.check_writable(str(tmp_path / 'ok'))
   assert os.listdir(tmp_path / 'ok') == []
 
 

@@ -19,7 +19,7 @@ from gensynth.metrics import image as metrics
 from gensynth.synth import blend
 from gensynth.synth import fusion
 from gensynth.synth import io
-from gensynth.synth import stitch
+from gensynth.synth import panorama as panorama_lib
 
 FLAGS = flags.FLAGS
 
@@ -220,7 +220,7 @@ def multifocus():
 
 
 def panorama():
-  """gensynth.synth.stitch.panorama vs cv2.Stitcher (PANORAMA mode)."""
+  """gensynth.synth.panorama.stitch vs cv2.Stitcher (PANORAMA mode)."""
   root = os.path.join(FLAGS.data_dir, 'panorama')
   sets = {'weir': sorted(glob.glob(os.path.join(root, 'weir_*.jpg'))),
           'arches': sorted(glob.glob(os.path.join(root, 'arches', '*.jpg')))}
@@ -230,11 +230,11 @@ def panorama():
     rgb = [np.ascontiguousarray(x[..., ::-1]).astype(np.float32) / 255
            for x in bgr]
     key = jax.random.key(0)
-    result = stitch.panorama(rgb, key=key)  # compile + warm-up
+    result = panorama_lib.stitch(rgb, key=key)  # compile + warm-up
     stitcher = cv2.Stitcher_create(cv2.Stitcher_PANORAMA)
     status, cv_pano = stitcher.stitch(bgr)
     times = _median_times({
-        'gensynth': lambda: stitch.panorama(rgb, key=key),
+        'gensynth': lambda: panorama_lib.stitch(rgb, key=key),
         'opencv': lambda: stitcher.stitch(bgr)}, max(1, FLAGS.rounds // 2))
     row = {'set': name, 'images': len(files),
            'gensynth_s': round(times['gensynth'], 3),

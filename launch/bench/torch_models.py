@@ -35,7 +35,7 @@ class VAE(nn.Module):
     w = list(cfg.widths)
     self.latent = cfg.latent_dim
     self.base = 28 // 2**(len(w) - 1)
-    name = cfg.get('act', 'silu')
+    name = cfg.act
     if name not in _ACTIVATIONS:
       raise ValueError(f'activation {name!r} has no PyTorch twin here; '
                        f'expected one of {sorted(_ACTIVATIONS)}.')
@@ -118,7 +118,7 @@ class Generator(nn.Module):
       self.embed = nn.Embedding(self.num_classes, cfg.embed_dim)
     self.fc = nn.Linear(zin, self.base**2 * w[0], bias=False)
     self.norms = nn.ModuleList(_CondGroupNorm(c, self.num_classes) for c in w)
-    if cfg.get('g_upsample', 'transpose') == 'nearest':
+    if cfg.g_upsample == 'nearest':
       up = lambda a, b, bias: nn.Sequential(
           nn.Upsample(scale_factor=2, mode='nearest'),
           nn.Conv2d(a, b, 3, padding=1, bias=bias))
@@ -145,7 +145,7 @@ class Discriminator(nn.Module):
     w = [channels] + list(cfg.d_widths)
     self.convs = nn.ModuleList(nn.Conv2d(a, b, 4, 2, 1)
                                for a, b in zip(w[:-1], w[1:]))
-    self.mbstd = cfg.get('d_mbstd_group', 0)
+    self.mbstd = cfg.d_mbstd_group
     feat = (w[-1] + (1 if self.mbstd else 0)) * (
         image_size // 2**len(cfg.d_widths))**2
     self.fc = nn.Linear(feat, 1)

@@ -12,10 +12,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gensynth import data as data_lib
+from gensynth import errors
+from gensynth.evaluation import runs
 from gensynth.steps import gan as gan_steps
 from gensynth.steps import vae as vae_steps
 from gensynth.synth import latent
 from gensynth.train import reporting
+from gensynth.train import state as state_lib
 
 
 def load(config, workdir, *, step=None):
@@ -23,8 +27,9 @@ def load(config, workdir, *, step=None):
     return GANModel(config, workdir, step=step)
   if config.trainer == 'vae':
     return VAEModel(config, workdir, step=step)
-  raise ValueError(f'{workdir!r} holds a {config.trainer!r} run; sampling '
-                   'needs a gan or vae run.')
+  raise errors.CheckpointError(
+      f'{workdir!r} holds a {config.trainer!r} run; sampling '
+      'needs a gan or vae run.')
 
 
 def write_grid(path, images, ncols):
@@ -62,10 +67,9 @@ class GANModel:
   kind = 'gan'
 
   def __init__(self, config, workdir, *, step=None):
-    from gensynth.train import gan  # pylint: disable=g-import-not-at-top
-    _, state, self.info = gan.load_generator(config, workdir, step=step)
+    _, state, self.info = runs.load_gan(config, workdir, step=step)
     self.config, self.step = config, int(state.step)
-    self.num_classes = gan.num_classes_of(config, self.info['num_classes'])
+    self.num_classes = state_lib.gan_classes(config, self.info['num_classes'])
     self._params = state.ema_params
     self._generate = jax.jit(functools.partial(gan_steps.generate,
                                                state.g_apply))
@@ -93,15 +97,14 @@ class VAEModel:
   kind = 'vae'
 
   def __init__(self, config, workdir, *, step=None):
-    from gensynth.train import vae  # pylint: disable=g-import-not-at-top
-    state, self.info = vae.load_model(config, workdir, step=step)
+    state, self.info = runs.load_vae(config, workdir, step=step)
     self.config, self.step = config, int(state.step)
     self.num_classes = (self.info['num_classes'] if config.model.conditional
                         else 0)
     self._params = state.params
     opts = dict(apply_fn=state.apply_fn, likelihood=config.model.likelihood,
                 image_shape=tuple(self.info['image_shape']),
-                autoregressive=bool(config.model.get('ar_channels')))
+                autoregressive=bool(config.model.ar_channels))
     self._decode = jax.jit(functools.partial(vae_steps.decode_latents, **opts))
     self._fuse = jax.jit(functools.partial(latent.vae_fuse, **opts))
     self._interp = jax.jit(functools.partial(latent.vae_interpolate, **opts),
@@ -113,14 +116,13 @@ class VAEModel:
     return x * 2.0 - 1.0 if self._minus_one_one else x
 
   def _to_unit(self, x):
-    x = np.asarray(x)
-    return (x + 1.0) / 2.0 if self._minus_one_one else x
+    return data_lib.to_unit(x, self.config.data.value_range)
 
   def _labels(self, labels):
     if not self.num_classes:
       return None
     if labels is None:
-      raise ValueError('this VAE is class-conditional: pass --classes.')
+      raise errors.InputError('this VAE is class-conditional: pass --classes.')
     return jnp.asarray(labels, jnp.int32)
 
   def grid(self, seed, *, classes=None, per_class=10, rows=8):

@@ -1,4 +1,5 @@
-"""launch/__init__.py restarts `python -m launch.X` with huge-page malloc."""
+"""launch.runtime.restart_with_huge_pages: launch scripts restart with
+huge-page malloc."""
 
 import os
 import subprocess
@@ -6,7 +7,7 @@ import sys
 
 import pytest
 
-import launch
+from launch import runtime
 from tests import helpers
 
 
@@ -22,7 +23,7 @@ def execs(monkeypatch):
 def _as_if_run(monkeypatch, orig_argv, argv0='-m'):
   monkeypatch.setattr(sys, 'orig_argv', orig_argv)
   monkeypatch.setattr(sys, 'argv', [argv0])
-  launch._restart_with_huge_pages()  # pylint: disable=protected-access
+  runtime.restart_with_huge_pages()
 
 
 def test_python_m_launch_restarts_with_the_tunable(execs, monkeypatch):
@@ -43,8 +44,6 @@ def test_other_tunables_are_kept(execs, monkeypatch):
 
 
 @pytest.mark.parametrize('orig_argv,argv0,env', [
-    (['py', '-m', 'pytest', 'tests'], '-m', {}),  # not a launch module
-    (['py', 'script.py'], 'script.py', {}),  # `import launch` from a script
     (['py', '-m', 'launch.fuse'], '-m', {'GENSYNTH_HUGETLB': '0'}),  # opt out
     (['py', '-m', 'launch.fuse'], '-m',
      {'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=0'}),  # the user's choice wins
@@ -70,3 +69,9 @@ def test_restarted_benchmark_records_the_tunable(tmp_path):
   import json  # pylint: disable=g-import-not-at-top
   assert 'glibc.malloc.hugetlb=1' in json.loads(out.read_text())[
       'glibc_tunables']
+
+
+def test_importing_a_launch_script_restarts_nothing(execs):
+  import importlib  # pylint: disable=g-import-not-at-top
+  importlib.import_module('launch.fuse')
+  assert not execs

@@ -1,4 +1,5 @@
-"""launch.xla_cpu: the XLA:CPU flags the launch scripts set before JAX starts."""
+"""launch.runtime.configure_xla_cpu: the XLA:CPU flags the launch scripts set
+before JAX starts."""
 
 import json
 import subprocess
@@ -9,10 +10,10 @@ from tests import helpers
 _PROBE = r'''
 import json, sys
 from absl import app, flags
-from launch import xla_cpu
+from launch import runtime
 flags.FLAGS(['probe'] + sys.argv[1:])
 try:
-  xla_flags = xla_cpu.configure()
+  xla_flags = runtime.configure_xla_cpu()
 except app.UsageError as e:
   print(json.dumps({'usage_error': str(e)})); sys.exit()
 import jax, jax.numpy as jnp

@@ -1,0 +1,147 @@
+"""GAN evaluation: batched sampling, and FID/KID/precision/recall (and class
+accuracy) of generated images, each next to its real-vs-real floor."""
+
+import functools
+import os
+
+import jax
+import numpy as np
+from absl import logging
+from jax.experimental import multihost_utils
+
+from gensynth import data as data_lib
+from gensynth import errors
+from gensynth.evaluation import features as features_lib
+from gensynth.evaluation import runs
+from gensynth.metrics import generative
+from gensynth.steps import gan as gan_steps
+from gensynth.train import sharding
+from gensynth.train import state as state_lib
+
+
+def check_labels(labels, num_classes):
+  """Host-side check of requested class ids (never a silent clamp in XLA)."""
+  labels = np.asarray(labels)
+  if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+    bad = labels[(labels < 0) | (labels >= num_classes)][0]
+    raise errors.InputError(
+        f'class id {int(bad)} out of range: the model was trained '
+        f'on {num_classes} classes, ids 0..{num_classes - 1}.')
+  return labels.astype(np.int32)
+
+
+class Sampler:
+  """Jitted, data-parallel generation in fixed-size batches (one compile)."""
+
+  def __init__(self, config, mesh, state, num_classes, *, batch_size):
+    sharding.check_batch_size(batch_size, mesh, 'sampling batch size')
+    self.num_classes = state_lib.gan_classes(config, num_classes)
+    self.batch_size = batch_size
+    repl, data_sh = sharding.replicated(mesh), sharding.data_sharded(mesh)
+    self._fn = jax.jit(
+        functools.partial(gan_steps.sample, g_apply=state.g_apply,
+                          num=batch_size,
+                          latent_dim=config.model.latent_dim),
+        in_shardings=(repl, repl, data_sh if self.num_classes else None),
+        out_shardings=data_sh)
+
+  def __call__(self, params, key, num, labels=None):
+    """`num` images in [-1, 1] (NumPy on every process) from N(0, I) latents.
+
+    Batch i uses latents drawn from fold_in(key, i), so a given (key, num)
+    gives the same images on any device count.
+    """
+    if self.num_classes:
+      if labels is None:
+        raise errors.InputError('a class-conditional generator needs labels.')
+      labels = check_labels(labels, self.num_classes)
+      if labels.shape != (num,):
+        raise errors.InputError(
+            f'labels shape {labels.shape}, expected ({num},).')
+    out = []
+    b = self.batch_size
+    for i, start in enumerate(range(0, num, b)):
+      y = None
+      if self.num_classes:
+        y = labels[start:start + b]
+        y = np.concatenate([y, np.zeros(b - len(y), np.int32)])
+      x = self._fn(params, jax.random.fold_in(key, i), y)
+      out.append(np.asarray(multihost_utils.process_allgather(x, tiled=True)))
+    return np.concatenate(out)[:num]
+
+
+def generative_metrics(config, sampler, params, train_src, test_src,
+                       extractor, *, num_samples, key):
+  """FID, KID, precision/recall (and class accuracy) of generated images,
+  each next to its real-vs-real floor (train split vs test split)."""
+  n = min(num_samples, len(test_src))
+  if n < num_samples:
+    logging.warning('test split has %d images: using %d samples, not %d.',
+                    len(test_src), n, num_samples)
+  test = data_lib.preprocess(test_src.images[:n])
+  pick = np.random.default_rng(0).choice(len(train_src), min(
+      n, len(train_src)), replace=False)
+  train = data_lib.preprocess(train_src.images[np.sort(pick)])
+  # A conditional G samples classes as often as the training data has them.
+  requested = generative.labels_like(
+      train_src.labels, n, sampler.num_classes) if sampler.num_classes else None
+  fake = _unit(sampler(params, key, n, requested))
+  f_test, l_test = extractor.features_and_logits(test)
+  f_train = extractor(train)
+  f_fake, l_fake = extractor.features_and_logits(fake)
+  kid_opts = dict(num_subsets=config.eval.kid_subsets,
+                  subset_size=config.eval.kid_subset_size)
+  out = {'num_samples': n, 'fid': generative.fid(f_fake, f_test),
+         'fid_floor': generative.fid(f_train, f_test)}
+  out['fid_over_floor'] = out['fid'] / max(out['fid_floor'], 1e-12)
+  out['kid'], out['kid_std'] = generative.kid(f_fake, f_test, **kid_opts)
+  out['kid_floor'], _ = generative.kid(f_train, f_test, **kid_opts)
+  pr = generative.precision_recall(f_test, f_fake, k=config.eval.pr_k)
+  pr_floor = generative.precision_recall(f_test, f_train, k=config.eval.pr_k)
+  out.update(pr, precision_floor=pr_floor['precision'],
+             recall_floor=pr_floor['recall'])
+  out['classifier_test_accuracy'] = float(
+      np.mean(l_test.argmax(-1) == test_src.labels[:n]))
+  if sampler.num_classes:
+    acc = generative.class_accuracy(l_fake, requested, sampler.num_classes)
+    out['class_accuracy'] = acc['accuracy']
+    out['samples_per_class'] = np.bincount(
+        requested, minlength=sampler.num_classes).tolist()
+    out['class_accuracy_min'] = min(a for a in acc['per_class']
+                                   if a is not None)
+    out['class_accuracy_per_class'] = acc['per_class']
+  return out
+
+
+def sample_grid(sampler, params, key, *, num_classes, per_row=10, rows=8):
+  """[N, H, W, C] in [0, 1]: one row per class if conditional, else a block."""
+  if num_classes:
+    labels = np.repeat(np.arange(num_classes), per_row)
+    return _unit(sampler(params, key, len(labels), labels)), per_row
+  return _unit(sampler(params, key, per_row * rows)), per_row
+
+
+def evaluate(config, workdir, *, classifier, num_samples=None, batch_size=None,
+             seed=0, step=None):
+  """Generative metrics of the newest (or the given) checkpoint's EMA G."""
+  extractor = features_lib.ClassifierFeatures(
+      os.path.expanduser(classifier),
+      batch_size=batch_size or config.eval.batch_size)
+  mesh, state, _ = runs.load_gan(config, workdir, step=step)
+  train_src = data_lib.load_split(config.data, 'train')
+  test_src = data_lib.load_split(config.data, 'test')
+  sampler = Sampler(config, mesh, state, train_src.num_classes,
+                    batch_size=sharding.round_up(
+                        batch_size or config.eval.batch_size, mesh))
+  out = generative_metrics(config, sampler, state.ema_params, train_src,
+                           test_src, extractor,
+                           num_samples=num_samples or config.eval.num_samples,
+                           key=jax.random.key(seed))
+  out['step'] = int(state.step)
+  return out
+
+
+
+
+def _unit(x):
+  return data_lib.to_unit(x, 'minus_one_one')

@@ -1,0 +1,72 @@
+"""Loading a trained run back from its workdir, without its training data
+when the run wrote info.json."""
+
+from gensynth import data as data_lib
+from gensynth import errors
+from gensynth.train import checkpoint as ckpt_lib
+from gensynth.train import sharding
+from gensynth.train import state as state_lib
+from gensynth.train import workdir as workdir_lib
+
+
+def info_of(config, workdir):
+  """The run's data facts (image_shape, num_classes): info.json, else read
+  from the training split."""
+  info = workdir_lib.load_info(workdir)
+  if not info:
+    src = data_lib.load_split(config.data, 'train')
+    info = {'image_shape': src.image_shape, 'num_classes': src.num_classes}
+  return info
+
+
+def load_vae(config, workdir, *, step=None):
+  """(TrainState, info) of a trained VAE run."""
+  info = info_of(config, workdir)
+  mesh = sharding.make_mesh()
+  _, state = state_lib.vae(config, mesh, tuple(info['image_shape']),
+                           info['num_classes'], config.num_steps)
+  return ckpt_lib.restore_trained(workdir, state, step=step), info
+
+
+def load_gan(config, workdir, *, step=None):
+  """(mesh, GANState, info) of a trained GAN run."""
+  info = info_of(config, workdir)
+  mesh = sharding.make_mesh()
+  _, _, state = state_lib.gan(config, mesh, tuple(info['image_shape']),
+                              info['num_classes'])
+  return mesh, ckpt_lib.restore_trained(workdir, state, step=step), info
+
+
+class FeatureExtractorError(errors.CheckpointNotFoundError):
+  """The classifier workdir for generative metrics is missing or unusable."""
+
+
+def load_classifier(workdir, *, step=None):
+  """Rebuilds a trained classifier from its workdir.
+
+  Returns:
+    (config, model, params, info).
+  """
+  try:
+    config = workdir_lib.load_config(workdir)
+  except errors.CheckpointNotFoundError as e:
+    raise FeatureExtractorError(
+        f'no classifier at {workdir!r} ({e}). Train one with '
+        'python -m launch.train --config=gensynth/configs/classifier_mnist.py '
+        f'--workdir={workdir} (or pass the workdir of one you trained).'
+    ) from e
+  info = workdir_lib.load_info(workdir)
+  if config.trainer != 'classifier' or not info:
+    raise FeatureExtractorError(f'{workdir!r} holds a {config.trainer!r} run, '
+                                'not a classifier.')
+  mesh = sharding.make_mesh()
+  model, state = state_lib.classifier(config, mesh, tuple(info['image_shape']),
+                                      info['num_classes'])
+  ckpt = ckpt_lib.Checkpointer(workdir, save_every=1)
+  if ckpt.latest_step() is None:
+    raise FeatureExtractorError(
+        f'the classifier in {workdir!r} has no checkpoint; its training did '
+        'not save one. Re-run launch.train on that workdir.')
+  state = ckpt.restore_or_init(state, step=step)
+  ckpt.close()
+  return config, model, state.params, info

@@ -1,0 +1,106 @@
+"""Process-level tuning for the launch scripts, each piece called explicitly.
+
+Nothing here changes what gensynth computes, only how fast this process runs
+it. Each piece names the benchmark that justifies it; the figures are in
+BUILD_NOTES.md.
+
+* `restart_with_huge_pages()`: re-executes `python -m launch.X` with glibc's
+  malloc asked for transparent huge pages (GLIBC_TUNABLES=
+  glibc.malloc.hugetlb=1). XLA:CPU allocates fresh output buffers on every
+  call, and with 4 KiB pages their first touch costs page faults
+  (`launch.benchmark --bench=pyramid_blend` and `--bench=weighted_blend`).
+  Set GENSYNTH_HUGETLB=0 to keep the process as started; a GLIBC_TUNABLES
+  that already names glibc.malloc.hugetlb is left alone. Scripts call it
+  first thing, before the heavy imports.
+* `limit_malloc_arenas(n)`: few glibc malloc arenas keep RSS flat across
+  thousands of asynchronous checkpoints (`--bench=checkpoint_rss`).
+* `configure_xla_cpu()`: the XLA:CPU YNNPACK switch (--xla_cpu_ynn_fusion_type;
+  off by default: `--bench=gan_throughput` measured jaxlib's default slower
+  for gensynth's models). Only XLA:CPU reads it.
+"""
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+FLAGS = flags.FLAGS
+
+_TUNABLE = 'glibc.malloc.hugetlb'
+
+
+def restart_with_huge_pages():
+  """os.execve's this process (same interpreter and arguments) with the
+  tunable set. Call it only from a script's `__main__` block, before its
+  heavy imports; importing a launch module never restarts anything."""
+  if os.environ.get('GENSYNTH_HUGETLB', '1') == '0':
+    return
+  tunables = os.environ.get('GLIBC_TUNABLES', '')
+  if _TUNABLE in tunables or not sys.platform.startswith('linux'):
+    return
+  argv = getattr(sys, 'orig_argv', None)
+  if not argv:
+    return
+  import platform  # pylint: disable=g-import-not-at-top
+  if platform.libc_ver()[0] != 'glibc':
+    return
+  env = dict(os.environ)
+  env['GLIBC_TUNABLES'] = (f'{tunables}:' if tunables else '') + f'{_TUNABLE}=1'
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os.execve(sys.executable, [sys.executable] + argv[1:], env)
+
+
+def limit_malloc_arenas(n):
+  """mallopt(M_ARENA_MAX, n): glibc otherwise gives every thread that
+  allocates (orbax's async checkpoint writers among them) its own arena, and
+  the host copies of each saved state fragment them; RSS then creeps up with
+  every checkpoint. No-op off glibc."""
+  if n <= 0:
+    return
+  name = ctypes.util.find_library('c')
+  try:
+    libc = ctypes.CDLL(name) if name else None
+    if libc is not None and hasattr(libc, 'mallopt'):
+      libc.mallopt(-8, n)  # -8 = M_ARENA_MAX
+  except OSError:
+    pass
+
+
+_YNN = 'xla_cpu_experimental_ynn_fusion_type'
+_TYPES = ('dot', 'eltwise', 'reduce', 'individual_dot',
+          'individual_convolution')
+
+flags.DEFINE_string(
+    'xla_cpu_ynn_fusion_type', '',
+    "Ops XLA:CPU hands to YNNPACK: '' (none, gensynth's default: faster for "
+    "its models), 'default' (jaxlib's own choice), or a comma-separated list "
+    'of dot, eltwise, reduce, individual_dot, individual_convolution. An '
+    f'explicit --{_YNN} in XLA_FLAGS wins.')
+
+def configure_xla_cpu():
+  """Adds --xla_cpu_experimental_ynn_fusion_type to XLA_FLAGS.
+
+  Call before the first JAX computation: XLA reads XLA_FLAGS once, when the
+  backend starts. Returns the XLA_FLAGS value now in effect.
+  """
+  current = os.environ.get('XLA_FLAGS', '')
+  choice = FLAGS.xla_cpu_ynn_fusion_type
+  if choice == 'default' or _YNN in current:
+    return current
+  unknown = [t for t in choice.split(',') if t and t not in _TYPES]
+  if unknown:
+    raise app.UsageError(f'--xla_cpu_ynn_fusion_type: {unknown} unknown; '
+                         f"expected '', 'default' or a comma-separated list "
+                         f'of {_TYPES}.')
+  from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+  if xla_bridge.backends_are_initialized():
+    logging.warning('JAX backend already started; --xla_cpu_ynn_fusion_type='
+                    '%r not applied.', choice)
+    return current
+  os.environ['XLA_FLAGS'] = f'{current} --{_YNN}={choice}'.strip()
+  return os.environ['XLA_FLAGS']

@@ -1,0 +1,33 @@
+"""The launch scripts print gensynth's user-facing errors as one line and keep
+the traceback of everything else."""
+
+import pytest
+
+from gensynth import errors
+from launch import distributed
+from tests import helpers
+
+
+def test_gensynth_errors_become_exit_status_one():
+  def bad_config():
+    raise errors.ConfigError('config.batch_size=0 must be positive.')
+  with pytest.raises(SystemExit) as exit_info:
+    distributed.one_line_errors(bad_config)
+  assert exit_info.value.code == 1
+
+
+@pytest.mark.parametrize('exc', [ZeroDivisionError, ValueError, OSError])
+def test_any_other_exception_keeps_its_traceback(exc):
+  def bug():
+    raise exc('a bug')
+  with pytest.raises(exc, match='a bug'):
+    distributed.one_line_errors(bug)
+
+
+def test_train_cli_bad_config_is_one_line(tmp_path):
+  proc = helpers.run_launch(
+      'train', '--config=gensynth/configs/vae_shapes.py:smoke',
+      f'--workdir={tmp_path}', '--config.batch_size=0', check=False)
+  assert proc.returncode == 1
+  assert 'ConfigError: config.batch_size=0 must be positive.' in proc.stderr
+  assert 'Traceback' not in proc.stderr
