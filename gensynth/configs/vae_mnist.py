@@ -12,13 +12,14 @@ def get_config(arg=None):
   variants = common.parse_variants('vae_mnist', arg, ('idx', 'cond', 'smoke'))
   c = vae_common.base_config()
   c.batch_size = 128
-  c.num_steps = 18_000  # ~50 min at ~800 images/s on 2 CPU cores.
+  c.num_steps = 18_000  # more than the 60-minute NLL benchmark reaches
   c.log_every = 200
   c.checkpoint_every = 2000
   c.keep_checkpoints = 20  # Every checkpoint kept: the NLL-vs-time curve.
   c.image_every = 6000
-  # Two sequential half-batches: the same update, 4-8% faster per step on 2
-  # CPU cores (BUILD_NOTES.md). On a GPU set --config.micro_batches=1.
+  # Two sequential half-batches: the same update, faster per step on XLA:CPU
+  # (`launch.benchmark --bench=vae_throughput`). On a GPU set
+  # --config.micro_batches=1.
   c.micro_batches = 2
   c.data.update(source='tfds', name='mnist', download=True, binarize=True,
                 value_range='zero_one')

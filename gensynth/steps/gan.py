@@ -186,10 +186,9 @@ def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
   with r1_now=None the step decides that itself (a `lax.cond`); r1_now=True
   or False fixes it at trace time, so a loop that knows the step number on
   the host can jit one variant of each and call the right one. Prefer that
-  on XLA:CPU (jaxlib 0.10): convolution weight gradients inside a
-  conditional's branch compile to a naive loop there, ~20x slower than the
-  same ops outside it (`train.gan.make_step_for` does the host-side
-  choice).
+  on XLA:CPU: convolution weight gradients inside a conditional's branch
+  compile to a naive loop there (`launch.benchmark --bench=gan_throughput`
+  on the r1 variant; `train.gan.make_step_for` does the host-side choice).
   """
   key = jax.random.fold_in(key, state.step)
   images = batch['image']

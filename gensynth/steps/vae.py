@@ -82,8 +82,8 @@ def batch_gradients(params, apply_fn, batch, key, *, micro_batches=1,
   micro-batch r % micro_batches, as in `steps.gan`: a batch sharded over
   devices in contiguous blocks splits on each device without communication
   when its block divides by micro_batches. An optimization barrier keeps the
-  micro-batches in sequence (XLA would otherwise interleave them): on the
-  2-core CPU the VAE step runs 4-8% faster as two halves (BUILD_NOTES.md).
+  micro-batches in sequence (XLA would otherwise interleave them), which is
+  faster on XLA:CPU (`launch.benchmark --bench=vae_throughput`).
   """
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   m = micro_batches

@@ -47,9 +47,8 @@ def weighted_blend_into(dst, images, weights, *, bias=0.0):
     for ...:
       out = blend_into(out, frames, weights)
 
-  A fresh output buffer each call costs page faults on first touch: on the
-  2-core CPU here the 2048x2048x3 blend runs at ~9 GB/s allocating and
-  ~27 GB/s into a donated buffer (BUILD_NOTES.md).
+  A fresh output buffer each call costs page faults on first touch, which a
+  donated buffer avoids (`launch.benchmark --bench=weighted_blend`).
 
   Args:
     dst: array with the result's shape and dtype (its values are ignored).

@@ -57,8 +57,9 @@ def _gauss_kernel(sigma):
   return tuple(float(v) for v in k / k.sum())
 
 
-# The helpers below work on [..., H, W] arrays (no channel axis): on XLA:CPU
-# the same stencils over [..., H, W, 1] run ~4x slower (a unit minor axis).
+# The helpers below work on [..., H, W] arrays (no channel axis): XLA:CPU runs
+# the same stencils over [..., H, W, 1] (a unit minor axis) much slower
+# (`launch.benchmark --bench=panorama`).
 
 
 def _taps(x, axis, weights):
@@ -156,7 +157,8 @@ def _resize(x, hw):
   rounding. Each axis is a few row gathers with weights (tap tables built at
   trace time from the static shapes); columns are resized as rows of the
   transpose, since gathering single elements along the minor axis is slow on
-  XLA:CPU, as is jax.image.resize's dense-matrix form (~6x slower here).
+  XLA:CPU, as is jax.image.resize's dense-matrix form
+  (`launch.benchmark --bench=panorama`).
   """
   if x.shape[-2] != hw[0]:
     x = _resize_rows(x, hw[0])

@@ -323,9 +323,9 @@ def gain_factors(grey, covered, sigma_n=10.0 / 255, sigma_g=0.1):
 def render(images, sizes, homs, *, out_hw, blend, levels, gain_compensation):
   """Stage 6. Warps N images [N, Hm, Wm, C] (true sizes [N, 2]) by homs
   [N, 3, 3] onto one canvas, equalises gains and blends the seams."""
-  # One warp per image, not jax.vmap: the batched gathers vmap makes run
-  # ~3x slower on XLA:CPU. Materialised: fused into their consumers the
-  # gathers would be redone.
+  # One warp per image, not jax.vmap: XLA:CPU runs the batched gathers vmap
+  # makes slower (`launch.benchmark --bench=panorama`). Materialised: fused
+  # into their consumers the gathers would be redone.
   parts = [_warp_one(images[i], sizes[i], homs[i], out_hw)
            for i in range(images.shape[0])]
   warped, weight, covered = (jnp.stack(p) for p in zip(*parts))

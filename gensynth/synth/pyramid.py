@@ -4,8 +4,9 @@
 output ceil(n/2)); `pyr_up` equals cv2.pyrUp (even outputs (1, 6, 1)/8, odd
 (1, 1)/2; reflect-101 at the top/left border and replicate at the
 bottom/right, which is what OpenCV's last-row/column rule amounts to). Both are
-written polyphase with strided slices of the input, without padding copies:
-on XLA:CPU the same filter as a depthwise lax.conv is ~30x slower.
+written polyphase with strided slices of the input, without padding copies,
+because XLA:CPU runs the same filter as a depthwise lax.conv far slower
+(`launch.benchmark --bench=pyramid_blend`).
 Reconstruction from a Laplacian pyramid is exact up to float rounding by
 construction.
 """
@@ -34,8 +35,8 @@ def down_axis(x, axis):
 
   The interior is five strided slices of x itself; the first and last
   outputs, whose taps cross the border, are built from single reflected rows
-  and concatenated on. Padding x first would copy all of it (on XLA:CPU that
-  copy cost more than the filtering: 61 -> 22 ms for 2x2048x2048x3).
+  and concatenated on. Padding x first would copy all of it, and on XLA:CPU
+  that copy costs more than the filtering (`--bench=pyramid_blend`).
   """
   n = x.shape[axis]
   ax = axis % x.ndim
