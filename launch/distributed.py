@@ -4,7 +4,6 @@ import json
 import os
 import sys
 
-import jax
 from absl import flags
 from absl import logging
 
@@ -17,8 +16,6 @@ flags.DEFINE_integer('process_id', None, 'This process index (0-based).')
 flags.DEFINE_integer('heartbeat_timeout_seconds', 100,
                      'A peer silent this long is declared dead and the job '
                      'stops with an error instead of hanging.')
-flags.DEFINE_string('compilation_cache_dir', None,
-                    'Persistent XLA compilation cache directory.')
 flags.DEFINE_integer('malloc_arena_max', 2,
                      'glibc malloc arenas (0 = glibc default). Few arenas '
                      'keep RSS flat across thousands of asynchronous '
@@ -36,13 +33,14 @@ class _QuietLibraries(logging.logging.Filter):
 
 
 def initialize():
-  """XLA:CPU flags, then jax.distributed when asked for (flags or cluster
-  env), then log devices."""
+  """XLA:CPU flags, the compilation cache, then jax.distributed when asked
+  for (flags or cluster env), then log devices. JAX is imported here, not at
+  module level, so that --help answers without loading it."""
+  import jax  # pylint: disable=g-import-not-at-top
   xla_flags = runtime.configure_xla_cpu()
   runtime.limit_malloc_arenas(FLAGS.malloc_arena_max)
   logging.get_absl_handler().addFilter(_QuietLibraries())
-  if FLAGS.compilation_cache_dir:
-    jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache_dir)
+  runtime.enable_compilation_cache()
   if FLAGS.coordinator_address or (FLAGS.num_processes or 1) > 1:
     if jax.config.jax_platforms in (None, '', 'cpu'):
       # CPU devices of several processes talk through gloo.

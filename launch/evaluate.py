@@ -12,11 +12,6 @@ floor (train split vs test split).
 The model is rebuilt from workdir/config.json unless --config is given.
 """
 
-from launch import runtime  # pylint: disable=g-bad-import-order
-
-if __name__ == '__main__':
-  runtime.restart_with_huge_pages()  # first, before the heavy imports below
-
 
 from absl import app
 from absl import flags

@@ -10,23 +10,15 @@ image blended into the first in the gradient domain). Prints what it did and
 quality figures.
 """
 
-from launch import runtime  # pylint: disable=g-bad-import-order
-
-if __name__ == '__main__':
-  runtime.restart_with_huge_pages()  # first, before the heavy imports below
-
 import time
 
-import jax
-import numpy as np
 from absl import app
 from absl import flags
 
-from gensynth import errors
-from gensynth.metrics import image as metrics
-from gensynth.synth import blend
-from gensynth.synth import fusion
-from gensynth.synth import io
+from launch import runtime
+
+# JAX and gensynth are imported inside the functions that use them, so that
+# --help and flag errors answer without loading them.
 
 flags.DEFINE_enum('method', None, ['weighted', 'pyramid', 'multifocus',
                                    'exposure', 'poisson'], 'Fusion method.')
@@ -44,6 +36,8 @@ FLAGS = flags.FLAGS
 
 
 def _load(paths):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from gensynth.synth import io  # pylint: disable=g-import-not-at-top
   if len(paths) < 2:
     raise app.UsageError(f'--inputs needs at least two images, got {paths}.')
   loaded = [io.read_image(p) for p in paths]
@@ -56,6 +50,13 @@ def _load(paths):
 
 
 def _fuse(x):
+  # pylint: disable=g-import-not-at-top
+  import jax
+  import numpy as np
+  from gensynth.synth import blend
+  from gensynth.synth import fusion
+  from gensynth.synth import io
+  # pylint: enable=g-import-not-at-top
   method, n = FLAGS.method, len(x)
   if method == 'weighted':
     w = [float(v) for v in FLAGS.weights] if FLAGS.weights else [1.0 / n] * n
@@ -90,6 +91,13 @@ def _fuse(x):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  runtime.enable_compilation_cache()
+  # pylint: disable=g-import-not-at-top
+  import numpy as np
+  from gensynth import errors
+  from gensynth.metrics import image as metrics
+  from gensynth.synth import io
+  # pylint: enable=g-import-not-at-top
   try:
     x, bits = _load(FLAGS.inputs)
     t0 = time.perf_counter()

@@ -14,6 +14,13 @@ BUILD_NOTES.md.
   first thing, before the heavy imports.
 * `limit_malloc_arenas(n)`: few glibc malloc arenas keep RSS flat across
   thousands of asynchronous checkpoints (`--bench=checkpoint_rss`).
+* `enable_compilation_cache()`: JAX's persistent compilation cache, on by
+  default in a per-user directory (--compilation_cache_dir; '' turns it
+  off), so a second command on the same shapes loads its programs instead
+  of compiling them. Several processes may share it: entries are read and
+  written under a file lock (jax's size-bounded cache). With
+  GENSYNTH_COMPILE_REPORT=1 the process logs at exit how many programs it
+  compiled and how many it loaded from the cache.
 * `configure_xla_cpu()`: the XLA:CPU YNNPACK switch (--xla_cpu_ynn_fusion_type;
   off by default: `--bench=gan_throughput` measured jaxlib's default slower
   for gensynth's models). Only XLA:CPU reads it.
@@ -29,6 +36,25 @@ from absl import flags
 from absl import logging
 
 FLAGS = flags.FLAGS
+
+
+def default_cache_dir():
+  """$XDG_CACHE_HOME/gensynth/jax (default ~/.cache/gensynth/jax), or
+  $JAX_COMPILATION_CACHE_DIR where that is set."""
+  if os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+    return os.environ['JAX_COMPILATION_CACHE_DIR']
+  base = os.environ.get('XDG_CACHE_HOME') or os.path.join(
+      os.path.expanduser('~'), '.cache')
+  return os.path.join(base, 'gensynth', 'jax')
+
+
+flags.DEFINE_string(
+    'compilation_cache_dir', default_cache_dir(),
+    "JAX's persistent compilation cache: compiled programs are stored here "
+    "and reused by later commands ('' = off).")
+flags.DEFINE_integer('compilation_cache_max_mb', 2048,
+                     'Size bound of the compilation cache (least recently '
+                     'used entries go first).')
 
 _TUNABLE = 'glibc.malloc.hugetlb'
 
@@ -104,3 +130,61 @@ def configure_xla_cpu():
     return current
   os.environ['XLA_FLAGS'] = f'{current} --{_YNN}={choice}'.strip()
   return os.environ['XLA_FLAGS']
+
+
+def enable_compilation_cache():
+  """Points JAX's persistent compilation cache at --compilation_cache_dir
+  (every program is cached, however fast it compiled). Returns the directory,
+  or None when the flag is ''."""
+  import jax  # pylint: disable=g-import-not-at-top
+  path = FLAGS.compilation_cache_dir
+  if os.environ.get('GENSYNTH_COMPILE_REPORT') == '1':
+    _report_compiles_at_exit()
+  if not path:
+    jax.config.update('jax_enable_compilation_cache', False)
+    return None
+  path = os.path.expanduser(path)
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise app.UsageError(
+        f'--compilation_cache_dir={path!r}: cannot create it ({e.strerror}); '
+        "pass another directory or '' to turn the cache off.") from e
+  jax.config.update('jax_compilation_cache_dir', path)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', -1)
+  # A size bound turns on jax's file lock around every read and write, which
+  # is what makes one directory safe for several processes at once.
+  jax.config.update('jax_compilation_cache_max_size',
+                    FLAGS.compilation_cache_max_mb * 2**20)
+  return path
+
+
+def _report_compiles_at_exit():
+  """Logs at exit: programs compiled, and programs loaded from the cache."""
+  import atexit  # pylint: disable=g-import-not-at-top
+  from jax import monitoring  # pylint: disable=g-import-not-at-top
+  # Every XLA program goes through one timed "backend compile" (a cache hit
+  # included); a hit also records its own event.
+  counts = {'compiles_or_loads': 0, 'hits': 0}
+
+  def on_duration(name, duration, **kwargs):
+    del duration, kwargs
+    if name == '/jax/core/compile/backend_compile_duration':
+      counts['compiles_or_loads'] += 1
+
+  def on_event(name, **kwargs):
+    del kwargs
+    if name == '/jax/compilation_cache/cache_hits':
+      counts['hits'] += 1
+
+  monitoring.register_event_duration_secs_listener(on_duration)
+  monitoring.register_event_listener(on_event)
+
+  def report():
+    hits = counts['hits']
+    sys.stderr.write('gensynth compile report: compiled='
+                     f'{counts["compiles_or_loads"] - hits} '
+                     f'cache_hits={hits}\n')
+
+  atexit.register(report)

@@ -11,11 +11,6 @@ their EMA generator. Conditional models draw the classes in --classes
 (default: every class). Prints the written paths as JSON.
 """
 
-from launch import runtime  # pylint: disable=g-bad-import-order
-
-if __name__ == '__main__':
-  runtime.restart_with_huge_pages()  # first, before the heavy imports below
-
 import os
 
 import numpy as np

@@ -7,24 +7,19 @@ r"""Stitches images on disk into a strip or a grid.
       --output=pano.png [--blend=multiband|feather|none] [--detector=orb]
 """
 
-from launch import runtime  # pylint: disable=g-bad-import-order
-
-if __name__ == '__main__':
-  runtime.restart_with_huge_pages()  # first, before the heavy imports below
-
 import json
 import time
 
-import jax
-
-import numpy as np
 from absl import app
 from absl import flags
 
-from gensynth import errors
-from gensynth.synth import io
-from gensynth.synth import panorama
-from gensynth.synth import stitch
+from launch import runtime
+
+# JAX and gensynth are imported inside main(), so that --help and flag errors
+# answer without loading them. Keep these equal to gensynth.synth.stitch's
+# POLICIES and ALIGNS (tests/launch/test_synth_cli.py checks).
+POLICIES = ('pad', 'resize', 'error')
+ALIGNS = ('start', 'center', 'end')
 
 flags.DEFINE_enum('mode', None, ['concat', 'grid', 'panorama'],
                   'What to build.')
@@ -40,9 +35,9 @@ flags.DEFINE_list('inputs', None, 'Comma-separated input image paths.')
 flags.DEFINE_enum('direction', 'horizontal', ['horizontal', 'vertical'],
                   'concat: side by side (horizontal) or top to bottom.')
 flags.DEFINE_integer('cols', None, 'grid: number of columns.')
-flags.DEFINE_enum('policy', 'pad', list(stitch.POLICIES),
+flags.DEFINE_enum('policy', 'pad', list(POLICIES),
                   'Mismatched sizes: pad, resize or error.')
-flags.DEFINE_enum('align', 'center', list(stitch.ALIGNS),
+flags.DEFINE_enum('align', 'center', list(ALIGNS),
                   'Placement of smaller images when padding.')
 flags.DEFINE_integer('spacing', 0, 'Pixels between images.')
 flags.DEFINE_float('fill', 0.0, 'Fill value in [0, 1] for padding/spacing.')
@@ -57,6 +52,15 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  runtime.enable_compilation_cache()
+  # pylint: disable=g-import-not-at-top
+  import jax
+  import numpy as np
+  from gensynth import errors
+  from gensynth.synth import io
+  from gensynth.synth import panorama
+  from gensynth.synth import stitch
+  # pylint: enable=g-import-not-at-top
   try:
     loaded = [io.read_image(p) for p in FLAGS.inputs]
     images = io.harmonise_channels([x for x, _ in loaded])

@@ -194,6 +194,11 @@ def run(state, *, step_for, batches, start, num_steps, key, mesh, ckpt,
           ckpt.wait()
           logging.warning('Preempted at step %d; checkpoint written.', step)
           return state, step, True, stats()
+  except BaseException:
+    # The event writer's thread must not outlive an error (at interpreter
+    # exit it would print a traceback of its own).
+    reporter.close()
+    raise
   finally:
     # A failing step must not abandon an in-flight async save: the last
     # good checkpoint has to be complete on disk before the error leaves.

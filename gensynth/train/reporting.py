@@ -97,8 +97,10 @@ class Reporter:
     return path
 
   def close(self):
+    """Flushes and closes the event file (again: a no-op)."""
     if self._tb is not None:
       self._tb.close()
+      self._tb = None
 
 
 def _truncate_jsonl(path, start_step):

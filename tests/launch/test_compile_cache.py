@@ -1,0 +1,79 @@
+"""launch.runtime.enable_compilation_cache: every launch script keeps its
+compiled programs in a persistent cache, so a second command on the same
+shapes compiles nothing."""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from tests import helpers
+
+
+def _inputs(tmp_path):
+  rng = np.random.default_rng(0)
+  paths = []
+  for i in range(2):
+    p = tmp_path / f'in{i}.png'
+    Image.fromarray(rng.integers(0, 256, (40, 48, 3), np.uint8)).save(p)
+    paths.append(str(p))
+  return ','.join(paths)
+
+
+def _fuse(tmp_path, *flags, **env_extra):
+  env = helpers.env(GENSYNTH_COMPILE_REPORT='1', **env_extra)
+  env.pop('JAX_COMPILATION_CACHE_DIR', None)
+  proc = subprocess.run(
+      helpers.launch_cmd('fuse', '--method=exposure', '--levels=3',
+                         f'--inputs={_inputs(tmp_path)}',
+                         f'--output={tmp_path / "out.png"}', *flags),
+      cwd=helpers.REPO, env=env, capture_output=True, text=True, timeout=300,
+      check=True)
+  m = re.search(r'compile report: compiled=(\d+) cache_hits=(\d+)',
+                proc.stderr)
+  assert m, proc.stderr[-2000:]
+  return int(m.group(1)), int(m.group(2))
+
+
+def test_second_run_loads_every_program_from_the_cache(tmp_path):
+  cache = tmp_path / 'cache'
+  compiled, _ = _fuse(tmp_path, f'--compilation_cache_dir={cache}')
+  assert compiled > 0 and os.listdir(cache)
+  compiled, hits = _fuse(tmp_path, f'--compilation_cache_dir={cache}')
+  assert compiled == 0 and hits > 0
+
+
+def test_default_cache_is_per_user_and_empty_flag_turns_it_off(tmp_path):
+  home_cache = tmp_path / 'xdg'
+  _fuse(tmp_path, XDG_CACHE_HOME=str(home_cache))
+  assert os.listdir(home_cache / 'gensynth' / 'jax')
+  off = tmp_path / 'xdg_off'
+  for _ in range(2):
+    compiled, hits = _fuse(tmp_path, '--compilation_cache_dir=',
+                           XDG_CACHE_HOME=str(off))
+    assert compiled > 0 and hits == 0
+  assert not off.exists()
+
+
+def test_launch_scripts_define_their_flags_without_importing_jax():
+  # What makes `python -m launch.X --help` answer without loading JAX.
+  for module in ('fuse', 'stitch', 'train', 'evaluate', 'sample'):
+    code = (f'import sys, launch.{module}; '
+            "print('jax' in sys.modules, 'tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, '-c', code], cwd=helpers.REPO,
+                         env=helpers.env(), capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    assert out == ['False', 'False'], (module, out)
+
+
+def test_stitch_cli_choices_match_the_library():
+  code = ('from gensynth.synth import stitch; from launch import stitch as cli; '
+          'print(cli.POLICIES == stitch.POLICIES and '
+          'cli.ALIGNS == stitch.ALIGNS)')
+  out = subprocess.run([sys.executable, '-c', code], cwd=helpers.REPO,
+                       env=helpers.env(), capture_output=True, text=True,
+                       timeout=120, check=True).stdout.split()
+  assert out == ['True']
