@@ -17,6 +17,9 @@ runs the one --bench names.
   python -m launch.benchmark --bench=exposure_fusion --data_dir=../shared/datasets
   python -m launch.benchmark --bench=multifocus --data_dir=../shared/datasets
   python -m launch.benchmark --bench=panorama --data_dir=../shared/datasets
+  python -m launch.benchmark --bench=cli_wall_time --rounds=5 \
+      --data_dir=../shared/datasets
+  python -m launch.benchmark --bench=compile_latency
 
 XLA:CPU pays for page faults on fresh large outputs; like every launch script
 this one restarts itself with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (see
@@ -52,6 +55,8 @@ BENCHES = {
     'exposure_fusion': ('synth', 'exposure_fusion'),
     'multifocus': ('synth', 'multifocus'),
     'panorama': ('synth', 'panorama'),
+    'cli_wall_time': ('cli', 'cli_wall_time'),
+    'compile_latency': ('compile_latency', 'compile_latency'),
 }
 flags.DEFINE_enum('bench', 'vae_throughput', list(BENCHES),
                   'Which benchmark to run.')
