@@ -22,7 +22,7 @@ def load_image_folder(directory):
                    if os.path.isdir(os.path.join(directory, d)))
   if not classes:
     raise errors.DataError(f'{directory}: no class subfolders; expected '
-                     f'{directory}/<class_name>/<image files>.')
+                           f'{directory}/<class_name>/<image files>.')
   images, labels, first = [], [], None
   for label, name in enumerate(classes):
     sub = os.path.join(directory, name)

@@ -65,7 +65,7 @@ def load_idx_split(directory, split):
         f'IDX data directory {directory!r} does not exist.')
   if split not in _SPLIT_FILES:
     raise errors.DataError(f'IDX split {split!r} unknown; expected one of '
-                     f'{sorted(_SPLIT_FILES)}.')
+                           f'{sorted(_SPLIT_FILES)}.')
   img_path, lbl_path = (_find(directory, s) for s in _SPLIT_FILES[split])
   images, labels = read_idx(img_path), read_idx(lbl_path)
   if images.ndim != 3 or images.dtype != np.uint8:

@@ -113,7 +113,7 @@ def iwae_log_likelihood(key, encode_fn, decode_fn, x, labels, *, num_samples,
   """
   if num_samples % chunk_size:
     raise errors.InputError(f'num_samples={num_samples} must be a multiple of '
-                     f'chunk_size={chunk_size}.')
+                            f'chunk_size={chunk_size}.')
   mean, logvar = encode_fn(x, labels)
   n = x.shape[0]
   rep_labels = None if labels is None else jnp.tile(labels, chunk_size)

@@ -33,8 +33,9 @@ def _features(x, name):
 
 def _same_dim(a, b, names):
   if a.shape[1] != b.shape[1]:
-    raise errors.InputError(f'{names[0]} has {a.shape[1]} feature dimensions, '
-                     f'{names[1]} {b.shape[1]}; use one feature extractor.')
+    raise errors.InputError(
+        f'{names[0]} has {a.shape[1]} feature dimensions, '
+        f'{names[1]} {b.shape[1]}; use one feature extractor.')
 
 
 def feature_stats(features):
@@ -66,10 +67,11 @@ def fid_from_stats(mu1, sigma1, mu2, sigma2):
   sigma2 = np.asarray(sigma2, np.float64)
   if mu1.ndim != 1 or not mu1.size or mu2.shape != mu1.shape or (
       sigma1.shape != (mu1.size, mu1.size)) or sigma2.shape != sigma1.shape:
-    raise errors.InputError(f'inconsistent statistics: means {mu1.shape}, '
-                     f'{mu2.shape}; covariances {sigma1.shape}, '
-                     f'{sigma2.shape}; expected [D], [D], [D, D], [D, D] with '
-                     'D >= 1.')
+    raise errors.InputError(
+        f'inconsistent statistics: means {mu1.shape}, '
+        f'{mu2.shape}; covariances {sigma1.shape}, '
+        f'{sigma2.shape}; expected [D], [D], [D, D], [D, D] with '
+        'D >= 1.')
   for name, v in (('mu1', mu1), ('sigma1', sigma1), ('mu2', mu2),
                   ('sigma2', sigma2)):
     if not np.all(np.isfinite(v)):
@@ -125,7 +127,7 @@ def kid(features_a, features_b, *, num_subsets=100, subset_size=1000, seed=0):
   m = min(subset_size, len(a), len(b))
   if m < 2:
     raise errors.InputError(f'KID needs subsets of >= 2 rows; got {len(a)} and '
-                     f'{len(b)} rows for subset_size={subset_size}.')
+                            f'{len(b)} rows for subset_size={subset_size}.')
   rng = np.random.default_rng(seed)
   vals = np.array([mmd2_unbiased(a[rng.choice(len(a), m, replace=False)],
                                  b[rng.choice(len(b), m, replace=False)])
@@ -216,12 +218,13 @@ def class_accuracy(logits, requested, num_classes):
         f'expected, got {logits.shape} and {requested.shape}.')
   if num_classes < 1 or logits.shape[1] < num_classes:
     raise errors.InputError(f'num_classes={num_classes} must be in [1, '
-                     f'{logits.shape[1]}] (the logits\' K).')
+                            f'{logits.shape[1]}] (the logits\' K).')
   if not np.issubdtype(requested.dtype, np.integer) or requested.min() < 0 or (
       requested.max() >= num_classes):
-    raise errors.InputError(f'requested labels must be integers in [0, '
-                     f'{num_classes - 1}], got {requested.dtype} values in '
-                     f'[{requested.min()}, {requested.max()}].')
+    raise errors.InputError(
+        f'requested labels must be integers in [0, '
+        f'{num_classes - 1}], got {requested.dtype} values in '
+        f'[{requested.min()}, {requested.max()}].')
   if not np.all(np.isfinite(logits)):
     raise errors.InputError(
         'logits hold NaN or Inf; check the classifier input.')

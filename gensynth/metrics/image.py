@@ -241,7 +241,7 @@ def mef_ssim(sources, fused):
   f = checks.image(fused, 'fused', min_hw=44)
   if srcs.shape[1:-1] != f.shape[:-1]:
     raise errors.InputError(f'sources {tuple(srcs.shape[1:])} and fused '
-                     f'{tuple(f.shape)} differ in size.')
+                            f'{tuple(f.shape)} differ in size.')
   if min(f.shape[-3:-1]) < 44:
     raise errors.InputError(
         'fused: MEF-SSIM needs at least 44x44 pixels (three '

@@ -56,6 +56,6 @@ class Classifier(nn.Module):
 def from_config(cfg, num_classes):
   if not cfg.widths or min(cfg.widths) <= 0 or cfg.feature_dim <= 0:
     raise errors.ConfigError(f'config.model.widths={tuple(cfg.widths)} and '
-                     f'feature_dim={cfg.feature_dim} must be positive.')
+                             f'feature_dim={cfg.feature_dim} must be positive.')
   return Classifier(num_classes=num_classes, widths=tuple(cfg.widths),
                     feature_dim=cfg.feature_dim, conv_impl=cfg.conv_impl)

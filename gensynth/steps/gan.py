@@ -195,7 +195,7 @@ def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
   n = images.shape[0] // d_steps
   if n * d_steps != images.shape[0]:
     raise errors.InputError(f'batch of {images.shape[0]} does not split into '
-                     f'd_steps={d_steps} micro-batches.')
+                            f'd_steps={d_steps} micro-batches.')
   micro = lambda x, j: x.reshape((n, d_steps) + x.shape[1:])[:, j]
   old = state
   opts = dict(latent_dim=latent_dim, num_classes=num_classes, loss=loss)

@@ -190,7 +190,7 @@ def decode_latents(params, key, z, labels=None, *, apply_fn, likelihood,
     return decoder_mean(out, likelihood=likelihood)
   if likelihood != 'bernoulli':
     raise errors.InputError('autoregressive sampling is implemented for the '
-                     f'bernoulli likelihood, not {likelihood!r}.')
+                            f'bernoulli likelihood, not {likelihood!r}.')
   feats = apply_fn(variables, z, labels, method='decode_features')
   height, width = image_shape[:2]
 

@@ -78,8 +78,9 @@ def finite(x, name):
   ok = np.all(np.isfinite(x)) if isinstance(x, np.ndarray) else bool(
       jnp.all(jnp.isfinite(x)))
   if not ok:
-    raise errors.InputError(f'{name}: holds NaN or Inf values; expected finite '
-                     'values (e.g. replace them with np.nan_to_num first).')
+    raise errors.InputError(
+        f'{name}: holds NaN or Inf values; expected finite '
+        'values (e.g. replace them with np.nan_to_num first).')
 
 
 def same_shape(arrays, names):

@@ -75,7 +75,7 @@ def _unnormalised_weights_2d(x, wc, ws, we):
           wt * c for wt, c in zip(features.LUMA, chans)])
     else:
       raise errors.InputError(f'x: contrast needs 1, 3 or 4 channels, got '
-                       f'{len(chans)}.')
+                              f'{len(chans)}.')
     lap = (features.taps(grey, -2, (1.0, -2.0, 1.0)) +
            features.taps(grey, -1, (1.0, -2.0, 1.0)))
     w = w * _power(jnp.abs(lap), wc)

@@ -27,7 +27,7 @@ def distance_matrix(desc_a, desc_b, *, binary):
           for d, name in ((desc_a, 'desc_a'), (desc_b, 'desc_b')))
   if a.shape[1] != b.shape[1] or not a.shape[1]:
     raise errors.InputError(f'descriptors must be [N, D] with one D >= 1, got '
-                     f'{a.shape} and {b.shape}.')
+                            f'{a.shape} and {b.shape}.')
   cross = a @ b.T
   sq = (jnp.sum(a * a, 1)[:, None] + jnp.sum(b * b, 1)[None, :] - 2 * cross)
   sq = jnp.maximum(sq, 0.0)
@@ -145,9 +145,10 @@ def _check_fit(h):
   """Eagerly, a ValueError for degenerate points (no finite homography)."""
   if not isinstance(h, jax.core.Tracer) and not bool(
       jnp.all(jnp.isfinite(h))):
-    raise errors.InputError('no finite homography fits these points: they are '
-                     'degenerate (coincident or collinear); expected at least '
-                     '4 points in general position.')
+    raise errors.InputError(
+        'no finite homography fits these points: they are '
+        'degenerate (coincident or collinear); expected at least '
+        '4 points in general position.')
   return h
 
 
@@ -205,7 +206,7 @@ def ransac_homography(key, src, dst, valid, *, num_hypotheses=2048,
         f'{num_hypotheses} must be positive.')
   if not isinstance(valid, jax.core.Tracer) and int(jnp.sum(valid)) < 4:
     raise errors.InputError(f'RANSAC needs at least 4 valid matches, got '
-                     f'{int(jnp.sum(valid))}.')
+                            f'{int(jnp.sum(valid))}.')
   p = valid.astype(jnp.float32)
   p = p / jnp.maximum(jnp.sum(p), 1.0)
   picks = jax.random.choice(key, n, (num_hypotheses, 4), p=p)

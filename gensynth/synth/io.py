@@ -147,7 +147,7 @@ def harmonise_channels(images):
           'float pixels.')
     if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
       raise errors.InputError(f'images[{i}]: holds NaN or Inf values; expected '
-                       'finite pixels.')
+                              'finite pixels.')
     arrays.append(x)
   colour = any(x.shape[-1] >= 3 for x in arrays)
   alpha = any(x.shape[-1] in (2, 4) for x in arrays)

@@ -282,8 +282,8 @@ def detect_and_describe(image, *, num_keypoints=2000, num_scales=4,
         f'(vmap it for batches), got shape {tuple(image.shape)}.')
   if num_keypoints < 1 or num_scales < 1 or not scale_factor > 1:
     raise errors.InputError(f'num_keypoints={num_keypoints} and num_scales='
-                     f'{num_scales} must be >= 1 and scale_factor='
-                     f'{scale_factor} > 1.')
+                            f'{num_scales} must be >= 1 and scale_factor='
+                            f'{scale_factor} > 1.')
   h, w = image.shape[:2]
   scale = min(1.0, math.sqrt(registration_pixels / (h * w)))
   sizes = []

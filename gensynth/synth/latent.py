@@ -71,7 +71,7 @@ def interpolate(z0, z1, num, *, method='spherical'):
   if method == 'spherical':
     return slerp(z0, z1, t)
   raise errors.InputError(f"method={method!r} unknown; expected 'linear' or "
-                   "'spherical'.")
+                          "'spherical'.")
 
 
 def combine_latents(latents, *, weights=None, masks=None):
@@ -104,8 +104,9 @@ def combine_latents(latents, *, weights=None, masks=None):
     w = checks.values(masks, 'masks', min_ndim=2).astype(latents.dtype)
     if w.shape[0] != k or w.shape[-1] != latents.shape[-1] or (
         w.ndim > latents.ndim):
-      raise errors.InputError(f'masks shape {w.shape}: expected ({k}, ..., '
-                       f'{latents.shape[-1]}) for latents {latents.shape}.')
+      raise errors.InputError(
+          f'masks shape {w.shape}: expected ({k}, ..., '
+          f'{latents.shape[-1]}) for latents {latents.shape}.')
     w = w.reshape((k,) + (1,) * (latents.ndim - w.ndim) + w.shape[1:])
   _check_non_negative(w, 'weights' if masks is None else 'masks')
   total = jnp.sum(w, axis=0)
@@ -129,7 +130,7 @@ def vae_fuse(params, key, images, labels=None, *, apply_fn, likelihood,
   """
   if images.ndim != 5:
     raise errors.InputError(f'images must be [K, N, H, W, C], got shape '
-                     f'{images.shape}.')
+                            f'{images.shape}.')
   k, n = images.shape[:2]
   flat_labels = None if labels is None else jnp.tile(labels, k)
   means = vae_steps.encode_mean(params, images.reshape((k * n,) +

@@ -101,7 +101,7 @@ def pyr_up(x, out_hw=None):
   oh, ow = out_hw or (2 * h, 2 * w)
   if oh not in (2 * h, 2 * h - 1) or ow not in (2 * w, 2 * w - 1):
     raise errors.InputError(f'pyr_up: output size {(oh, ow)} impossible from '
-                     f'{(h, w)}; each side must be 2n or 2n-1.')
+                            f'{(h, w)}; each side must be 2n or 2n-1.')
   return _up_axis(_up_axis(x, -3, oh), -2, ow)
 
 
@@ -138,7 +138,7 @@ def reconstruct(lap):
   """Inverse of laplacian_pyramid: collapse coarse to fine."""
   if not isinstance(lap, (list, tuple)) or not lap:
     raise errors.InputError('lap: expected a non-empty list of pyramid levels, '
-                     'finest first.')
+                            'finest first.')
   lap = [checks.image(b, f'lap[{i}]') for i, b in enumerate(lap)]
   for i, (fine, coarse) in enumerate(zip(lap[:-1], lap[1:])):
     h, w = fine.shape[-3:-1]

@@ -15,7 +15,7 @@ def bilinear_sample(image, x, y):
   y = checks.values(y, 'y', expected='sample coordinates')
   if x.shape != y.shape:
     raise errors.InputError(f'x and y must share one shape, got {x.shape} and '
-                     f'{y.shape}.')
+                            f'{y.shape}.')
   return bilinear_unchecked(image, x, y)
 
 

@@ -80,8 +80,9 @@ class Checkpointer:
     steps = sorted(self.manager.all_steps(), reverse=True)
     if step is not None:
       if step not in steps:
-        raise errors.CheckpointNotFoundError(f'no checkpoint step {step} in '
-                                f'{self.directory}; available: {steps[::-1]}.')
+        raise errors.CheckpointNotFoundError(
+            f'no checkpoint step {step} in '
+            f'{self.directory}; available: {steps[::-1]}.')
       self._check_structure(step, target)
       restored = self.manager.restore(step,
                                       args=ocp.args.StandardRestore(abstract))

@@ -22,11 +22,13 @@ def _validate(config):
       raise errors.ConfigError(
           f'config.{name}={config[name]} must be positive.')
   if config.loss.d_steps <= 0 or config.loss.r1_every <= 0:
-    raise errors.ConfigError(f'config.loss.d_steps={config.loss.d_steps} and '
-                     f'r1_every={config.loss.r1_every} must be positive.')
+    raise errors.ConfigError(
+        f'config.loss.d_steps={config.loss.d_steps} and '
+        f'r1_every={config.loss.r1_every} must be positive.')
   if config.loss.shared_fakes and config.loss.d_steps != 1:
-    raise errors.ConfigError(f'config.loss.shared_fakes=True needs '
-                     f'config.loss.d_steps=1 (got {config.loss.d_steps}).')
+    raise errors.ConfigError(
+        f'config.loss.shared_fakes=True needs '
+        f'config.loss.d_steps=1 (got {config.loss.d_steps}).')
   if not 0.0 <= config.ema.decay < 1.0:
     raise errors.ConfigError(
         f'config.ema.decay={config.ema.decay} must be in [0, 1).')

@@ -24,9 +24,10 @@ def _validate(config):
           f'config.{name}={config[name]} must be positive.')
   micro = config.micro_batches
   if micro <= 0 or config.batch_size % micro:
-    raise errors.ConfigError(f'config.batch_size={config.batch_size} must be a '
-                     f'multiple of config.micro_batches={micro} (a positive '
-                     'count of equal micro-batches).')
+    raise errors.ConfigError(
+        f'config.batch_size={config.batch_size} must be a '
+        f'multiple of config.micro_batches={micro} (a positive '
+        'count of equal micro-batches).')
   if config.model.latent_dim <= 0:
     raise errors.ConfigError(
         f'config.model.latent_dim={config.model.latent_dim} must '
