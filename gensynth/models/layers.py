@@ -42,7 +42,7 @@ def resolve_impl(conv_impl, backend=None):
   return 'fast' if backend in _FAST_BACKENDS else 'xla'
 
 
-def conv_general_dilated(conv_impl):
+def conv_fn(conv_impl):
   """The `lax.conv_general_dilated`-compatible function for `conv_impl`."""
   if resolve_impl(conv_impl) == 'fast':
     return fast_conv.conv_general_dilated
@@ -54,7 +54,7 @@ def Conv(*args, conv_impl='auto', **kwargs):  # pylint: disable=invalid-name
 
   Returns a plain `nn.Conv` (auto-named `Conv_N`, the same parameters for
   every implementation)."""
-  return nn.Conv(*args, conv_general_dilated=conv_general_dilated(conv_impl),
+  return nn.Conv(*args, conv_general_dilated=conv_fn(conv_impl),
                  **kwargs)
 
 
@@ -173,7 +173,7 @@ class MaskedConv(nn.Module):
     # The rows below the centre are masked out: convolve with the top k//2+1
     # rows only (padding above, none below): 6 taps instead of 9 for k=3.
     c = k // 2
-    y = conv_general_dilated(self.conv_impl)(
+    y = conv_fn(self.conv_impl)(
         x, (kernel * mask)[:c + 1], (1, 1), ((c, 0), (c, c)),
         dimension_numbers=fast_conv.DIMENSION_NUMBERS)
     return y + self.param('bias', nn.initializers.zeros, (self.features,))

@@ -171,7 +171,6 @@ def main(argv):
       cases[label] = (lambda fn=fn, args=args:
                       jax.block_until_ready(fn(*args)))
     record[bench] = _summary(_timed(cases))
-  print(record)
   import json  # pylint: disable=g-import-not-at-top
   print(json.dumps(record, indent=2))
 
