@@ -21,6 +21,16 @@ def data_config():
       channels=3,  # shapes only
       num_train=20_000, num_test=2_000, shapes_seed=0,  # shapes only
       num_classes=0,  # 0 = infer from the labels
+      # What a conditional model is conditioned on: label (class ids),
+      # vector (a float vector per image) or text (a caption per image).
+      condition='label',
+      condition_key='',  # TFDS: the feature holding the vector or caption
+      conditions_file='',  # folder: JSONL/CSV, file -> caption or vector
+      text_max_len=0,  # words per caption; 0 = the longest training caption
+      # shapes only: named colours/sizes/positions (captions, vectors); with
+      # holdout_pairs the training split never shows
+      # gensynth.data.shapes.HELDOUT_PAIRS (split 'heldout' shows only them).
+      shapes_attributes=False, holdout_pairs=False,
       value_range='zero_one',  # zero_one | minus_one_one
       binarize=False,  # dynamic binarization (train), fixed seed (test)
       test_binarize_seed=1234,
@@ -36,6 +46,28 @@ def smoke_schedule(c, steps, *, num_test):
   c.checkpoint_every = 2
   c.image_every = steps
   c.data.num_train, c.data.num_test = 64, num_test
+  return c
+
+
+def condition_variants(c, variants):
+  """The shapes configs' condition variants: 'cond' (class ids), 'text'
+  (captions), 'vector' (attribute vectors), 'attributes' (class ids on the
+  attribute shapes: the class-only baseline for text/vector runs) and
+  'heldout' (the training split never shows HELDOUT_PAIRS)."""
+  chosen = variants & {'cond', 'text', 'vector', 'attributes'}
+  if len(chosen) > 1:
+    raise errors.ConfigError(
+        f'variants {sorted(chosen)} each pick the condition; choose one.')
+  if chosen:
+    c.model.conditional = True
+  if 'text' in variants:
+    c.data.condition = 'text'
+  if 'vector' in variants:
+    c.data.condition = 'vector'
+  if 'attributes' in variants:
+    c.data.shapes_attributes = True
+  if 'heldout' in variants:
+    c.data.holdout_pairs = True
   return c
 
 
@@ -62,9 +94,13 @@ _ADDED_FIELDS = {
     '*': {'keep_checkpoints': 3, 'skip_nonfinite': False,
           'model.conv_impl': 'auto'},
     'vae': {'micro_batches': 1, 'image_every': 0, 'eval_every': 0,
-            'model.ar_channels': 0, 'model.ar_layers': 2, 'model.act': 'silu'},
+            'model.ar_channels': 0, 'model.ar_layers': 2, 'model.act': 'silu',
+            'model.embed_dim': 32, 'model.text_width': 64,
+            'model.text_layers': 2, 'model.text_heads': 4},
     'gan': {'image_every': 0, 'model.g_upsample': 'transpose',
-            'model.d_mbstd_group': 0, 'loss.shared_fakes': False},
+            'model.d_mbstd_group': 0, 'loss.shared_fakes': False,
+            'model.text_width': 64, 'model.text_layers': 2,
+            'model.text_heads': 4},
     'classifier': {'eval_every': 0, 'data.augment_shift': 0},
 }
 

@@ -30,6 +30,8 @@ def base_config():
       embed_dim=32, g_norm='group', spectral_norm=False,
       g_upsample='transpose',  # transpose | nearest (2x nearest + 3x3 conv)
       d_mbstd_group=0,  # minibatch-std group size in D; 0 = off
+      # Text encoder (config.data.condition='text'): width, layers, heads.
+      text_width=64, text_layers=2, text_heads=4,
       conv_impl='auto'))  # auto | xla | fast (gensynth.models.layers)
   c.loss = ml_collections.ConfigDict(dict(
       kind='ns',  # ns | hinge | wgan

@@ -1,7 +1,9 @@
 """DCGAN on gensynth's procedural shapes (the embedded default data).
 
-32x32 RGB; trains for a few minutes on 2 CPU cores. Variants: 'cond'
-(class-conditional), 'smoke' (seconds).
+32x32 RGB; trains for a few minutes on 2 CPU cores. Variants: condition on
+'cond' (class ids), 'text' (captions), 'vector' (attribute vectors) or
+'attributes' (class ids on the attribute shapes); 'heldout' (colour x kind
+pairs kept out of training); 'smoke' (seconds).
 """
 
 from gensynth.configs import common
@@ -9,7 +11,9 @@ from gensynth.configs import gan_common
 
 
 def get_config(arg=None):
-  variants = common.parse_variants('gan_shapes', arg, ('cond', 'smoke'))
+  variants = common.parse_variants(
+      'gan_shapes', arg, ('cond', 'text', 'vector', 'attributes', 'heldout',
+                      'smoke'))
   c = gan_common.base_config()
   c.num_steps = 3000
   c.checkpoint_every = 500
@@ -18,8 +22,7 @@ def get_config(arg=None):
                 num_test=1000)
   c.model.update(latent_dim=64, g_widths=(128, 64, 32), d_widths=(32, 64, 128))
   c.ema.start = 500
-  if 'cond' in variants:
-    c.model.conditional = True
+  common.condition_variants(c, variants)
   if 'smoke' in variants:
     gan_common.smoke(c)
   return c

@@ -27,6 +27,9 @@ def base_config():
       conditional=False, blocks_per_level=1,
       ar_channels=0, ar_layers=2,  # ar_channels > 0: autoregressive head
       act='silu',  # a flax.linen activation name, or identity
+      # Vector/text conditions (config.data.condition): embedding width and
+      # the text encoder's width, layers and heads.
+      embed_dim=32, text_width=64, text_layers=2, text_heads=4,
       conv_impl='auto'))  # auto | xla | fast (gensynth.models.layers)
   c.loss = ml_collections.ConfigDict(dict(
       beta=1.0, objective='elbo', num_samples=1, gaussian_scale=0.1))

@@ -1,8 +1,11 @@
 """Conv VAE on gensynth's procedural shapes (the embedded default data).
 
 32x32 RGB in [-1, 1] under a discretised logistic likelihood. The default
-trains for a few minutes on 2 CPU cores; 'smoke' runs in seconds; 'cond' is
-class-conditional.
+trains for a few minutes on 2 CPU cores; 'smoke' runs in seconds. Condition
+variants (gensynth.configs.common.condition_variants): 'cond' (class ids),
+'text' (captions), 'vector' (attribute vectors), 'attributes' (class ids on
+the attribute shapes), and 'heldout' (colour x kind pairs kept out of
+training).
 """
 
 from gensynth.configs import common
@@ -10,7 +13,9 @@ from gensynth.configs import vae_common
 
 
 def get_config(arg=None):
-  variants = common.parse_variants('vae_shapes', arg, ('cond', 'smoke'))
+  variants = common.parse_variants(
+      'vae_shapes', arg, ('cond', 'text', 'vector', 'attributes', 'heldout',
+                      'smoke'))
   c = vae_common.base_config()
   c.batch_size = 64
   c.num_steps = 1500
@@ -24,8 +29,7 @@ def get_config(arg=None):
   c.optim.update(lr=2e-3, warmup_steps=100)
   c.eval.update(batch_size=100, final_samples=20, chunk_size=10,
                 final_examples=500)
-  if 'cond' in variants:
-    c.model.conditional = True
+  common.condition_variants(c, variants)
   if 'smoke' in variants:
     vae_common.smoke(c)
   return c

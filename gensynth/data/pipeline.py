@@ -11,11 +11,13 @@ rows of the same global batch.
 
 import dataclasses
 import os
+from typing import Optional
 
 import jax
 import numpy as np
 
 from gensynth import errors
+from gensynth.data import conditions as conditions_lib
 from gensynth.data import folder as folder_lib
 from gensynth.data import idx as idx_lib
 from gensynth.data import shapes as shapes_lib
@@ -29,10 +31,19 @@ DataError = errors.DataError  # raised here; kept under this name too
 
 @dataclasses.dataclass(frozen=True)
 class ArraySource:
-  """An in-memory split: uint8 images [N, H, W, C] and int32 labels [N]."""
+  """An in-memory split: uint8 images [N, H, W, C], int32 labels [N] and,
+  for vector or text conditions, `conditions` (gensynth.data.conditions):
+  float32 [N, D], captions str [N], or (after `encode_text`) token ids
+  int32 [N, L] with the vocabulary in `vocab`. `attributes` holds what the
+  procedural shapes know about each image (for fidelity metrics)."""
   images: np.ndarray
   labels: np.ndarray
   num_classes: int
+  condition: str = 'label'
+  conditions: Optional[np.ndarray] = None
+  vocab: Optional[conditions_lib.Vocabulary] = None
+  vector_names: Optional[tuple] = None
+  attributes: Optional[dict] = None
 
   def __post_init__(self):
     if self.images.ndim != 4 or self.images.dtype != np.uint8:
@@ -43,6 +54,16 @@ class ArraySource:
                       'images.')
     if len(self.images) == 0:
       raise DataError('the split holds no images.')
+    if self.condition not in conditions_lib.KINDS:
+      raise DataError(f'condition {self.condition!r} unknown; expected one of '
+                      f'{conditions_lib.KINDS}.')
+    if (self.condition == 'label') != (self.conditions is None):
+      raise DataError(f'a {self.condition!r} condition needs conditions '
+                      'beside the labels, and only then.')
+    if self.conditions is not None and len(self.conditions) != len(
+        self.images):
+      raise DataError(f'{len(self.conditions)} conditions for '
+                      f'{len(self.images)} images.')
 
   def __len__(self):
     return len(self.images)
@@ -50,6 +71,60 @@ class ArraySource:
   @property
   def image_shape(self):
     return self.images.shape[1:]
+
+  @property
+  def condition_spec(self):
+    """The condition's description for model builders (and info.json)."""
+    if self.condition == 'text' and self.vocab is None:
+      raise DataError('text conditions are not tokenised yet: call '
+                      'gensynth.data.encode_text first.')
+    return conditions_lib.spec_of(
+        self.condition, self.conditions, num_classes=self.num_classes,
+        vocab=self.vocab, names=self.vector_names)
+
+  def batch_conditions(self, idx):
+    """{'cond': conditions[idx]} ready for a step, or {} for labels."""
+    if self.conditions is None:
+      return {}
+    if self.condition == 'text' and self.vocab is None:
+      raise DataError('text conditions are not tokenised yet: call '
+                      'gensynth.data.encode_text first.')
+    return {'cond': self.conditions[idx]}
+
+  def subset(self, idx):
+    """The rows `idx` of this split (conditions and attributes included)."""
+    pick = lambda a: None if a is None else a[idx]
+    attrs = None if self.attributes is None else {
+        k: v[idx] for k, v in self.attributes.items()}
+    return dataclasses.replace(
+        self, images=self.images[idx], labels=self.labels[idx],
+        conditions=pick(self.conditions), attributes=attrs)
+
+
+def encode_text(sources, vocab=None, *, max_len=0):
+  """`sources` with captions replaced by token ids.
+
+  The vocabulary is `vocab` (a trained run's) or, if None, built from the
+  first source's captions (the training split). Sources without text
+  conditions pass through. Returns (sources, vocabulary or None).
+  """
+  texts = [s for s in sources if s.condition == 'text']
+  if not texts:
+    return list(sources), vocab
+  if vocab is None:
+    vocab = conditions_lib.Vocabulary.build(texts[0].conditions,
+                                            max_len=max_len)
+  out = []
+  for s in sources:
+    if s.condition == 'text' and s.vocab is None:
+      try:
+        ids = vocab.encode(s.conditions, unknown='error')
+      except errors.InputError as e:
+        raise DataError(f'test captions do not fit the training vocabulary: '
+                        f'{e}') from None
+      s = dataclasses.replace(s, conditions=ids, vocab=vocab)
+    out.append(s)
+  return out, vocab
 
 
 def _resize(images, size):
@@ -81,56 +156,125 @@ def _load_tfds(cfg, split):
         f'{builder.data_dir!r}: prepare it with tfds.builder(...)'
         '.download_and_prepare() on a machine with network access, or set '
         'config.data.download=True.') from e
-  images, labels = [], []
+  images, labels, conds = [], [], []
+  cond_key = cfg.get('condition_key', '')
+  if cfg.get('condition', 'label') != 'label':
+    if not cond_key:
+      raise DataError(f'config.data.condition={cfg.condition!r} on TFDS needs '
+                      'config.data.condition_key, the feature to read.')
+    if cond_key not in builder.info.features:
+      raise DataError(
+          f'TFDS dataset {cfg.name!r} has no feature {cond_key!r}; it has '
+          f'{sorted(builder.info.features)}.')
   for ex in tfds.as_numpy(ds.batch(4096)):
     images.append(ex[cfg.get('image_key', 'image')])
     labels.append(ex.get(cfg.get('label_key', 'label'),
                          np.zeros(len(ex['image']), np.int32)))
+    if cfg.get('condition', 'label') != 'label':
+      conds.append(ex[cond_key])
   info = builder.info.features
   label_feature = info[cfg.get('label_key', 'label')] if cfg.get(
       'label_key', 'label') in info else None
   num_classes = label_feature.num_classes if label_feature is not None else 1
+  conditions = None
+  if conds:
+    conditions = np.concatenate(conds)
+    if cfg.condition == 'text':
+      conditions = np.array([c.decode('utf-8') if isinstance(c, bytes)
+                             else str(c) for c in conditions])
+    else:
+      conditions = conditions.reshape(len(conditions), -1).astype(np.float32)
   return np.concatenate(images), np.concatenate(labels).astype(np.int32), \
-      num_classes
+      num_classes, conditions
 
 
-def _holdout(images, labels, split, fraction, seed):
-  order = np.random.default_rng([seed, 7]).permutation(len(images))
-  n_test = int(round(fraction * len(images)))
-  sel = order[:n_test] if split == 'test' else order[n_test:]
-  return images[np.sort(sel)], labels[np.sort(sel)]
+def _holdout(n, split, fraction, seed):
+  """Sorted indices of `split` in a folder of n images."""
+  order = np.random.default_rng([seed, 7]).permutation(n)
+  n_test = int(round(fraction * n))
+  return np.sort(order[:n_test] if split == 'test' else order[n_test:])
+
+
+def _shapes(cfg, split):
+  """The procedural shapes (attribute shapes for vector/text conditions,
+  config.data.shapes_attributes or config.data.holdout_pairs)."""
+  condition = cfg.get('condition', 'label')
+  attributes = (cfg.get('shapes_attributes', False) or condition != 'label'
+                or cfg.get('holdout_pairs', False))
+  if split == 'heldout' and not cfg.get('holdout_pairs', False):
+    raise DataError("split 'heldout' needs config.data.holdout_pairs=True.")
+  n = cfg.num_train if split == 'train' else cfg.num_test
+  seed = cfg.get('shapes_seed', 0) + {'train': 0, 'test': 1, 'heldout': 2}[split]
+  size = cfg.get('image_size') or 32
+  if not attributes:
+    images, labels = shapes_lib.make_shapes(
+        n, image_size=size, channels=cfg.get('channels', 3), seed=seed)
+    return images, labels, None, None
+  if cfg.get('channels', 3) != 3:
+    raise DataError('attribute shapes are RGB: set config.data.channels=3.')
+  pairs = ('all' if not cfg.get('holdout_pairs', False) else
+           {'train': 'train', 'test': 'train', 'heldout': 'heldout'}[split])
+  images, attrs = shapes_lib.make_attribute_shapes(
+      n, image_size=size, seed=seed, pairs=pairs)
+  conditions = {'label': None, 'vector': attrs['vector'],
+                'text': attrs['caption']}[condition]
+  return images, attrs['kind'], conditions, attrs
 
 
 def load_split(cfg, split):
-  """Loads split 'train' or 'test' of the source described by `cfg` (config.data)."""
+  """Loads split 'train' or 'test' (or, for shapes with held-out pairs,
+  'heldout') of the source described by `cfg` (config.data).
+
+  With config.data.condition 'vector' or 'text' the split carries those
+  conditions; text stays as captions until `encode_text`.
+  """
   source = cfg.source
+  condition = cfg.get('condition', 'label')
   if source not in SOURCES:
     raise DataError(f'config.data.source={source!r} unknown; expected one of '
                     f'{SOURCES}.')
-  if split not in ('train', 'test'):
+  if split not in ('train', 'test', 'heldout'):
     raise DataError(f'split {split!r} unknown; expected train or test.')
+  if condition not in conditions_lib.KINDS:
+    raise DataError(f'config.data.condition={condition!r} unknown; expected '
+                    f'one of {conditions_lib.KINDS}.')
+  if split == 'heldout' and source != 'shapes':
+    raise DataError("split 'heldout' exists for the shapes source only.")
+  conditions = attrs = names = None
   if source == 'shapes':
-    n = cfg.num_train if split == 'train' else cfg.num_test
-    seed = cfg.get('shapes_seed', 0) + (0 if split == 'train' else 1)
-    images, labels = shapes_lib.make_shapes(
-        n, image_size=cfg.get('image_size') or 32,
-        channels=cfg.get('channels', 3), seed=seed)
+    images, labels, conditions, attrs = _shapes(cfg, split)
     num_classes = len(shapes_lib.CLASS_NAMES)
+    names = shapes_lib.VECTOR_FIELDS if condition == 'vector' else None
   elif source == 'idx':
+    if condition != 'label':
+      raise DataError(
+          'MNIST-format IDX files carry labels only; for vector or text '
+          "conditions use source 'shapes', 'folder' with "
+          "config.data.conditions_file, or 'tfds' with condition_key.")
     path = os.path.expanduser(cfg.path)
     images, labels = idx_lib.load_idx_split(path, split)
     num_classes = int(labels.max()) + 1
   elif source == 'folder':
-    images, labels, classes = folder_lib.load_image_folder(
-        os.path.expanduser(cfg.path))
-    images, labels = _holdout(images, labels, split,
-                              cfg.get('holdout_fraction', 0.1),
-                              cfg.get('holdout_seed', 0))
+    directory = os.path.expanduser(cfg.path)
+    images, labels, classes, paths = folder_lib.load_image_folder(
+        directory, return_paths=True)
+    if condition != 'label':
+      if not cfg.get('conditions_file'):
+        raise DataError(
+            f'config.data.condition={condition!r} on an image folder needs '
+            'config.data.conditions_file (JSONL or CSV: file -> caption or '
+            'vector).')
+      conditions, names = folder_lib.read_conditions(
+          os.path.expanduser(cfg.conditions_file), paths, condition)
+    sel = _holdout(len(images), split, cfg.get('holdout_fraction', 0.1),
+                   cfg.get('holdout_seed', 0))
+    images, labels = images[sel], labels[sel]
+    conditions = None if conditions is None else conditions[sel]
     num_classes = len(classes)
   else:
     tfds_split = cfg.get('train_split', 'train') if split == 'train' else \
         cfg.get('test_split', 'test')
-    images, labels, num_classes = _load_tfds(cfg, tfds_split)
+    images, labels, num_classes, conditions = _load_tfds(cfg, tfds_split)
     if images.ndim == 3:
       images = images[..., None]
   if cfg.get('image_size'):
@@ -140,7 +284,10 @@ def load_split(cfg, split):
       raise DataError(f'label {labels.max()} >= config.data.num_classes='
                       f'{cfg.num_classes}.')
     num_classes = cfg.num_classes
-  return ArraySource(images, labels, num_classes)
+  return ArraySource(images, labels, num_classes, condition=condition,
+                     conditions=conditions,
+                     vector_names=None if names is None else tuple(names),
+                     attributes=attrs)
 
 
 def preprocess(images, *, value_range='zero_one', binarize_rng=None):
@@ -222,7 +369,8 @@ class BatchIterator:
       image = x * (hi - lo) + lo
     else:
       image = preprocess(self.source.images[idx], value_range=self.value_range)
-    return {'image': image, 'label': self.source.labels[idx]}
+    return {'image': image, 'label': self.source.labels[idx],
+            **self.source.batch_conditions(idx)}
 
   def iterate(self, start_step=0):
     step = start_step
@@ -241,12 +389,12 @@ def eval_batches(source, *, batch_size, value_range, binarize_seed=None):
   images = preprocess(source.images, value_range=value_range, binarize_rng=rng)
   n = len(images)
   for start in range(0, n, batch_size):
-    img = images[start:start + batch_size]
-    lbl = source.labels[start:start + batch_size]
-    pad = batch_size - len(img)
-    mask = np.ones(len(img), np.float32)
+    rows = np.arange(start, min(start + batch_size, n))
+    batch = {'image': images[rows], 'label': source.labels[rows],
+             **source.batch_conditions(rows)}
+    pad = batch_size - len(rows)
+    batch['mask'] = np.ones(len(rows), np.float32)
     if pad:
-      img = np.concatenate([img, np.zeros((pad,) + img.shape[1:], img.dtype)])
-      lbl = np.concatenate([lbl, np.zeros(pad, lbl.dtype)])
-      mask = np.concatenate([mask, np.zeros(pad, np.float32)])
-    yield {'image': img, 'label': lbl, 'mask': mask}
+      batch = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])
+               for k, v in batch.items()}
+    yield batch

@@ -30,41 +30,72 @@ def check_labels(labels, num_classes):
   return labels.astype(np.int32)
 
 
+def check_conditions(conds, spec, num):
+  """Host-side check of vector conditions [num, D] or token ids [num, L]."""
+  kind = spec['kind']
+  if kind == 'vector':
+    from gensynth.data import conditions  # pylint: disable=g-import-not-at-top
+    conds = conditions.check_vectors(conds, spec['dim'])
+  else:
+    conds = np.asarray(conds)
+    if conds.ndim != 2 or conds.shape[1] != spec['max_len'] or \
+        conds.dtype.kind not in 'iu':
+      raise errors.InputError(
+          f'text conditions must be token ids [N, {spec["max_len"]}] '
+          f'(gensynth.data.conditions.Vocabulary.encode), got '
+          f'{conds.dtype} {conds.shape}.')
+    if conds.min() < 0 or conds.max() > len(spec['words']):
+      raise errors.InputError('token ids out of the vocabulary\'s range.')
+    conds = conds.astype(np.int32)
+  if len(conds) != num:
+    raise errors.InputError(f'{len(conds)} conditions for {num} samples.')
+  return conds
+
+
 class Sampler:
   """Jitted, data-parallel generation in fixed-size batches (one compile)."""
 
-  def __init__(self, config, mesh, state, num_classes, *, batch_size):
+  def __init__(self, config, mesh, state, num_classes, *, batch_size,
+               spec=None):
     sharding.check_batch_size(batch_size, mesh, 'sampling batch size')
-    self.num_classes = state_lib.gan_classes(config, num_classes)
+    self.spec = state_lib.cond_spec(config, spec)
+    self.num_classes = state_lib.gan_classes(config, num_classes, spec)
     self.batch_size = batch_size
     repl, data_sh = sharding.replicated(mesh), sharding.data_sharded(mesh)
+    conditional = self.num_classes or self.spec is not None
     self._fn = jax.jit(
         functools.partial(gan_steps.sample, g_apply=state.g_apply,
                           num=batch_size,
                           latent_dim=config.model.latent_dim),
-        in_shardings=(repl, repl, data_sh if self.num_classes else None),
+        in_shardings=(repl, repl, data_sh if conditional else None),
         out_shardings=data_sh)
 
   def __call__(self, params, key, num, labels=None):
     """`num` images in [-1, 1] (NumPy on every process) from N(0, I) latents.
 
-    Batch i uses latents drawn from fold_in(key, i), so a given (key, num)
-    gives the same images on any device count.
+    `labels`: class ids [num] for a class-conditional G, vectors [num, D] or
+    token ids [num, L] for a vector- or text-conditional one. Batch i uses
+    latents drawn from fold_in(key, i), so a given (key, num) gives the same
+    images on any device count.
     """
-    if self.num_classes:
+    if self.num_classes or self.spec is not None:
       if labels is None:
-        raise errors.InputError('a class-conditional generator needs labels.')
-      labels = check_labels(labels, self.num_classes)
-      if labels.shape != (num,):
+        raise errors.InputError('a conditional generator needs conditions.')
+      if self.spec is not None:
+        labels = check_conditions(labels, self.spec, num)
+      else:
+        labels = check_labels(labels, self.num_classes)
+      if labels.shape[0] != num:
         raise errors.InputError(
             f'labels shape {labels.shape}, expected ({num},).')
     out = []
     b = self.batch_size
     for i, start in enumerate(range(0, num, b)):
       y = None
-      if self.num_classes:
+      if labels is not None:
         y = labels[start:start + b]
-        y = np.concatenate([y, np.zeros(b - len(y), np.int32)])
+        y = np.concatenate([y, np.zeros((b - len(y),) + y.shape[1:],
+                                        y.dtype)])
       x = self._fn(params, jax.random.fold_in(key, i), y)
       out.append(np.asarray(multihost_utils.process_allgather(x, tiled=True)))
     return np.concatenate(out)[:num]
@@ -82,10 +113,12 @@ def generative_metrics(config, sampler, params, train_src, test_src,
   pick = np.random.default_rng(0).choice(len(train_src), min(
       n, len(train_src)), replace=False)
   train = data_lib.preprocess(train_src.images[np.sort(pick)])
-  # A conditional G samples classes as often as the training data has them.
+  # A conditional G samples classes as often as the training data has them;
+  # a vector- or text-conditional one draws from the test conditions.
   requested = generative.labels_like(
       train_src.labels, n, sampler.num_classes) if sampler.num_classes else None
-  fake = _unit(sampler(params, key, n, requested))
+  fake = _unit(sampler(params, key, n, requested if sampler.spec is None
+                       else test_src.conditions[:n]))
   f_test, l_test = extractor.features_and_logits(test)
   f_train = extractor(train)
   f_fake, l_fake = extractor.features_and_logits(fake)
@@ -113,8 +146,13 @@ def generative_metrics(config, sampler, params, train_src, test_src,
   return out
 
 
-def sample_grid(sampler, params, key, *, num_classes, per_row=10, rows=8):
-  """[N, H, W, C] in [0, 1]: one row per class if conditional, else a block."""
+def sample_grid(sampler, params, key, *, num_classes, per_row=10, rows=8,
+                conditions=None):
+  """[N, H, W, C] in [0, 1]: one row per class if class-conditional, one row
+  per condition in `conditions` (vectors or token ids), else a block."""
+  if conditions is not None:
+    conds = np.repeat(np.asarray(conditions)[:rows], per_row, axis=0)
+    return _unit(sampler(params, key, len(conds), conds)), per_row
   if num_classes:
     labels = np.repeat(np.arange(num_classes), per_row)
     return _unit(sampler(params, key, len(labels), labels)), per_row
@@ -127,12 +165,12 @@ def evaluate(config, workdir, *, classifier, num_samples=None, batch_size=None,
   extractor = features_lib.ClassifierFeatures(
       os.path.expanduser(classifier),
       batch_size=batch_size or config.eval.batch_size)
-  mesh, state, _ = runs.load_gan(config, workdir, step=step)
-  train_src = data_lib.load_split(config.data, 'train')
-  test_src = data_lib.load_split(config.data, 'test')
+  mesh, state, info = runs.load_gan(config, workdir, step=step)
+  train_src, test_src = runs.load_splits(config, info)
   sampler = Sampler(config, mesh, state, train_src.num_classes,
                     batch_size=sharding.round_up(
-                        batch_size or config.eval.batch_size, mesh))
+                        batch_size or config.eval.batch_size, mesh),
+                    spec=info['condition'])
   out = generative_metrics(config, sampler, state.ema_params, train_src,
                            test_src, extractor,
                            num_samples=num_samples or config.eval.num_samples,

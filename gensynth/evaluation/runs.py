@@ -3,6 +3,7 @@ when the run wrote info.json."""
 
 from gensynth import data as data_lib
 from gensynth import errors
+from gensynth.data import conditions as conditions_lib
 from gensynth.train import checkpoint as ckpt_lib
 from gensynth.train import sharding
 from gensynth.train import state as state_lib
@@ -10,13 +11,35 @@ from gensynth.train import workdir as workdir_lib
 
 
 def info_of(config, workdir):
-  """The run's data facts (image_shape, num_classes): info.json, else read
-  from the training split."""
+  """The run's data facts (image_shape, num_classes, condition): info.json,
+  else read from the training split. Runs from before conditions existed
+  have no 'condition': they were conditioned on labels."""
   info = workdir_lib.load_info(workdir)
   if not info:
-    src = data_lib.load_split(config.data, 'train')
-    info = {'image_shape': src.image_shape, 'num_classes': src.num_classes}
+    (src,), _ = data_lib.encode_text(
+        [data_lib.load_split(config.data, 'train')],
+        max_len=config.data.text_max_len)
+    info = {'image_shape': src.image_shape, 'num_classes': src.num_classes,
+            'condition': src.condition_spec}
+  info.setdefault('condition', {'kind': 'label',
+                                'num_classes': info['num_classes']})
   return info
+
+
+def vocabulary(info):
+  """The run's text Vocabulary (None unless it is text-conditioned)."""
+  spec = info.get('condition') or {}
+  if spec.get('kind') != 'text':
+    return None
+  return conditions_lib.Vocabulary.from_json(spec)
+
+
+def load_splits(config, info, splits=('train', 'test')):
+  """The run's data splits, captions tokenised with the run's vocabulary."""
+  sources, _ = data_lib.encode_text(
+      [data_lib.load_split(config.data, s) for s in splits],
+      vocabulary(info))
+  return sources
 
 
 def load_vae(config, workdir, *, step=None):
@@ -24,7 +47,8 @@ def load_vae(config, workdir, *, step=None):
   info = info_of(config, workdir)
   mesh = sharding.make_mesh()
   _, state = state_lib.vae(config, mesh, tuple(info['image_shape']),
-                           info['num_classes'], config.num_steps)
+                           info['num_classes'], config.num_steps,
+                           info['condition'])
   return ckpt_lib.restore_trained(workdir, state, step=step), info
 
 
@@ -33,7 +57,7 @@ def load_gan(config, workdir, *, step=None):
   info = info_of(config, workdir)
   mesh = sharding.make_mesh()
   _, _, state = state_lib.gan(config, mesh, tuple(info['image_shape']),
-                              info['num_classes'])
+                              info['num_classes'], info['condition'])
   return mesh, ckpt_lib.restore_trained(workdir, state, step=step), info
 
 

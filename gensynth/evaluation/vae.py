@@ -7,10 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from gensynth import data as data_lib
+from gensynth.evaluation import runs
 from gensynth.steps import vae as vae_steps
-from gensynth.train import checkpoint as ckpt_lib
 from gensynth.train import sharding
-from gensynth.train import state as state_lib
 
 
 def _nll_units(config, image_shape):
@@ -45,8 +44,7 @@ def evaluate_bounds(config, mesh, state, test, key, *, num_samples, chunk_size,
                            num_samples=num_samples, chunk_size=chunk_size)
   binarize = config.data.binarize
   if max_examples:
-    test = data_lib.ArraySource(test.images[:max_examples],
-                                test.labels[:max_examples], test.num_classes)
+    test = test.subset(slice(0, max_examples))
   batches = data_lib.eval_batches(
       test, batch_size=batch_size, value_range=config.data.value_range,
       binarize_seed=config.data.test_binarize_seed if binarize else None)
@@ -77,10 +75,8 @@ def evaluate(config, workdir, *, num_samples, chunk_size, batch_size=None,
              max_examples=None, seed=0, step=None):
   """Test -ELBO and IWAE NLL of the newest (or the given) checkpoint."""
   mesh = sharding.make_mesh()
-  test_src = data_lib.load_split(config.data, 'test')
-  _, state = state_lib.vae(config, mesh, test_src.image_shape,
-                           test_src.num_classes, config.num_steps)
-  state = ckpt_lib.restore_trained(workdir, state, step=step)
+  state, info = runs.load_vae(config, workdir, step=step)
+  test_src, = runs.load_splits(config, info, ('test',))
   out = evaluate_bounds(config, mesh, state, test_src, jax.random.key(seed),
                         num_samples=num_samples, chunk_size=chunk_size,
                         batch_size=batch_size or config.eval.batch_size,

@@ -29,6 +29,12 @@ def log_std_normal(z):
   return -0.5 * jnp.sum(_LOG_2PI + z**2, axis=-1)
 
 
+def tile_rows(a, k):
+  """`a` [N, ...] repeated k times along the first axis -> [k * N, ...]
+  (row i * N + n is a[n]), for labels [N] as for conditions [N, D]."""
+  return jnp.tile(a, (k,) + (1,) * (a.ndim - 1))
+
+
 def sample_gaussian(key, mean, logvar, num_samples=None):
   """Reparameterised samples; with num_samples the result is [K, *mean.shape]."""
   shape = mean.shape if num_samples is None else (num_samples,) + mean.shape
@@ -116,7 +122,7 @@ def iwae_log_likelihood(key, encode_fn, decode_fn, x, labels, *, num_samples,
                             f'chunk_size={chunk_size}.')
   mean, logvar = encode_fn(x, labels)
   n = x.shape[0]
-  rep_labels = None if labels is None else jnp.tile(labels, chunk_size)
+  rep_labels = None if labels is None else tile_rows(labels, chunk_size)
   x_rep = jnp.tile(x, (chunk_size, 1, 1, 1))
 
   def chunk(carry, k):

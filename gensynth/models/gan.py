@@ -5,10 +5,13 @@ for 32x32 and 64x64) and doubles the resolution with each transposed
 convolution (`layers.ConvTranspose`, kernel 4, stride 2); the
 discriminator mirrors it with strided convolutions and a dense head.
 
-Conditioning: the generator concatenates a label embedding to z and, with
-`norm='group'`, uses class-conditional gains and biases in every normalisation
-(conditional normalisation); the discriminator is a projection discriminator,
-logit = w . phi(x) + embed(y) . phi(x) (Miyato & Koyama, 2018).
+Conditioning: the generator concatenates a condition embedding to z and,
+with `norm='group'`, uses condition-dependent gains and biases in every
+normalisation (conditional normalisation / FiLM); the discriminator is a
+projection discriminator, logit = w . phi(x) + psi(c) . phi(x) (Miyato &
+Koyama, 2018; with a continuous embedding psi for vectors and text). Class
+ids use per-class tables (`num_classes`); vectors and captions use a
+`conditioning.ConditionEncoder` per network (`cond_spec`).
 
 Normalisation in G is per sample (group norm), so a sample depends only on its
 own z and label, data-parallel runs equal single-device runs, and the EMA
@@ -17,10 +20,13 @@ optional spectral normalisation (its power-iteration vectors live in the
 'spectral' collection, kept in the train state).
 """
 
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 
 from gensynth import errors
+from gensynth.models import conditioning
 from gensynth.models import layers
 
 SPECTRAL = 'spectral'
@@ -38,15 +44,21 @@ def check_size(image_size, widths):
 
 
 class CondGroupNorm(nn.Module):
-  """Group normalisation with learned (optionally per-class) gain and bias."""
+  """Group normalisation with learned gain and bias: fixed, per class
+  (`labels`), or FiLM from a condition embedding `emb` [N, E] (both start
+  at the identity)."""
   num_classes: int = 0
   groups: int = 8
 
   @nn.compact
-  def __call__(self, x, labels=None):
+  def __call__(self, x, labels=None, emb=None):
     c = x.shape[-1]
     y = nn.GroupNorm(num_groups=min(self.groups, c), use_scale=False,
                      use_bias=False)(x)
+    if emb is not None:
+      film = lambda name: nn.Dense(c, kernel_init=nn.initializers.zeros,
+                                   name=name)(emb)[:, None, None, :]
+      return y * (1.0 + film('scale')) + film('bias')
     if labels is None:
       scale = self.param('scale', nn.initializers.ones, (c,))
       bias = self.param('bias', nn.initializers.zeros, (c,))
@@ -105,6 +117,10 @@ class Generator(nn.Module):
   # 2x upsampling then a 3x3 conv (no checkerboard, Odena et al. 2016).
   upsample: str = 'transpose'
   conv_impl: str = 'auto'  # layers.CONV_IMPLS
+  # A vector or text condition (a frozen gensynth.data.conditions spec) and
+  # the encoder's text sizes; None: class ids (num_classes) or none.
+  cond_spec: Any = None
+  text: tuple = (64, 2, 4)  # width, layers, heads
 
   def _up(self, h, width, use_bias, index):
     if self.upsample == 'transpose':
@@ -118,15 +134,24 @@ class Generator(nn.Module):
     return NearestUpConv(width, use_bias=use_bias, conv_impl=self.conv_impl,
                          name=f'Conv_{index}')(h)
 
-  def _norm(self, x, labels):
+  def _norm(self, x, labels, emb=None):
     if self.norm == 'none':
       return x
-    return CondGroupNorm(self.num_classes)(x, labels)
+    return CondGroupNorm(self.num_classes)(x, labels, emb)
 
   @nn.compact
   def __call__(self, z, labels=None):
     base = check_size(self.image_size, self.widths)
-    if self.num_classes:
+    emb = None
+    if self.cond_spec is not None:
+      if labels is None:
+        raise errors.InputError(
+            f'a {self.cond_spec["kind"]}-conditional generator needs '
+            'conditions.')
+      emb = _encoder(self.cond_spec, self.embed_dim, self.text)(labels)
+      z = jnp.concatenate([z, emb], -1)
+      labels = None
+    elif self.num_classes:
       if labels is None:
         raise errors.ConfigError('a class-conditional generator needs labels.')
       z = jnp.concatenate(
@@ -138,9 +163,9 @@ class Generator(nn.Module):
     bias = self.norm == 'none'
     h = nn.Dense(base * base * self.widths[0], use_bias=bias)(z)
     h = h.reshape(z.shape[0], base, base, self.widths[0])
-    h = nn.relu(self._norm(h, labels))
+    h = nn.relu(self._norm(h, labels, emb))
     for i, width in enumerate(self.widths[1:]):
-      h = nn.relu(self._norm(self._up(h, width, bias, i), labels))
+      h = nn.relu(self._norm(self._up(h, width, bias, i), labels, emb))
     return jnp.tanh(self._up(h, self.channels, True, len(self.widths) - 1))
 
 
@@ -153,6 +178,9 @@ class Discriminator(nn.Module):
   # consecutive images add one feature map, their mean feature std; 0 = off.
   mbstd_group: int = 0
   conv_impl: str = 'auto'  # layers.CONV_IMPLS
+  cond_spec: Any = None  # as in Generator
+  embed_dim: int = 32
+  text: tuple = (64, 2, 4)
 
   def _layer(self, layer, x, update_stats):
     if not self.spectral_norm:
@@ -176,7 +204,16 @@ class Discriminator(nn.Module):
       h = minibatch_std(h, self.mbstd_group)
     phi = h.reshape(h.shape[0], -1)
     logit = self._layer(nn.Dense(1), phi, update_stats)[:, 0]
-    if self.num_classes:
+    if self.cond_spec is not None:
+      if labels is None:
+        raise errors.InputError(
+            f'a {self.cond_spec["kind"]}-conditional discriminator needs '
+            'conditions.')
+      emb = _encoder(self.cond_spec, self.embed_dim, self.text)(labels)
+      proj = nn.Dense(phi.shape[-1], kernel_init=nn.initializers.normal(0.02),
+                      name='projection')(nn.silu(emb))
+      logit = logit + jnp.sum(proj * phi, axis=-1)
+    elif self.num_classes:
       if labels is None:
         raise errors.ConfigError(
             'a class-conditional discriminator needs labels.')
@@ -184,6 +221,13 @@ class Discriminator(nn.Module):
                       embedding_init=nn.initializers.normal(0.02))(labels)
       logit = logit + jnp.sum(proj * phi, axis=-1)
     return logit
+
+
+def _encoder(spec, features, text):
+  width, layers_, heads = text
+  return conditioning.ConditionEncoder(spec, features, text_width=width,
+                                       text_layers=layers_, text_heads=heads,
+                                       name='condition')
 
 
 def minibatch_std(h, group):
@@ -206,8 +250,10 @@ def minibatch_std(h, group):
   return jnp.concatenate([h, feat], axis=-1)
 
 
-def from_config(cfg, image_shape, num_classes):
-  """(Generator, Discriminator) for `config.model` and the data's shape."""
+def from_config(cfg, image_shape, num_classes, cond_spec=None):
+  """(Generator, Discriminator) for `config.model` and the data's shape; a
+  vector or text `cond_spec` (gensynth.data.conditions) with
+  config.model.conditional makes both networks condition on it."""
   if cfg.latent_dim <= 0:
     raise errors.ConfigError(
         f'config.model.latent_dim={cfg.latent_dim} must be '
@@ -226,6 +272,13 @@ def from_config(cfg, image_shape, num_classes):
           'non-empty and positive.')
   check_size(image_shape[0], cfg.g_widths)
   classes = num_classes if cfg.conditional else 0
+  spec = conditioning.freeze(cond_spec) if cfg.conditional else None
+  if spec is not None and spec['kind'] == 'label':
+    classes, spec = spec['num_classes'], None
+  elif spec is not None:
+    classes = 0
+  cond = dict(cond_spec=spec, embed_dim=cfg.embed_dim,
+              text=(cfg.text_width, cfg.text_layers, cfg.text_heads))
   if cfg.g_upsample not in ('transpose', 'nearest'):
     raise errors.ConfigError(
         f"config.model.g_upsample={cfg.g_upsample!r}; expected "
@@ -236,9 +289,10 @@ def from_config(cfg, image_shape, num_classes):
         '0 (off) or a positive group size.')
   gen = Generator(image_size=image_shape[0], channels=image_shape[-1],
                   widths=tuple(cfg.g_widths), num_classes=classes,
-                  embed_dim=cfg.embed_dim, norm=cfg.g_norm,
-                  upsample=cfg.g_upsample, conv_impl=cfg.conv_impl)
+                  norm=cfg.g_norm,
+                  upsample=cfg.g_upsample, conv_impl=cfg.conv_impl, **cond)
   disc = Discriminator(widths=tuple(cfg.d_widths), num_classes=classes,
                        spectral_norm=cfg.spectral_norm,
-                       mbstd_group=cfg.d_mbstd_group, conv_impl=cfg.conv_impl)
+                       mbstd_group=cfg.d_mbstd_group, conv_impl=cfg.conv_impl,
+                       **cond)
   return gen, disc

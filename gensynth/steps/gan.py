@@ -19,6 +19,7 @@ import optax
 
 from gensynth import errors
 from gensynth.losses import adversarial
+from gensynth.models import conditioning
 
 
 @flax.struct.dataclass
@@ -37,11 +38,13 @@ class GANState:
 
 
 def create_state(key, generator, discriminator, g_tx, d_tx, *, latent_dim,
-                 image_shape):
-  """Initialises both networks, their optimizers and the EMA copy of G."""
+                 image_shape, cond_spec=None):
+  """Initialises both networks, their optimizers and the EMA copy of G (the
+  condition input shaped as `cond_spec` says; class ids if None)."""
   g_key, d_key = jax.random.split(key)
   z = jnp.zeros((1, latent_dim))
-  labels = jnp.zeros((1,), jnp.int32)
+  labels = (jnp.zeros((1,), jnp.int32) if cond_spec is None else
+            conditioning.dummy(cond_spec))
   g_params = generator.init(g_key, z, labels)['params']
   d_vars = discriminator.init(d_key, jnp.zeros((1,) + tuple(image_shape)),
                               labels)
@@ -71,25 +74,32 @@ def _discriminate(state, d_params, x, labels, *, update_stats):
   return logits, new['spectral']
 
 
-def _fake_inputs(key, n, *, latent_dim, num_classes):
+def _fake_inputs(key, n, *, latent_dim, num_classes, conds=None):
+  """Latents, and the fakes' conditions: `conds` (taken from the data) if
+  given, else uniform class ids (or None when unconditional)."""
   z_key, y_key = jax.random.split(key)
   z = jax.random.normal(z_key, (n, latent_dim))
+  if conds is not None:
+    return z, conds
   labels = (jax.random.randint(y_key, (n,), 0, num_classes)
             if num_classes else None)
   return z, labels
 
 
 def _d_update(state, real, real_labels, key, *, loss, gp_weight, r1_weight,
-              r1_every, r1_now, latent_dim, num_classes, fakes=None):
+              r1_every, r1_now, latent_dim, num_classes, fakes=None,
+              cond_from_data=False):
   """One discriminator step on one real micro-batch.
 
   `fakes` = (images, labels) is a fake batch the caller already generated;
-  None draws and generates one here.
+  None draws and generates one here (conditioned on the real micro-batch's
+  conditions with cond_from_data).
   """
   z_key, gp_key = jax.random.split(key)
   if fakes is None:
-    z, fake_labels = _fake_inputs(z_key, real.shape[0], latent_dim=latent_dim,
-                                  num_classes=num_classes)
+    z, fake_labels = _fake_inputs(
+        z_key, real.shape[0], latent_dim=latent_dim, num_classes=num_classes,
+        conds=real_labels if cond_from_data else None)
     fake = generate(state.g_apply, state.g_params, z, fake_labels)
   else:
     fake, fake_labels = fakes
@@ -140,9 +150,11 @@ def _d_update(state, real, real_labels, key, *, loss, gp_weight, r1_weight,
   return state, dict(aux, d_grad_norm=optax.global_norm(grads))
 
 
-def _g_update(state, n, key, *, loss, latent_dim, num_classes, fakes=None):
-  """One generator step on n fresh fakes, or on `fakes` = (images, labels,
-  vjp of the generator at state.g_params) generated before D's update."""
+def _g_update(state, n, key, *, loss, latent_dim, num_classes, fakes=None,
+              conds=None):
+  """One generator step on n fresh fakes (conditioned on `conds` if given),
+  or on `fakes` = (images, labels, vjp of the generator at state.g_params)
+  generated before D's update."""
 
   def d_loss_of(fake, labels):
     logits, _ = _discriminate(state, state.d_params, fake, labels,
@@ -151,7 +163,7 @@ def _g_update(state, n, key, *, loss, latent_dim, num_classes, fakes=None):
 
   if fakes is None:
     z, labels = _fake_inputs(key, n, latent_dim=latent_dim,
-                             num_classes=num_classes)
+                             num_classes=num_classes, conds=conds)
     g_loss, grads = jax.value_and_grad(
         lambda p: d_loss_of(generate(state.g_apply, p, z, labels), labels))(
             state.g_params)
@@ -174,11 +186,15 @@ def ema_decay_at(step, *, decay, start):
 def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
                d_steps=1, gp_weight=0.0, r1_weight=0.0, r1_every=1,
                r1_now=None, shared_fakes=False, ema_decay=0.999, ema_start=0,
-               skip_nonfinite=False):
+               skip_nonfinite=False, cond_from_data=False):
   """`d_steps` discriminator updates, one generator update, one EMA update.
 
   num_classes > 0 makes both networks class-conditional: real images keep
-  their labels, fakes get uniformly drawn ones. With skip_nonfinite, a step
+  their labels, fakes get uniformly drawn ones. With cond_from_data the
+  condition is batch['cond'] (vectors or token ids): D's fakes take their
+  real micro-batch's conditions, G's fakes a random permutation of the
+  batch's (the data's joint distribution of conditions, which need not be
+  uniform or even enumerable). With skip_nonfinite, a step
   with a NaN/Inf loss or gradient keeps the previous networks (the counter
   still advances) and reports skipped=1.
 
@@ -200,27 +216,41 @@ def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
   old = state
   opts = dict(latent_dim=latent_dim, num_classes=num_classes, loss=loss)
   g_key = jax.random.fold_in(key, d_steps)
+  conds = real_conds = g_conds = None
+  if cond_from_data:
+    if 'cond' not in batch:
+      raise errors.InputError(
+          "cond_from_data needs batch['cond'] (vector or text conditions).")
+    conds = batch['cond']
+    real_conds = lambda j: micro(conds, j)
+    perm = jax.random.permutation(jax.random.fold_in(key, d_steps + 1),
+                                  conds.shape[0])[:n]
+    g_conds = conds[perm]
+  elif num_classes:
+    real_conds = lambda j: micro(batch['label'], j)
   d_fakes = g_fakes = None
   if shared_fakes:
     if d_steps != 1:
       raise errors.InputError(
           f'shared_fakes needs d_steps=1 (got d_steps={d_steps}): '
           'one fake batch serves one D and one G update.')
-    z, fake_labels = _fake_inputs(g_key, n, latent_dim=latent_dim,
-                                  num_classes=num_classes)
+    z, fake_labels = _fake_inputs(
+        g_key, n, latent_dim=latent_dim, num_classes=num_classes,
+        conds=real_conds(0) if cond_from_data else None)
     fake, g_vjp = jax.vjp(
         lambda p: generate(state.g_apply, p, z, fake_labels), state.g_params)
     d_fakes, g_fakes = (fake, fake_labels), (fake, fake_labels, g_vjp)
   metrics = {}
   for j in range(d_steps):
     state, m = _d_update(
-        state, micro(images, j),
-        micro(batch['label'], j) if num_classes else None,
+        state, micro(images, j), real_conds(j) if real_conds else None,
         jax.random.fold_in(key, j), gp_weight=gp_weight, r1_weight=r1_weight,
-        r1_every=r1_every, r1_now=r1_now, fakes=d_fakes, **opts)
+        r1_every=r1_every, r1_now=r1_now, fakes=d_fakes,
+        cond_from_data=cond_from_data, **opts)
     metrics = m if not metrics else jax.tree.map(jnp.add, metrics, m)
   metrics = jax.tree.map(lambda v: v / d_steps, metrics)
-  state, g_metrics = _g_update(state, n, g_key, fakes=g_fakes, **opts)
+  state, g_metrics = _g_update(state, n, g_key, fakes=g_fakes, conds=g_conds,
+                               **opts)
   beta = ema_decay_at(state.step, decay=ema_decay, start=ema_start)
   ema = jax.tree.map(lambda e, p: beta * e + (1.0 - beta) * p,
                      state.ema_params, state.g_params)

@@ -12,16 +12,19 @@ from flax.training import train_state
 
 from gensynth import errors
 from gensynth.losses import vae as vae_losses
+from gensynth.models import conditioning
 
 
 class TrainState(train_state.TrainState):
   """Flax TrainState (step, params, opt_state; apply_fn and tx static)."""
 
 
-def create_state(key, model, tx, image_shape):
-  """Initialises parameters and optimizer state for `model`."""
+def create_state(key, model, tx, image_shape, cond_spec=None):
+  """Initialises parameters and optimizer state for `model` (its condition
+  input shaped as `cond_spec` says; class ids if None)."""
   x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
-  labels = jnp.zeros((1,), jnp.int32)
+  labels = (jnp.zeros((1,), jnp.int32) if cond_spec is None else
+            conditioning.dummy(cond_spec))
   params = model.init(key, x, labels)['params']
   return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
@@ -33,8 +36,12 @@ def _fns(state_or_apply, params):
   return enc, dec
 
 
-def _labels(batch, conditional):
-  return batch['label'] if conditional else None
+def conditions_of(batch, conditional):
+  """The condition a conditional model reads: batch['cond'] (vectors or
+  token ids) where the data has one, else the class ids."""
+  if not conditional:
+    return None
+  return batch['cond'] if 'cond' in batch else batch['label']
 
 
 def loss_fn(params, apply_fn, batch, key, *, likelihood, beta=1.0,
@@ -42,7 +49,7 @@ def loss_fn(params, apply_fn, batch, key, *, likelihood, beta=1.0,
             gaussian_scale=0.1):
   """Mean negative bound over the batch, and per-batch metrics."""
   enc, dec = _fns(apply_fn, params)
-  x, y = batch['image'], _labels(batch, conditional)
+  x, y = batch['image'], conditions_of(batch, conditional)
   mean, logvar = enc(x, y)
   kl = vae_losses.gaussian_kl(mean, logvar)
   if objective == 'elbo':
@@ -55,7 +62,7 @@ def loss_fn(params, apply_fn, batch, key, *, likelihood, beta=1.0,
     z = vae_losses.sample_gaussian(key, mean, logvar, num_samples)
     x_rep = jnp.tile(x, (num_samples, 1, 1, 1))
     out = dec(z.reshape(num_samples * n, -1),
-              None if y is None else jnp.tile(y, num_samples), x_rep)
+              None if y is None else vae_losses.tile_rows(y, num_samples), x_rep)
     log_px = vae_losses.log_likelihood(
         out, x_rep, likelihood=likelihood,
         gaussian_scale=gaussian_scale).reshape(num_samples, n)
@@ -141,7 +148,7 @@ def eval_step(params, batch, key, *, apply_fn, likelihood, num_samples,
               chunk_size, conditional=False, gaussian_scale=0.1):
   """Sums of -ELBO and IWAE NLL (nats) over the real rows of `batch`."""
   enc, dec = _fns(apply_fn, params)
-  x, y = batch['image'], _labels(batch, conditional)
+  x, y = batch['image'], conditions_of(batch, conditional)
   mask = batch['mask']
   mean, logvar = enc(x, y)
   z = vae_losses.sample_gaussian(jax.random.fold_in(key, 1), mean, logvar)

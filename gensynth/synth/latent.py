@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from gensynth import errors
+from gensynth.losses import vae as vae_losses
 from gensynth.steps import vae as vae_steps
 from gensynth.synth import checks
 
@@ -132,7 +133,7 @@ def vae_fuse(params, key, images, labels=None, *, apply_fn, likelihood,
     raise errors.InputError(f'images must be [K, N, H, W, C], got shape '
                             f'{images.shape}.')
   k, n = images.shape[:2]
-  flat_labels = None if labels is None else jnp.tile(labels, k)
+  flat_labels = None if labels is None else vae_losses.tile_rows(labels, k)
   means = vae_steps.encode_mean(params, images.reshape((k * n,) +
                                                        images.shape[2:]),
                                 flat_labels, apply_fn=apply_fn)
@@ -152,7 +153,7 @@ def vae_interpolate(params, key, x0, x1, labels=None, *, apply_fn, likelihood,
   """
   enc = lambda x: vae_steps.encode_mean(params, x, labels, apply_fn=apply_fn)
   path = interpolate(enc(x0), enc(x1), num, method=method)
-  tiled = None if labels is None else jnp.tile(labels, num)
+  tiled = None if labels is None else vae_losses.tile_rows(labels, num)
   out = vae_steps.decode_latents(
       params, key, path.reshape(-1, path.shape[-1]), tiled,
       apply_fn=apply_fn, likelihood=likelihood, image_shape=image_shape,

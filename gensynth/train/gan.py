@@ -38,9 +38,10 @@ def _validate(config):
         "must be 'minus_one_one'.")
 
 
-def step_kwargs(config, num_classes):
+def step_kwargs(config, num_classes, spec=None):
   return dict(latent_dim=config.model.latent_dim,
-              num_classes=state_lib.gan_classes(config, num_classes),
+              num_classes=state_lib.gan_classes(config, num_classes, spec),
+              cond_from_data=state_lib.cond_spec(config, spec) is not None,
               loss=config.loss.kind, d_steps=config.loss.d_steps,
               gp_weight=config.loss.gp_weight,
               r1_weight=config.loss.r1_weight, r1_every=config.loss.r1_every,
@@ -49,7 +50,7 @@ def step_kwargs(config, num_classes):
               skip_nonfinite=config.skip_nonfinite)
 
 
-def make_step_for(config, num_classes, mesh):
+def make_step_for(config, num_classes, mesh, spec=None):
   """`step_for(step)`: the jitted GAN step to run at `step`.
 
   With lazy R1 there are two (R1 on and off), chosen on the host by step
@@ -58,7 +59,7 @@ def make_step_for(config, num_classes, mesh):
   (`launch.benchmark --bench=gan_throughput` with the r1 variant). Each
   compiles once.
   """
-  kw = step_kwargs(config, num_classes)
+  kw = step_kwargs(config, num_classes, spec)
   if not kw['r1_weight']:
     step = loop.jit_train_step(functools.partial(gan_steps.train_step, **kw),
                                mesh)
@@ -86,23 +87,29 @@ def train_and_evaluate(config, workdir):
   train_src, test_src, batches = loop.load_data(
       config, config.batch_size * config.loss.d_steps)
   image_shape, classes = train_src.image_shape, train_src.num_classes
-  _, _, state = state_lib.gan(config, mesh, image_shape, classes)
+  spec = train_src.condition_spec
+  _, _, state = state_lib.gan(config, mesh, image_shape, classes, spec)
   ckpt, state, start, reporter = loop.resume(config, workdir, state, train_src)
-  step_for = make_step_for(config, classes, mesh)
+  step_for = make_step_for(config, classes, mesh, spec)
+  # Vector/text models: grid rows follow the first test conditions.
+  grid_conds = (test_src.conditions[:8]
+                if state_lib.cond_spec(config, spec) is not None else None)
   root = jax.random.key(config.seed)
   train_key, eval_key, sample_key = (jax.random.fold_in(root, i)
                                      for i in (1, 2, 3))
-  grid_n = 10 * (state_lib.gan_classes(config, classes) or 8)
+  grid_n = 10 * (state_lib.gan_classes(config, classes, spec) or 8)
   sampler = gan_eval.Sampler(config, mesh, state, classes,
                              batch_size=sharding.round_up(
-                                 config.eval.batch_size, mesh))
+                                 config.eval.batch_size, mesh), spec=spec)
   grid_sampler = gan_eval.Sampler(config, mesh, state, classes,
-                                  batch_size=sharding.round_up(grid_n, mesh))
+                                  batch_size=sharding.round_up(grid_n, mesh),
+                                  spec=spec)
 
   def write_images(step, state):
     grid, ncols = gan_eval.sample_grid(
         grid_sampler, state.ema_params, sample_key,
-        num_classes=state_lib.gan_classes(config, classes))
+        num_classes=state_lib.gan_classes(config, classes, spec),
+        conditions=grid_conds)
     reporter.images(step, 'samples', grid, ncols=ncols)
 
   state, step, preempted, final = loop.run(

@@ -41,9 +41,14 @@ def prepare(config, workdir, *batch_sizes):
 
 
 def load_data(config, global_batch_size, **batch_opts):
-  """(train source, test source, this process's shuffled train batches)."""
-  train_src = data_lib.load_split(config.data, 'train')
-  test_src = data_lib.load_split(config.data, 'test')
+  """(train source, test source, this process's shuffled train batches).
+
+  Captions become token ids over a vocabulary built from the training
+  split's captions (saved with the run by `resume`)."""
+  (train_src, test_src), _ = data_lib.encode_text(
+      [data_lib.load_split(config.data, 'train'),
+       data_lib.load_split(config.data, 'test')],
+      max_len=config.data.text_max_len)
   batches = data_lib.BatchIterator(
       train_src, global_batch_size=global_batch_size, seed=config.seed,
       value_range=config.data.value_range, process_index=jax.process_index(),
@@ -63,7 +68,8 @@ def resume(config, workdir, state, train_src):
   state = ckpt.restore_or_init(state)
   start = int(state.step)
   workdir_lib.save_config(workdir, config, image_shape=train_src.image_shape,
-                          num_classes=train_src.num_classes)
+                          num_classes=train_src.num_classes,
+                          condition=train_src.condition_spec)
   reporter = reporting.Reporter(workdir, total_steps=config.num_steps,
                                 start_step=start,
                                 enabled=jax.process_index() == 0)

@@ -24,29 +24,45 @@ def _init(fn, mesh, seed):
       jax.random.key(seed))
 
 
-def vae(config, mesh, image_shape, num_classes, total_steps):
-  """(VAE model, initial TrainState)."""
-  model = vae_model.from_config(config.model, image_shape, num_classes)
+def cond_spec(config, spec):
+  """The vector/text condition spec a conditional model is built for, or
+  None (class ids, or an unconditional model). `spec` is a split's
+  `condition_spec` or the 'condition' entry of a run's info.json (absent in
+  runs from before conditions: labels)."""
+  if not config.model.conditional or not spec or spec['kind'] == 'label':
+    return None
+  return spec
+
+
+def vae(config, mesh, image_shape, num_classes, total_steps, spec=None):
+  """(VAE model, initial TrainState); `spec` as in cond_spec."""
+  spec = cond_spec(config, spec)
+  model = vae_model.from_config(config.model, image_shape, num_classes, spec)
   tx = optim.make_optimizer(config.optim, total_steps)
   return model, _init(functools.partial(
-      vae_steps.create_state, model=model, tx=tx, image_shape=image_shape),
-                      mesh, config.seed)
+      vae_steps.create_state, model=model, tx=tx, image_shape=image_shape,
+      cond_spec=spec), mesh, config.seed)
 
 
-def gan_classes(config, num_classes):
-  """The generator's class count: the data's if conditional, else 0."""
+def gan_classes(config, num_classes, spec=None):
+  """The generator's class count: the data's if conditional on class ids,
+  else 0 (unconditional, or conditioned on vectors or text)."""
+  if cond_spec(config, spec) is not None:
+    return 0
   return num_classes if config.model.conditional else 0
 
 
-def gan(config, mesh, image_shape, num_classes):
-  """(generator, discriminator, initial GANState)."""
-  gen, disc = gan_model.from_config(config.model, image_shape, num_classes)
+def gan(config, mesh, image_shape, num_classes, spec=None):
+  """(generator, discriminator, initial GANState); `spec` as in cond_spec."""
+  spec = cond_spec(config, spec)
+  gen, disc = gan_model.from_config(config.model, image_shape, num_classes,
+                                    spec)
   g_tx = optim.make_optimizer(config.g_optim, config.num_steps)
   d_tx = optim.make_optimizer(config.d_optim, config.num_steps)
   return gen, disc, _init(functools.partial(
       gan_steps.create_state, generator=gen, discriminator=disc, g_tx=g_tx,
-      d_tx=d_tx, latent_dim=config.model.latent_dim, image_shape=image_shape),
-                          mesh, config.seed)
+      d_tx=d_tx, latent_dim=config.model.latent_dim, image_shape=image_shape,
+      cond_spec=spec), mesh, config.seed)
 
 
 def classifier(config, mesh, image_shape, num_classes):

@@ -63,8 +63,9 @@ def train_and_evaluate(config, workdir):
       config, config.batch_size,
       dynamic_binarize=config.data.binarize)
   image_shape = train_src.image_shape
+  spec = state_lib.cond_spec(config, train_src.condition_spec)
   _, state = state_lib.vae(config, mesh, image_shape, train_src.num_classes,
-                           config.num_steps)
+                           config.num_steps, spec)
   ckpt, state, start, reporter = loop.resume(config, workdir, state, train_src)
   train_step = loop.jit_train_step(
       functools.partial(vae_steps.train_step, **step_kwargs(config),
@@ -74,10 +75,10 @@ def train_and_evaluate(config, workdir):
                                      for i in (1, 2, 3))
   num_show = min(64, len(test_src))
   show_batch = next(data_lib.eval_batches(
-      data_lib.ArraySource(test_src.images[:num_show],
-                           test_src.labels[:num_show], test_src.num_classes),
-      batch_size=num_show, value_range=config.data.value_range))
+      test_src.subset(slice(0, num_show)), batch_size=num_show,
+      value_range=config.data.value_range))
   cond = config.model.conditional
+  show_cond = vae_steps.conditions_of(show_batch, cond)
   recon_fn = jax.jit(functools.partial(
       vae_steps.reconstruct, apply_fn=state.apply_fn,
       likelihood=config.model.likelihood))
@@ -85,12 +86,14 @@ def train_and_evaluate(config, workdir):
       vae_steps.sample, apply_fn=state.apply_fn, num=num_show,
       latent_dim=config.model.latent_dim, likelihood=config.model.likelihood,
       image_shape=image_shape, autoregressive=bool(config.model.ar_channels)))
-  sample_labels = jnp.arange(num_show) % train_src.num_classes if cond else None
+  # Samples: one per class in turn, or the shown test images' conditions.
+  sample_labels = (show_cond if spec is not None else
+                   jnp.arange(num_show) % train_src.num_classes if cond
+                   else None)
 
   def write_images(step, params):
     vr = config.data.value_range
-    rec = recon_fn(params, x=show_batch['image'],
-                   labels=show_batch['label'] if cond else None)
+    rec = recon_fn(params, x=show_batch['image'], labels=show_cond)
     pairs = np.stack([data_lib.to_unit(show_batch['image'], vr),
                       data_lib.to_unit(rec, vr)], 1)
     reporter.images(step, 'reconstructions', pairs.reshape(

@@ -1,0 +1,139 @@
+"""Conditions beside the images: what each kind is and how text is tokenised.
+
+A condition is one array per split, row i belonging to image i:
+  label   int32 [N]      class ids (ArraySource.labels; no extra array)
+  vector  float32 [N, D] measured attributes, an embedding from any encoder
+  text    str [N]        a caption per image; `Vocabulary` turns captions
+                         into int32 token ids [N, L] (0 = padding)
+
+`spec` dicts describe a split's condition for the model builders and are
+saved in a run's info.json, so sampling and evaluation rebuild the same
+encoder (and the same vocabulary) without the training data.
+"""
+
+import dataclasses
+import re
+
+import numpy as np
+
+from gensynth import errors
+
+KINDS = ('label', 'vector', 'text')
+UNKNOWN_POLICIES = ('error', 'drop')
+PAD = '<pad>'
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def words_of(text):
+  """Lower-cased words of `text` (letters, digits, inner apostrophes); all
+  other characters separate words."""
+  return _WORD.findall(str(text).lower())
+
+
+@dataclasses.dataclass(frozen=True)
+class Vocabulary:
+  """Word <-> id table built from training captions; id 0 is padding.
+
+  Unknown-word policy (`encode(..., unknown=)`): 'error' raises an
+  InputError naming the unknown words and the known ones; 'drop' leaves
+  them out, as if the caption had not named them. The shapes captions
+  leave attributes out at random, so a dropped word there means
+  "unspecified", which the model has learned.
+  """
+  words: tuple
+  max_len: int
+
+  @classmethod
+  def build(cls, captions, *, max_len=0):
+    """The sorted set of words in `captions`; max_len 0: the longest."""
+    tokenised = [words_of(c) for c in captions]
+    longest = max((len(t) for t in tokenised), default=0)
+    if not longest:
+      raise errors.DataError('the training captions hold no words.')
+    if max_len and longest > max_len:
+      raise errors.DataError(
+          f'a training caption has {longest} words, more than '
+          f'config.data.text_max_len={max_len}; raise it (0 = the longest).')
+    return cls(words=tuple(sorted({w for t in tokenised for w in t})),
+               max_len=int(max_len or longest))
+
+  @property
+  def size(self):
+    """Number of ids, padding included."""
+    return len(self.words) + 1
+
+  def encode(self, captions, *, unknown='error'):
+    """int32 [N, max_len] token ids of `captions` (a str or a sequence)."""
+    if unknown not in UNKNOWN_POLICIES:
+      raise errors.InputError(f'unknown-word policy {unknown!r}; expected one '
+                              f'of {UNKNOWN_POLICIES}.')
+    if isinstance(captions, str):
+      captions = [captions]
+    index = {w: i + 1 for i, w in enumerate(self.words)}
+    out = np.zeros((len(captions), self.max_len), np.int32)
+    for row, text in enumerate(captions):
+      words = words_of(text)
+      missing = [w for w in words if w not in index]
+      if missing and unknown == 'error':
+        raise errors.InputError(
+            f'caption {text!r}: words {missing} are not in the vocabulary '
+            f'the model was trained with; known words: {", ".join(self.words)}'
+            " (or pass unknown='drop' / --unknown_words=drop to leave them "
+            'out).')
+      ids = [index[w] for w in words if w in index]
+      if not ids:
+        raise errors.InputError(
+            f'caption {text!r} holds no known word; known words: '
+            f'{", ".join(self.words)}.')
+      if len(ids) > self.max_len:
+        raise errors.InputError(
+            f'caption {text!r} has {len(ids)} words; the model reads at most '
+            f'{self.max_len}.')
+      out[row, :len(ids)] = ids
+    return out
+
+  def decode(self, ids):
+    """Captions (str) of token ids [N, L]."""
+    return [' '.join(self.words[i - 1] for i in row if i)
+            for row in np.asarray(ids)]
+
+  def to_json(self):
+    return {'words': list(self.words), 'max_len': self.max_len}
+
+  @classmethod
+  def from_json(cls, record):
+    return cls(words=tuple(record['words']), max_len=int(record['max_len']))
+
+
+def spec_of(kind, conditions=None, *, num_classes=0, vocab=None, names=None):
+  """The JSON-able description of a condition that model builders read."""
+  if kind not in KINDS:
+    raise errors.ConfigError(f'condition kind {kind!r} unknown; expected one '
+                             f'of {KINDS}.')
+  spec = {'kind': kind}
+  if kind == 'label':
+    spec['num_classes'] = int(num_classes)
+  elif kind == 'vector':
+    spec['dim'] = int(np.shape(conditions)[-1])
+    if names is not None:
+      spec['names'] = list(names)
+  else:
+    spec.update(vocab.to_json())
+  return spec
+
+
+def check_vectors(vectors, dim, what='condition vectors'):
+  """float32 [N, dim] from anything array-like, or an InputError."""
+  try:
+    v = np.asarray(vectors, np.float32)
+  except (TypeError, ValueError) as e:
+    raise errors.InputError(f'{what}: not numbers ({e}).') from None
+  if v.ndim == 1:
+    v = v[None]
+  if v.ndim != 2 or v.shape[-1] != dim:
+    raise errors.InputError(
+        f'{what}: shape {v.shape}; the model takes vectors of {dim} values '
+        f'([N, {dim}]).')
+  if not np.all(np.isfinite(v)):
+    raise errors.InputError(f'{what}: NaN or Inf values.')
+  return v
