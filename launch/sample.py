@@ -1,5 +1,11 @@
 r"""Writes sample grids, interpolation strips and latent fusions as PNG.
 
+  python -m launch.sample --workdir=runs/shapes_text --mode=text \
+      --prompts="a large blue ring at the bottom;a small green cross"
+  python -m launch.sample --workdir=runs/shapes_text --mode=text \
+      --prompts="a red disc;a blue square" --combine=interpolate   # or mix
+  python -m launch.sample --workdir=runs/shapes_vector --mode=vector \
+      --vectors=conds.npy            # or "v1,v2,...;w1,w2,..."
   python -m launch.sample --workdir=runs/gan_mnist --mode=grid
   python -m launch.sample --workdir=runs/gan_mnist --mode=interpolate \
       --method=spherical --num_paths=4 --num_steps=10
@@ -21,8 +27,20 @@ from gensynth import errors
 from launch import distributed
 
 flags.DEFINE_string('workdir', None, 'Training workdir with checkpoints.')
-flags.DEFINE_enum('mode', 'grid', ['grid', 'interpolate', 'fuse'],
-                  'What to write.')
+flags.DEFINE_enum('mode', 'grid', ['grid', 'interpolate', 'fuse', 'text',
+                                   'vector'],
+                  'What to write; text/vector: one row per prompt or vector '
+                  '(models conditioned on captions or vectors).')
+flags.DEFINE_string('prompts', None, "text: captions separated by ';'.")
+flags.DEFINE_string('vectors', None, "vector: a .npy file [N, D], or rows of "
+                    "comma-separated numbers separated by ';'.")
+flags.DEFINE_enum('combine', 'none', ['none', 'interpolate', 'mix'],
+                  'text/vector: none (a row per condition), interpolate '
+                  '(a path between the embeddings of two conditions) or mix '
+                  '(rows for each condition and their embeddings mixed with '
+                  '--weights).')
+flags.DEFINE_enum('unknown_words', 'error', ['error', 'drop'],
+                  'text: words the model never saw are an error, or dropped.')
 flags.DEFINE_string('output', None, 'Output directory (default: '
                     'WORKDIR/samples).')
 flags.DEFINE_integer('step', None, 'Checkpoint step (default: the newest).')
@@ -37,7 +55,8 @@ flags.DEFINE_integer('num_steps', 10, 'interpolate: images per strip.')
 flags.DEFINE_list('inputs', None, 'fuse/interpolate (VAE): image files.')
 flags.DEFINE_list('test_indices', None, 'fuse/interpolate (VAE): test-split '
                   'images instead of --inputs.')
-flags.DEFINE_list('weights', None, 'fuse: one weight per input.')
+flags.DEFINE_list('weights', None, 'fuse: one weight per input; '
+                  'text/vector --combine=mix: one per condition.')
 flags.DEFINE_string('mask_dims', None, "fuse: 'a:b' takes latent dims a..b-1 "
                     'from the second input and the rest from the first.')
 flags.mark_flags_as_required(['workdir'])
@@ -124,6 +143,48 @@ def _fusion_weights(k, latent_dim):
   return weights, None
 
 
+def _vectors():
+  spec = FLAGS.vectors
+  if not spec:
+    raise app.UsageError('--mode=vector needs --vectors.')
+  if spec.endswith('.npy'):
+    if not os.path.isfile(spec):
+      raise app.UsageError(f'--vectors: file {spec!r} does not exist.')
+    return np.load(spec, allow_pickle=False)
+  try:
+    return np.array([[float(v) for v in row.split(',')]
+                     for row in spec.split(';') if row.strip()], np.float32)
+  except ValueError:
+    raise app.UsageError(f'--vectors={spec!r}: expected numbers, rows '
+                         "separated by ';'.") from None
+
+
+def _conditioned(model):
+  """text/vector modes: (images, columns)."""
+  if FLAGS.mode == 'text':
+    if not FLAGS.prompts:
+      raise app.UsageError("--mode=text needs --prompts='caption;caption'.")
+    prompts = [p.strip() for p in FLAGS.prompts.split(';') if p.strip()]
+    conds = model.conditions(prompts=prompts, unknown=FLAGS.unknown_words)
+  else:
+    conds = model.conditions(vectors=_vectors())
+  if FLAGS.combine == 'interpolate':
+    return model.condition_path(FLAGS.seed, conds, num_paths=FLAGS.num_paths,
+                                num_steps=FLAGS.num_steps)
+  if FLAGS.combine == 'mix':
+    weights = [1.0] * len(conds) if not FLAGS.weights else _floats(
+        FLAGS.weights, 'weights')
+    return model.mix(FLAGS.seed, conds, weights, per_row=FLAGS.per_class)
+  return model.conditioned(FLAGS.seed, conds, per_row=FLAGS.per_class)
+
+
+def _floats(values, flag):
+  try:
+    return [float(v) for v in values]
+  except ValueError:
+    raise app.UsageError(f'--{flag} takes numbers, got {values}.') from None
+
+
 def _main():
   from gensynth.evaluation import sampling  # pylint: disable=g-import-not-at-top
   from gensynth.train import workdir  # pylint: disable=g-import-not-at-top
@@ -132,7 +193,9 @@ def _main():
   os.makedirs(out_dir, exist_ok=True)
   model = sampling.load(config, FLAGS.workdir, step=FLAGS.step)
   classes = _classes(model.num_classes, default_all=FLAGS.mode != 'fuse')
-  if FLAGS.mode == 'grid':
+  if FLAGS.mode in ('text', 'vector'):
+    images, ncols = _conditioned(model)
+  elif FLAGS.mode == 'grid':
     images, ncols = model.grid(FLAGS.seed, classes=classes,
                                per_class=FLAGS.per_class, rows=FLAGS.rows)
   elif FLAGS.mode == 'interpolate':
@@ -155,7 +218,9 @@ def _main():
                            'for images read from files.')
     images, ncols = model.fuse(FLAGS.seed, inputs, labels, weights=weights,
                                masks=masks, classes=classes)
-  path = sampling.write_grid(os.path.join(out_dir, f'{FLAGS.mode}.png'),
+  name = FLAGS.mode if FLAGS.combine == 'none' or FLAGS.mode not in (
+      'text', 'vector') else f'{FLAGS.mode}_{FLAGS.combine}'
+  path = sampling.write_grid(os.path.join(out_dir, f'{name}.png'),
                              images, ncols)
   distributed.emit_json({'mode': FLAGS.mode, 'path': path,
                          'step': model.step, 'shape': list(images.shape)})

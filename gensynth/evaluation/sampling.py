@@ -2,7 +2,13 @@
 
 `load(config, workdir)` returns an object with `grid`, `interpolate` and (VAE)
 `fuse`, each returning (images [N, H, W, C] in [0, 1], columns) ready for a
-PNG grid. The array work is gensynth.synth.latent plus the jitted model.
+PNG grid. Vector- and text-conditioned models add `conditions` (captions or
+vectors -> model input), `conditioned` (one row per condition),
+`condition_path` (interpolation between two conditions' embeddings) and
+`mix` (a weighted mix of two conditions' embeddings: feature-level fusion
+of conditions), and `generate` (images for a batch of conditions, for the
+fidelity metrics). The array work is gensynth.synth.latent plus the jitted
+model.
 """
 
 import functools
@@ -14,6 +20,7 @@ import numpy as np
 
 from gensynth import data as data_lib
 from gensynth import errors
+from gensynth.data import conditions as conditions_lib
 from gensynth.evaluation import runs
 from gensynth.steps import gan as gan_steps
 from gensynth.steps import vae as vae_steps
@@ -55,6 +62,96 @@ def _grid_labels(classes, per_class):
                                                 per_class).astype(np.int32)
 
 
+class _Conditioned:
+  """What vector- and text-conditioned GANs and VAEs share; subclasses set
+  spec, vocab, config, _params and define _embed(params, conds) and
+  _from_embedding(params, key, z, emb)."""
+
+  chunk = 250  # images per jitted call in `generate` (one compile)
+
+  def _need_spec(self):
+    if self.spec is None:
+      raise errors.InputError(
+          'this model is not conditioned on vectors or text (its condition: '
+          f'{self.info["condition"]["kind"]}'
+          f'{"" if self.config.model.conditional else ", unconditional"}).')
+
+  def conditions(self, prompts=None, vectors=None, *, unknown='error'):
+    """Model input for captions (token ids [N, L]) or vectors [N, D]."""
+    self._need_spec()
+    kind = self.spec['kind']
+    if kind == 'text':
+      if prompts is None or vectors is not None:
+        raise errors.InputError('this model is text-conditioned: give '
+                                'prompts (captions), not vectors.')
+      return self.vocab.encode(list(prompts), unknown=unknown)
+    if vectors is None or prompts is not None:
+      raise errors.InputError(
+          f'this model is conditioned on vectors of {self.spec["dim"]} '
+          'values: give vectors, not prompts.')
+    return conditions_lib.check_vectors(vectors, self.spec['dim'])
+
+  def _latents(self, seed, n):
+    return jax.random.normal(_keys(seed)[2], (n, self.config.model.latent_dim))
+
+  def _images(self, key, z, emb):
+    return self._to_unit(self._from_embedding(self._params, key, z, emb))
+
+  def embed(self, conds):
+    self._need_spec()
+    return self._embed(self._params, jnp.asarray(conds))
+
+  def conditioned(self, seed, conds, *, per_row=10):
+    """One row of `per_row` samples per condition (independent latents)."""
+    emb = jnp.repeat(self.embed(conds), per_row, axis=0)
+    z = self._latents(seed, emb.shape[0])
+    return self._images(_keys(seed)[1], z, emb), per_row
+
+  def condition_path(self, seed, conds, *, num_paths=4, num_steps=10):
+    """Rows of `num_steps` images moving linearly from the first
+    condition's embedding to the second's, one fixed latent per row."""
+    emb = self.embed(conds)
+    if emb.shape[0] != 2:
+      raise errors.InputError(f'a condition path needs 2 conditions, got '
+                              f'{emb.shape[0]}.')
+    t = jnp.linspace(0.0, 1.0, num_steps)[:, None]
+    path = (1.0 - t) * emb[0] + t * emb[1]  # [T, E]
+    e = jnp.tile(path, (num_paths, 1))
+    z = jnp.repeat(self._latents(seed, num_paths), num_steps, axis=0)
+    return self._images(_keys(seed)[1], z, e), num_steps
+
+  def mix(self, seed, conds, weights, *, per_row=10):
+    """Rows: each condition alone, then their embeddings mixed with
+    `weights` (normalised to sum 1); column j shares one latent."""
+    emb = self.embed(conds)
+    w = np.asarray(weights, np.float32)
+    if w.shape != (emb.shape[0],) or np.any(w < 0) or w.sum() <= 0:
+      raise errors.InputError(f'mixing needs {emb.shape[0]} non-negative '
+                              f'weights with a positive sum, got {weights}.')
+    mixed = jnp.tensordot(jnp.asarray(w / w.sum()), emb, 1)[None]
+    rows = jnp.concatenate([emb, mixed])
+    e = jnp.repeat(rows, per_row, axis=0)
+    z = jnp.tile(self._latents(seed, per_row), (rows.shape[0], 1))
+    return self._images(_keys(seed)[1], z, e), per_row
+
+  def generate(self, seed, conds):
+    """Images [N, H, W, C] in [0, 1] for conditions [N, ...], one sample
+    each, in fixed-size jitted chunks."""
+    conds = np.asarray(conds)
+    out = []
+    for i, start in enumerate(range(0, len(conds), self.chunk)):
+      c = conds[start:start + self.chunk]
+      pad = self.chunk - len(c)
+      c = np.concatenate([c, np.repeat(c[-1:], pad, axis=0)])
+      key = jax.random.fold_in(jax.random.key(seed), i)
+      z_key, x_key = jax.random.split(key)
+      z = jax.random.normal(z_key, (self.chunk,
+                                    self.config.model.latent_dim))
+      images = self._gen_chunk(self._params, x_key, z, jnp.asarray(c))
+      out.append(self._to_unit(images)[:self.chunk - pad])
+    return np.concatenate(out)
+
+
 def _path_labels(classes, num_paths, num_steps):
   if classes is None:
     return None
@@ -62,46 +159,80 @@ def _path_labels(classes, num_paths, num_steps):
   return np.repeat(per_path, num_steps).astype(np.int32)
 
 
-class GANModel:
+class GANModel(_Conditioned):
   """The EMA generator of a GAN run."""
   kind = 'gan'
 
   def __init__(self, config, workdir, *, step=None):
     _, state, self.info = runs.load_gan(config, workdir, step=step)
     self.config, self.step = config, int(state.step)
-    self.num_classes = state_lib.gan_classes(config, self.info['num_classes'])
+    self.spec = state_lib.cond_spec(config, self.info['condition'])
+    self.vocab = runs.vocabulary(self.info) if self.spec else None
+    self.num_classes = state_lib.gan_classes(
+        config, self.info['num_classes'], self.info['condition'])
     self._params = state.ema_params
-    self._generate = jax.jit(functools.partial(gan_steps.generate,
-                                               state.g_apply))
+    g_apply = state.g_apply
+    self._generate = jax.jit(functools.partial(gan_steps.generate, g_apply))
+    self._embed = jax.jit(lambda p, c: g_apply(
+        {'params': p}, jnp.zeros((c.shape[0], config.model.latent_dim)), c,
+        embed_only=True))
+    self._from_embedding = jax.jit(lambda p, key, z, e: g_apply(
+        {'params': p}, z, None, emb=e))
+    self._gen_chunk = jax.jit(lambda p, key, z, c: g_apply({'params': p}, z,
+                                                           c))
 
-  def _images(self, z, labels):
-    return (np.asarray(self._generate(self._params, z, labels)) + 1.0) / 2.0
+  @staticmethod
+  def _to_unit(x):
+    return (np.asarray(x) + 1.0) / 2.0
+
+  def _class_images(self, z, labels):
+    return self._to_unit(self._generate(self._params, z, labels))
 
   def grid(self, seed, *, classes=None, per_class=10, rows=8):
+    if self.spec is not None:
+      raise errors.InputError(
+          f'this GAN is {self.spec["kind"]}-conditioned: use --mode=text or '
+          '--mode=vector.')
     labels = _grid_labels(classes, per_class)
     n = per_class * rows if labels is None else len(labels)
     z = jax.random.normal(_keys(seed)[2], (n, self.config.model.latent_dim))
-    return self._images(z, labels), per_class
+    return self._class_images(z, labels), per_class
 
   def interpolate(self, seed, *, classes=None, num_paths=4, num_steps=10,
                   method='spherical', ends=None):
     del ends  # A GAN has no encoder: paths run between random latents.
     z = _path_latents(seed, num_paths, num_steps,
                       self.config.model.latent_dim, method)
-    return self._images(z, _path_labels(classes, num_paths,
-                                        num_steps)), num_steps
+    return self._class_images(z, _path_labels(classes, num_paths,
+                                              num_steps)), num_steps
 
 
-class VAEModel:
+class VAEModel(_Conditioned):
   """The decoder (and encoder) of a VAE run."""
   kind = 'vae'
 
   def __init__(self, config, workdir, *, step=None):
     state, self.info = runs.load_vae(config, workdir, step=step)
     self.config, self.step = config, int(state.step)
+    self.spec = state_lib.cond_spec(config, self.info['condition'])
+    self.vocab = runs.vocabulary(self.info) if self.spec else None
     self.num_classes = (self.info['num_classes'] if config.model.conditional
-                        else 0)
+                        and self.spec is None else 0)
     self._params = state.params
+    apply_fn, likelihood = state.apply_fn, config.model.likelihood
+    self._embed = jax.jit(lambda p, c: apply_fn(
+        {'params': p}, c, method='embed_condition'))
+
+    def from_embedding(p, key, z, e):
+      del key
+      if config.model.ar_channels:
+        raise errors.InputError(
+            'decoding from a condition embedding needs a factorised decoder '
+            '(config.model.ar_channels=0).')
+      out = apply_fn({'params': p}, z, e, None, method='decode_embedded')
+      return vae_steps.decoder_mean(out, likelihood=likelihood)
+
+    self._from_embedding = jax.jit(from_embedding)
     opts = dict(apply_fn=state.apply_fn, likelihood=config.model.likelihood,
                 image_shape=tuple(self.info['image_shape']),
                 autoregressive=bool(config.model.ar_channels))
@@ -110,6 +241,7 @@ class VAEModel:
     self._interp = jax.jit(functools.partial(latent.vae_interpolate, **opts),
                            static_argnames=('num', 'method'))
     self._minus_one_one = config.data.value_range == 'minus_one_one'
+    self._gen_chunk = self._decode
 
   def _to_model(self, x):
     x = np.asarray(x, np.float32)
@@ -126,6 +258,10 @@ class VAEModel:
     return jnp.asarray(labels, jnp.int32)
 
   def grid(self, seed, *, classes=None, per_class=10, rows=8):
+    if self.spec is not None:
+      raise errors.InputError(
+          f'this VAE is {self.spec["kind"]}-conditioned: use --mode=text or '
+          '--mode=vector.')
     labels = _grid_labels(classes, per_class)
     n = per_class * rows if labels is None else len(labels)
     _, k1, k2 = _keys(seed)

@@ -140,24 +140,30 @@ class Generator(nn.Module):
     return CondGroupNorm(self.num_classes)(x, labels, emb)
 
   @nn.compact
-  def __call__(self, z, labels=None):
+  def __call__(self, z, labels=None, emb=None, embed_only=False):
+    """Images from z and labels; a vector/text generator also takes the
+    condition embedding `emb` in place of labels (e.g. a mix of two), and
+    with embed_only returns the embedding of `labels` instead of images."""
     base = check_size(self.image_size, self.widths)
-    emb = None
     if self.cond_spec is not None:
-      if labels is None:
-        raise errors.InputError(
-            f'a {self.cond_spec["kind"]}-conditional generator needs '
-            'conditions.')
-      emb = _encoder(self.cond_spec, self.embed_dim, self.text)(labels)
+      if emb is None:
+        if labels is None:
+          raise errors.InputError(
+              f'a {self.cond_spec["kind"]}-conditional generator needs '
+              'conditions.')
+        emb = _encoder(self.cond_spec, self.embed_dim, self.text)(labels)
+      if embed_only:
+        return emb
       z = jnp.concatenate([z, emb], -1)
       labels = None
     elif self.num_classes:
+      emb = None
       if labels is None:
         raise errors.ConfigError('a class-conditional generator needs labels.')
       z = jnp.concatenate(
           [z, nn.Embed(self.num_classes, self.embed_dim)(labels)], -1)
     else:
-      labels = None
+      labels = emb = None
     # A bias right before a normalisation is cancelled by it (its gradient is
     # round-off, which Adam would amplify to full-size steps): none there.
     bias = self.norm == 'none'
