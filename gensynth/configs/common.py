@@ -24,7 +24,9 @@ def data_config():
       # What a conditional model is conditioned on: label (class ids),
       # vector (a float vector per image) or text (a caption per image).
       condition='label',
-      condition_key='',  # TFDS: the feature holding the vector or caption
+      # TFDS: the feature holding the vector or caption ('morphometrics':
+      # measure digits; idx sources always do, gensynth.data.morpho).
+      condition_key='',
       conditions_file='',  # folder: JSONL/CSV, file -> caption or vector
       text_max_len=0,  # words per caption; 0 = the longest training caption
       # shapes only: named colours/sizes/positions (captions, vectors); with

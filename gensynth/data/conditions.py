@@ -62,8 +62,12 @@ class Vocabulary:
     """Number of ids, padding included."""
     return len(self.words) + 1
 
-  def encode(self, captions, *, unknown='error'):
-    """int32 [N, max_len] token ids of `captions` (a str or a sequence)."""
+  def encode(self, captions, *, unknown='error', allow_empty=False):
+    """int32 [N, max_len] token ids of `captions` (a str or a sequence).
+
+    allow_empty: a caption left without known words encodes as all padding
+    (for data splits) instead of raising.
+    """
     if unknown not in UNKNOWN_POLICIES:
       raise errors.InputError(f'unknown-word policy {unknown!r}; expected one '
                               f'of {UNKNOWN_POLICIES}.')
@@ -81,7 +85,7 @@ class Vocabulary:
             " (or pass unknown='drop' / --unknown_words=drop to leave them "
             'out).')
       ids = [index[w] for w in words if w in index]
-      if not ids:
+      if not ids and not allow_empty:
         raise errors.InputError(
             f'caption {text!r} holds no known word; known words: '
             f'{", ".join(self.words)}.')

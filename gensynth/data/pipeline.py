@@ -15,11 +15,13 @@ from typing import Optional
 
 import jax
 import numpy as np
+from absl import logging
 
 from gensynth import errors
 from gensynth.data import conditions as conditions_lib
 from gensynth.data import folder as folder_lib
 from gensynth.data import idx as idx_lib
+from gensynth.data import morpho as morpho_lib
 from gensynth.data import shapes as shapes_lib
 
 SOURCES = ('shapes', 'idx', 'folder', 'tfds')
@@ -105,8 +107,10 @@ def encode_text(sources, vocab=None, *, max_len=0):
   """`sources` with captions replaced by token ids.
 
   The vocabulary is `vocab` (a trained run's) or, if None, built from the
-  first source's captions (the training split). Sources without text
-  conditions pass through. Returns (sources, vocabulary or None).
+  first source's captions (the training split). Words a split holds that
+  the vocabulary lacks are dropped (logged): a model cannot read words it
+  never trained on. Sources without text conditions pass through. Returns
+  (sources, vocabulary or None).
   """
   texts = [s for s in sources if s.condition == 'text']
   if not texts:
@@ -117,10 +121,17 @@ def encode_text(sources, vocab=None, *, max_len=0):
   out = []
   for s in sources:
     if s.condition == 'text' and s.vocab is None:
+      known = set(vocab.words)
+      unseen = sorted({w for c in s.conditions
+                       for w in conditions_lib.words_of(c)} - known)
+      if unseen:
+        logging.warning('%d words are not in the training vocabulary and are '
+                        'dropped from these captions: %s', len(unseen),
+                        ', '.join(unseen[:20]))
       try:
-        ids = vocab.encode(s.conditions, unknown='error')
+        ids = vocab.encode(s.conditions, unknown='drop', allow_empty=True)
       except errors.InputError as e:
-        raise DataError(f'test captions do not fit the training vocabulary: '
+        raise DataError(f'captions do not fit the training vocabulary: '
                         f'{e}') from None
       s = dataclasses.replace(s, conditions=ids, vocab=vocab)
     out.append(s)
@@ -158,7 +169,7 @@ def _load_tfds(cfg, split):
         'config.data.download=True.') from e
   images, labels, conds = [], [], []
   cond_key = cfg.get('condition_key', '')
-  if cfg.get('condition', 'label') != 'label':
+  if cfg.get('condition', 'label') != 'label' and cond_key != 'morphometrics':
     if not cond_key:
       raise DataError(f'config.data.condition={cfg.condition!r} on TFDS needs '
                       'config.data.condition_key, the feature to read.')
@@ -170,7 +181,8 @@ def _load_tfds(cfg, split):
     images.append(ex[cfg.get('image_key', 'image')])
     labels.append(ex.get(cfg.get('label_key', 'label'),
                          np.zeros(len(ex['image']), np.int32)))
-    if cfg.get('condition', 'label') != 'label':
+    if cfg.get('condition', 'label') != 'label' and \
+        cond_key != 'morphometrics':
       conds.append(ex[cond_key])
   info = builder.info.features
   label_feature = info[cfg.get('label_key', 'label')] if cfg.get(
@@ -221,6 +233,17 @@ def _shapes(cfg, split):
   return images, attrs['kind'], conditions, attrs
 
 
+def _morpho(images, labels, condition):
+  """Morpho-MNIST conditions of grey digits: vectors or captions."""
+  if images.shape[-1] != 1:
+    raise DataError(f'morphometrics measure grey digits; these images have '
+                    f'{images.shape[-1]} channels.')
+  metrics = morpho_lib.morphometrics(images)
+  if condition == 'vector':
+    return metrics, morpho_lib.FIELDS
+  return morpho_lib.captions(labels, metrics), None
+
+
 def load_split(cfg, split):
   """Loads split 'train' or 'test' (or, for shapes with held-out pairs,
   'heldout') of the source described by `cfg` (config.data).
@@ -246,14 +269,11 @@ def load_split(cfg, split):
     num_classes = len(shapes_lib.CLASS_NAMES)
     names = shapes_lib.VECTOR_FIELDS if condition == 'vector' else None
   elif source == 'idx':
-    if condition != 'label':
-      raise DataError(
-          'MNIST-format IDX files carry labels only; for vector or text '
-          "conditions use source 'shapes', 'folder' with "
-          "config.data.conditions_file, or 'tfds' with condition_key.")
     path = os.path.expanduser(cfg.path)
     images, labels = idx_lib.load_idx_split(path, split)
     num_classes = int(labels.max()) + 1
+    if condition != 'label':
+      conditions, names = _morpho(images, labels, condition)
   elif source == 'folder':
     directory = os.path.expanduser(cfg.path)
     images, labels, classes, paths = folder_lib.load_image_folder(
@@ -277,6 +297,8 @@ def load_split(cfg, split):
     images, labels, num_classes, conditions = _load_tfds(cfg, tfds_split)
     if images.ndim == 3:
       images = images[..., None]
+    if cfg.get('condition_key') == 'morphometrics':
+      conditions, names = _morpho(images, labels, condition)
   if cfg.get('image_size'):
     images = _resize(images, cfg.image_size)
   if cfg.get('num_classes'):  # Pin the label space (e.g. a split lacks a class).

@@ -91,7 +91,7 @@ def test_vocabulary_round_trip_and_unknown_words():
 
 def _shapes_cfg(**kw):
   c = common.data_config()
-  c.update(num_train=64, num_test=16, image_size=32, **kw)
+  c.update(dict(dict(num_train=64, num_test=16, image_size=32), **kw))
   return c
 
 
@@ -127,9 +127,15 @@ def test_text_needs_tokens_and_fitting_test_captions():
   train = data_lib.load_split(cfg, 'train')
   with pytest.raises(errors.DataError, match='encode_text'):
     train.batch_conditions(np.arange(2))
-  vocab = conditions.Vocabulary(words=('a', 'disc'), max_len=4)
-  with pytest.raises(errors.DataError, match='training vocabulary'):
-    data_lib.encode_text([train], vocab)
+  vocab = conditions.Vocabulary(words=('a', 'disc'), max_len=3)
+  # Words outside a trained vocabulary are dropped; too long is an error.
+  (enc,), _ = data_lib.encode_text([train.subset(np.arange(30))], vocab)
+  kept = vocab.decode(enc.conditions)
+  assert set(' '.join(kept).split()) <= {'a', 'disc'}
+  assert 'a disc' in kept or 'disc' in kept
+  with pytest.raises(errors.DataError, match='at most 3'):
+    data_lib.encode_text([train], conditions.Vocabulary(
+        words=tuple('a at in on the top'.split()), max_len=3))
 
 
 def test_condition_config_errors(tmp_path):
@@ -139,8 +145,8 @@ def test_condition_config_errors(tmp_path):
     data_lib.load_split(_shapes_cfg(), 'heldout')
   idx = _shapes_cfg(condition='text')
   idx.update(source='idx', path=str(tmp_path))
-  with pytest.raises(errors.DataError, match='labels only'):
-    data_lib.load_split(idx, 'train')
+  with pytest.raises(errors.DataError):
+    data_lib.load_split(idx, 'train')  # no IDX files there
 
 
 def _write_folder(root, n=6):
@@ -185,3 +191,48 @@ def test_folder_reads_captions_and_vectors(tmp_path):
                                     conditions_file=str(missing)), 'train')
   with pytest.raises(errors.DataError, match='conditions_file'):
     data_lib.load_split(_shapes_cfg(**base, condition='text'), 'train')
+
+
+def _bar(shift_per_row, width=3, size=28):
+  """A vertical bar of `width` pixels whose column moves by shift_per_row
+  per row going up (positive: the top leans right)."""
+  img = np.zeros((size, size), np.uint8)
+  for r in range(4, 24):
+    c = int(round(14 + shift_per_row * (14 - r)))
+    img[r, c - width // 2:c - width // 2 + width] = 255
+  return img
+
+
+def test_morphometrics_measure_slant_thickness_and_box():
+  from gensynth.data import morpho  # pylint: disable=g-import-not-at-top
+  digits = np.stack([_bar(0.0, width=2), _bar(0.4, width=2),
+                     _bar(-0.4, width=2), _bar(0.0, width=5)])
+  m = morpho.morphometrics(digits[..., None])
+  thickness, slant, width, height, area = m.T
+  assert abs(slant[0]) < 0.02
+  assert slant[1] > 0.3 and slant[2] < -0.3  # leaning right, left
+  assert abs(thickness[0] - 2) < 0.4 and abs(thickness[3] - 5) < 0.8
+  np.testing.assert_array_equal(height, [20, 20, 20, 20])
+  assert width[0] == 2 and width[3] == 5 and width[1] > 8
+  np.testing.assert_array_equal(area, (digits > 127).sum((1, 2)))
+  caps = morpho.captions([7, 7, 2, 1], m)
+  assert list(caps) == ['a thin seven', 'a thin seven slanting right',
+                        'a thin two slanting left', 'a thick one']
+  with pytest.raises(errors.InputError, match=r'\[N, H, W\]'):
+    morpho.morphometrics(np.zeros((2, 28, 28, 3)))
+
+
+def test_idx_digits_get_morphometric_conditions(tmp_path):
+  from tests import helpers  # pylint: disable=g-import-not-at-top
+  helpers.make_idx_dir(str(tmp_path), n_train=32, n_test=8)
+  cfg = _shapes_cfg(source='idx', path=str(tmp_path), condition='text',
+                    image_size=0)
+  (train, test), vocab = data_lib.encode_text(
+      [data_lib.load_split(cfg, 'train'), data_lib.load_split(cfg, 'test')])
+  assert test.conditions.shape == (8, vocab.max_len)
+  assert set(vocab.words) & {'zero', 'one', 'two', 'three', 'four', 'five'}
+  cfg.condition = 'vector'
+  vec = data_lib.load_split(cfg, 'train')
+  assert vec.conditions.shape == (32, 5)
+  assert vec.condition_spec['names'] == list(
+      ('thickness', 'slant', 'width', 'height', 'area'))
