@@ -45,6 +45,8 @@ flags.DEFINE_string('output', None, 'Output directory (default: '
                     'WORKDIR/samples).')
 flags.DEFINE_integer('step', None, 'Checkpoint step (default: the newest).')
 flags.DEFINE_integer('seed', 0, 'Seed of the latents.')
+flags.DEFINE_integer('zoom', 1, 'Write each pixel as a zoom x zoom block.',
+                     lower_bound=1)
 flags.DEFINE_list('classes', None, 'Class ids for conditional models.')
 flags.DEFINE_integer('per_class', 10, 'grid: samples per class (or per row).')
 flags.DEFINE_integer('rows', 8, 'grid: rows for unconditional models.')
@@ -221,7 +223,7 @@ def _main():
   name = FLAGS.mode if FLAGS.combine == 'none' or FLAGS.mode not in (
       'text', 'vector') else f'{FLAGS.mode}_{FLAGS.combine}'
   path = sampling.write_grid(os.path.join(out_dir, f'{name}.png'),
-                             images, ncols)
+                             images, ncols, zoom=FLAGS.zoom)
   distributed.emit_json({'mode': FLAGS.mode, 'path': path,
                          'step': model.step, 'shape': list(images.shape)})
 

@@ -167,7 +167,7 @@ def _load_tfds(cfg, split):
         f'{builder.data_dir!r}: prepare it with tfds.builder(...)'
         '.download_and_prepare() on a machine with network access, or set '
         'config.data.download=True.') from e
-  images, labels, conds = [], [], []
+  images, labels, conds, names = [], [], [], None
   cond_key = cfg.get('condition_key', '')
   if cfg.get('condition', 'label') != 'label' and cond_key != 'morphometrics':
     if not cond_key:
@@ -183,7 +183,12 @@ def _load_tfds(cfg, split):
                          np.zeros(len(ex['image']), np.int32)))
     if cfg.get('condition', 'label') != 'label' and \
         cond_key != 'morphometrics':
-      conds.append(ex[cond_key])
+      value = ex[cond_key]
+      if isinstance(value, dict):  # e.g. CelebA's 40 boolean attributes
+        names = sorted(value)
+        value = np.stack([np.asarray(value[k], np.float32) for k in names],
+                         -1)
+      conds.append(value)
   info = builder.info.features
   label_feature = info[cfg.get('label_key', 'label')] if cfg.get(
       'label_key', 'label') in info else None
@@ -191,13 +196,16 @@ def _load_tfds(cfg, split):
   conditions = None
   if conds:
     conditions = np.concatenate(conds)
+    if cfg.condition == 'text' and conditions.dtype.kind not in 'SUO':
+      raise DataError(f'TFDS feature {cond_key!r} holds {conditions.dtype} '
+                      'values, not captions; use condition=vector.')
     if cfg.condition == 'text':
       conditions = np.array([c.decode('utf-8') if isinstance(c, bytes)
                              else str(c) for c in conditions])
     else:
       conditions = conditions.reshape(len(conditions), -1).astype(np.float32)
   return np.concatenate(images), np.concatenate(labels).astype(np.int32), \
-      num_classes, conditions
+      num_classes, conditions, names
 
 
 def _holdout(n, split, fraction, seed):
@@ -294,7 +302,8 @@ def load_split(cfg, split):
   else:
     tfds_split = cfg.get('train_split', 'train') if split == 'train' else \
         cfg.get('test_split', 'test')
-    images, labels, num_classes, conditions = _load_tfds(cfg, tfds_split)
+    images, labels, num_classes, conditions, names = _load_tfds(cfg,
+                                                                tfds_split)
     if images.ndim == 3:
       images = images[..., None]
     if cfg.get('condition_key') == 'morphometrics':

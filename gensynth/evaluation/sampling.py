@@ -39,9 +39,15 @@ def load(config, workdir, *, step=None):
       'needs a gan or vae run.')
 
 
-def write_grid(path, images, ncols):
-  reporting.save_png(path, reporting.image_grid(np.clip(images, 0, 1),
-                                                ncols=ncols))
+def write_grid(path, images, ncols, *, zoom=1):
+  """Writes images [N, H, W, C] in [0, 1] as one PNG grid, each pixel
+  repeated zoom x zoom times (nearest: no new detail, just visible)."""
+  if zoom < 1:
+    raise errors.InputError(f'zoom must be >= 1, got {zoom}.')
+  images = np.clip(images, 0, 1)
+  if zoom > 1:
+    images = np.repeat(np.repeat(images, zoom, axis=1), zoom, axis=2)
+  reporting.save_png(path, reporting.image_grid(images, ncols=ncols))
   return os.path.abspath(path)
 
 

@@ -236,3 +236,24 @@ def test_idx_digits_get_morphometric_conditions(tmp_path):
   assert vec.conditions.shape == (32, 5)
   assert vec.condition_spec['names'] == list(
       ('thickness', 'slant', 'width', 'height', 'area'))
+
+
+def test_tfds_conditions_by_feature_name():
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  cfg = _shapes_cfg(source='tfds', name='celeb_a', condition='vector',
+                    condition_key='attributes', image_size=0)
+  with tfds.testing.mock_data(num_examples=6):
+    src = data_lib.load_split(cfg, 'train')
+    assert src.conditions.shape == (6, 40) and src.conditions.dtype == np.float32
+    assert 'Smiling' in src.vector_names
+    cfg.condition_key = 'no_such_feature'
+    with pytest.raises(errors.DataError, match='no feature'):
+      data_lib.load_split(cfg, 'train')
+    cfg.update(condition='text', condition_key='attributes')
+    with pytest.raises(errors.DataError, match='not captions'):
+      data_lib.load_split(cfg, 'train')
+    mnist = _shapes_cfg(source='tfds', name='mnist', condition='text',
+                        condition_key='morphometrics', image_size=0)
+    (digits,), vocab = data_lib.encode_text([data_lib.load_split(mnist,
+                                                                 'train')])
+  assert digits.conditions.shape[0] == 6 and vocab.words[0] == 'a'

@@ -40,12 +40,15 @@ def test_text_run_saves_its_vocabulary_and_samples_prompts(gan_text):
   info = json.load(open(os.path.join(gan_text, 'info.json')))
   assert info['condition']['kind'] == 'text'
   assert {'large', 'blue', 'ring', 'bottom'} <= set(info['condition']['words'])
-  out = _sample(gan_text, '--mode=text', '--per_class=5',
+  out = _sample(gan_text, '--mode=text', '--per_class=5', '--zoom=2',
                 '--prompts=a large blue ring at the bottom;a small green '
                 'cross;red disc')
   grid = np.asarray(Image.open(out['path']))
   assert out['shape'] == [15, 32, 32, 3]
-  assert grid.shape == (3 * 33 + 1, 5 * 33 + 1, 3)  # a row per prompt
+  assert grid.shape == (3 * 65 + 1, 5 * 65 + 1, 3)  # a row per prompt
+  # Zoom repeats pixels: every 2x2 block of a tile is one colour.
+  tile = grid[1:65, 1:65].astype(int)
+  np.testing.assert_array_equal(tile[::2, ::2], tile[1::2, 1::2])
   path = _sample(gan_text, '--mode=text', '--combine=interpolate',
                  '--num_paths=2', '--num_steps=4',
                  '--prompts=a red disc;a blue square')
