@@ -44,6 +44,9 @@ flags.DEFINE_bool('fidelity', False, 'Condition fidelity on the attribute '
                   'shapes instead of the likelihood / FID metrics.')
 flags.DEFINE_string('baseline', None, '--fidelity: workdir of a second run '
                     'scored the same way (e.g. a class-only model).')
+flags.DEFINE_integer('r_precision_steps', 800, '--fidelity on a text run: '
+                     'training steps of the evaluator text-image encoder '
+                     'behind R-precision (0: no R-precision).', lower_bound=0)
 flags.DEFINE_integer('chunk_size', 50, 'IWAE samples decoded at once.')
 flags.DEFINE_integer('batch_size', None, 'Test images per batch.')
 flags.DEFINE_integer('max_examples', None, 'Evaluate only the first N.')
@@ -64,7 +67,8 @@ def _main():
     from gensynth.evaluation import conditions  # pylint: disable=g-import-not-at-top
     if config.trainer not in ('gan', 'vae'):
       raise app.UsageError('--fidelity needs a gan or vae run.')
-    opts = dict(num_samples=FLAGS.num_generated or 1000, seed=FLAGS.seed)
+    opts = dict(num_samples=FLAGS.num_generated or 1000, seed=FLAGS.seed,
+                r_precision_steps=FLAGS.r_precision_steps)
     result = conditions.fidelity(config, FLAGS.workdir, step=FLAGS.step,
                                  **opts)
     result = {'run': result, 'summary': conditions.summary(result)}

@@ -13,6 +13,7 @@ import numpy as np
 from gensynth import errors
 from gensynth.evaluation import runs
 from gensynth.evaluation import sampling
+from gensynth.evaluation import text_match
 from gensynth.metrics import conditions as metrics
 
 
@@ -33,7 +34,7 @@ def splits_of(config):
 
 
 def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
-             score_as=None):
+             score_as=None, r_precision_steps=800):
   """{split: {'generated': scores, 'real': scores}} for a trained run.
 
   Args:
@@ -41,6 +42,9 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
       for a text-conditioned run); 'vector' scores all of them and the
       continuous fields. Default: the run's own condition ('label' runs
       score all attributes, as 'vector' without continuous fields).
+    r_precision_steps: text runs also get R-precision from an evaluator
+      dual encoder trained this many steps on the real training pairs
+      (gensynth.evaluation.text_match); 0 skips it.
   """
   _check(config)
   model = sampling.load(config, workdir, step=step)
@@ -49,7 +53,14 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
   out = {'step': model.step, 'condition': kind or 'none',
          'scored_as': score_as}
   splits = splits_of(config)
-  for name, src in zip(splits, runs.load_splits(config, model.info, splits)):
+  sources = runs.load_splits(config, model.info, ('train',) + splits)
+  matcher = None
+  if kind == 'text' and r_precision_steps:
+    train = sources[0]
+    matcher = text_match.train(train.images, train.conditions,
+                               model.vocab.size, steps=r_precision_steps,
+                               seed=seed)
+  for name, src in zip(splits, sources[1:]):
     sub = src.subset(slice(0, min(num_samples, len(src))))
     attrs = dict(sub.attributes)
     if score_as != 'vector':
@@ -61,6 +72,14 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
         'generated': metrics.shapes_fidelity(images, attrs,
                                              mentions=mentions),
         'real': metrics.shapes_fidelity(sub.images, attrs, mentions=mentions)}
+    if matcher is not None:
+      texts = text_match.embed(*matcher, tokens=sub.conditions)
+      k = min(100, len(sub))
+      for side, x in (('generated', images), ('real', sub.images)):
+        out[name][side]['r_precision'] = text_match.r_precision(
+            text_match.embed(*matcher, images=x), texts, num_candidates=k,
+            seed=seed)
+        out[name][side]['r_precision_candidates'] = k
   return out
 
 
@@ -76,5 +95,6 @@ def summary(record):
       lines[f'{split}_{side}'] = {
           k: (None if v is None else round(float(v), 4))
           for k, v in scores.items()
-          if k.endswith(('_accuracy', '_r', '_mae')) or k == 'found'}
+          if k.endswith(('_accuracy', '_r', '_mae')) or
+          k in ('found', 'r_precision')}
   return lines

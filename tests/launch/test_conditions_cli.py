@@ -77,7 +77,7 @@ def test_prompt_errors_name_the_problem(gan_text):
 def test_fidelity_reports_generated_real_and_heldout(gan_text):
   out = json.loads(helpers.run_launch(
       'evaluate', f'--workdir={gan_text}', '--fidelity',
-      '--num_generated=40').stdout)
+      '--num_generated=40', '--r_precision_steps=5').stdout)
   run = out['run']
   assert run['condition'] == 'text' and run['scored_as'] == 'text'
   for split in ('test', 'heldout'):
@@ -87,6 +87,8 @@ def test_fidelity_reports_generated_real_and_heldout(gan_text):
     gen = run[split]['generated']
     assert gen['num_samples'] == 40
     assert 0.0 <= gen['joint_accuracy'] <= gen['kind_accuracy'] <= 1.0
+    assert gen['r_precision_candidates'] == 40
+    assert 0.0 <= gen['r_precision'] <= 1.0
   assert set(out['summary']) == {'test_generated', 'test_real',
                                  'heldout_generated', 'heldout_real'}
 
