@@ -47,9 +47,13 @@ class TextEncoder(nn.Module):
     attn_mask = nn.make_attention_mask(mask, mask)
     for _ in range(self.num_layers):
       y = nn.LayerNorm()(h)
+      # No projection biases: a key bias adds the same q.b to every logit
+      # of a query, which the softmax cancels; its gradient is round-off
+      # that Adam would amplify into full-size steps (the pre-norm
+      # LayerNorm's bias already shifts the inputs).
       h = h + nn.MultiHeadDotProductAttention(
-          num_heads=self.num_heads, qkv_features=self.width)(y, y,
-                                                             mask=attn_mask)
+          num_heads=self.num_heads, qkv_features=self.width, use_bias=False)(
+              y, y, mask=attn_mask)
       y = nn.LayerNorm()(h)
       h = h + nn.Dense(self.width)(nn.gelu(nn.Dense(2 * self.width)(y)))
     h = nn.LayerNorm()(h)
