@@ -118,9 +118,15 @@ def spec_of(kind, conditions=None, *, num_classes=0, vocab=None, names=None):
   if kind == 'label':
     spec['num_classes'] = int(num_classes)
   elif kind == 'vector':
-    spec['dim'] = int(np.shape(conditions)[-1])
+    v = np.asarray(conditions, np.float64)
+    spec['dim'] = int(v.shape[-1])
     if names is not None:
       spec['names'] = list(names)
+    # The encoder standardises each component with the training split's
+    # statistics (fields on very different scales, e.g. a one-hot next to
+    # a radius of 0.13-0.26, then weigh alike).
+    spec['mean'] = [float(x) for x in v.mean(0)]
+    spec['std'] = [float(x) for x in np.maximum(v.std(0), 1e-6)]
   else:
     spec.update(vocab.to_json())
   return spec

@@ -79,6 +79,9 @@ class ConditionEncoder(nn.Module):
       if cond.ndim != 2 or cond.shape[-1] != dim:
         raise errors.InputError(
             f'vector conditions must be [N, {dim}], got shape {cond.shape}.')
+      if 'mean' in self.spec:
+        cond = (cond - jnp.asarray(self.spec['mean'], cond.dtype)) / \
+            jnp.asarray(self.spec['std'], cond.dtype)
       h = nn.silu(nn.Dense(2 * self.features)(cond))
       return nn.Dense(self.features)(h)
     if kind == 'text':

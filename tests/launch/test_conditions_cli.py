@@ -95,8 +95,10 @@ def test_fidelity_reports_generated_real_and_heldout(gan_text):
 
 def test_vector_run_samples_vectors_from_text_and_npy(vae_vector, tmp_path):
   info = json.load(open(os.path.join(vae_vector, 'info.json')))
-  assert info['condition'] == {
-      'kind': 'vector', 'dim': 12, 'names': info['condition']['names']}
+  spec = info['condition']
+  assert spec['kind'] == 'vector' and spec['dim'] == 12
+  assert spec['names'][:2] == ['kind_disc', 'kind_square']
+  assert len(spec['mean']) == len(spec['std']) == 12 and min(spec['std']) > 0
   rows = ['1,0,0,0,0,0,0.9,0.15,0.15,0.25,0.5,0.5',
           '0,0,0,1,0,0,0.2,0.35,0.95,0.14,0.28,0.72']
   out = _sample(vae_vector, '--mode=vector', '--per_class=4',
