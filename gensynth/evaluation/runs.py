@@ -18,7 +18,7 @@ def info_of(config, workdir):
   if not info:
     (src,), _ = data_lib.encode_text(
         [data_lib.load_split(config.data, 'train')],
-        max_len=config.data.text_max_len)
+        max_len=config.data.get('text_max_len', 0))
     info = {'image_shape': src.image_shape, 'num_classes': src.num_classes,
             'condition': src.condition_spec}
   info.setdefault('condition', {'kind': 'label',

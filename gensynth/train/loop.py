@@ -48,7 +48,7 @@ def load_data(config, global_batch_size, **batch_opts):
   (train_src, test_src), _ = data_lib.encode_text(
       [data_lib.load_split(config.data, 'train'),
        data_lib.load_split(config.data, 'test')],
-      max_len=config.data.text_max_len)
+      max_len=config.data.get('text_max_len', 0))
   batches = data_lib.BatchIterator(
       train_src, global_batch_size=global_batch_size, seed=config.seed,
       value_range=config.data.value_range, process_index=jax.process_index(),
