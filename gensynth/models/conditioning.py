@@ -101,6 +101,17 @@ def freeze(spec):
                                for k, v in dict(spec).items()})
 
 
+def resolve(conditional, num_classes, spec):
+  """(class count, frozen vector/text spec or None) a model is built with:
+  class ids for label specs (and for no spec), an encoder for the others,
+  nothing for an unconditional model."""
+  if not conditional:
+    return 0, None
+  if spec is None or spec['kind'] == 'label':
+    return (spec or {}).get('num_classes', num_classes), None
+  return 0, freeze(spec)
+
+
 def dummy(spec, n=1):
   """A zero condition batch of `spec`'s shape (for model initialisation)."""
   kind = spec['kind']

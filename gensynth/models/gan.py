@@ -277,12 +277,8 @@ def from_config(cfg, image_shape, num_classes, cond_spec=None):
           f'config.model.{name}={tuple(cfg[name])} must be '
           'non-empty and positive.')
   check_size(image_shape[0], cfg.g_widths)
-  classes = num_classes if cfg.conditional else 0
-  spec = conditioning.freeze(cond_spec) if cfg.conditional else None
-  if spec is not None and spec['kind'] == 'label':
-    classes, spec = spec['num_classes'], None
-  elif spec is not None:
-    classes = 0
+  classes, spec = conditioning.resolve(cfg.conditional, num_classes,
+                                       cond_spec)
   cond = dict(cond_spec=spec, embed_dim=cfg.embed_dim,
               text=(cfg.text_width, cfg.text_layers, cfg.text_heads))
   if cfg.g_upsample not in ('transpose', 'nearest'):

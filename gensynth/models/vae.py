@@ -221,12 +221,8 @@ def from_config(model_cfg, image_shape, num_classes, cond_spec=None):
   config.model.conditional makes it a CVAE on that condition."""
   if tuple(image_shape[:1]) != tuple(image_shape[1:2]):
     raise errors.ConfigError(f'VAE expects square images, got {image_shape}.')
-  classes = num_classes if model_cfg.conditional else 0
-  spec = conditioning.freeze(cond_spec) if model_cfg.conditional else None
-  if spec is not None and spec['kind'] == 'label':
-    classes, spec = spec['num_classes'], None
-  elif spec is not None:
-    classes = 0
+  classes, spec = conditioning.resolve(model_cfg.conditional, num_classes,
+                                       cond_spec)
   return VAE(image_shape=tuple(image_shape), latent_dim=model_cfg.latent_dim,
              widths=tuple(model_cfg.widths), likelihood=model_cfg.likelihood,
              num_classes=classes,
