@@ -39,13 +39,13 @@ def test_shapes_fidelity_scores_named_attributes_only():
 
 
 def test_r_precision_separates_matching_from_shuffled_pairs():
-  images, attrs = shapes.make_attribute_shapes(600, seed=5)
+  images, attrs = shapes.make_attribute_shapes(400, seed=5)
   vocab = conditions.Vocabulary.build(attrs['caption'])
   tokens = vocab.encode(attrs['caption'])
-  model, params = text_match.train(images[:500], tokens[:500], vocab.size,
-                                   steps=150, batch_size=64)
-  img = text_match.embed(model, params, images=images[500:])
-  txt = text_match.embed(model, params, tokens=tokens[500:])
+  model, params = text_match.train(images[:300], tokens[:300], vocab.size,
+                                   steps=80, batch_size=64)
+  img = text_match.embed(model, params, images=images[300:], batch_size=100)
+  txt = text_match.embed(model, params, tokens=tokens[300:], batch_size=100)
   np.testing.assert_allclose(np.linalg.norm(img, axis=-1), 1.0, rtol=1e-4)
   matched = text_match.r_precision(img, txt, num_candidates=20)
   shuffled = text_match.r_precision(img[::-1], txt, num_candidates=20)
