@@ -8,7 +8,6 @@ The same scores on the split's real images are the ceiling; a class-only
 model (variant 'attributes') scored the same way is the baseline.
 """
 
-import numpy as np
 
 from gensynth import errors
 from gensynth.evaluation import runs
