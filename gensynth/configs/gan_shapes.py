@@ -7,7 +7,7 @@ pairs kept out of training); 'smoke' (seconds). The conditioned variants on
 the attribute shapes ('text', 'vector', 'attributes') train with the
 recipe of gan_mnist's FID benchmark (nearest upsampling, minibatch std,
 hinge loss with lazy R1, Adam b1=0, one shared fake batch per step): the
-plain DCGAN recipe collapses on them within 500 steps (BUILD_NOTES.md,
+plain DCGAN recipe collapsed on them (BUILD_NOTES.md,
 "Text- and vector-conditioned generation").
 """
 

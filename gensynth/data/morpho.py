@@ -24,7 +24,7 @@ DIGITS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven',
 # Caption thresholds: near the terciles of thickness and slant over the
 # 60,000 MNIST training digits (BUILD_NOTES.md, "MNIST morphometrics").
 THIN, THICK = 2.5, 3.25
-SLANT = 0.2  # radians (about 11 degrees); 12% lean left, 36% right
+SLANT = 0.2  # radians (about 11 degrees); the shares in BUILD_NOTES.md
 
 
 def _skeleton_lengths(fg):
