@@ -273,7 +273,9 @@ def detect_and_describe(image, *, num_keypoints=2000, num_scales=4,
   Returns:
     (xy [K, 2] float32 (x, y) in full-resolution pixel coordinates,
      descriptors [K, 256] bool, valid [K] bool, scores [K] float32), with
-    K = num_keypoints, strongest first within each pyramid level.
+    K = num_keypoints, strongest first within each pyramid level. Slots
+    that are not `valid` (fewer corners than K) hold xy 0, all-False bits
+    and score 0.
   """
   image = checks.image(image, 'image', min_hw=2 * _BORDER + 1)
   if image.ndim != 3:
@@ -325,11 +327,12 @@ def detect_and_describe(image, *, num_keypoints=2000, num_scales=4,
   xy = jnp.stack([jnp.concatenate(xs), jnp.concatenate(ys)], -1)
   scores = jnp.concatenate(scores)
   valid = jnp.isfinite(scores)
+  scores = jnp.where(valid, scores, 0.0)  # finite everywhere; see `valid`
   n = xy.shape[0]
   if n < num_keypoints:  # tiny images: fewer pixels than keypoints asked for
     pad = num_keypoints - n
     xy = jnp.pad(xy, ((0, pad), (0, 0)))
-    scores = jnp.pad(scores, (0, pad), constant_values=-jnp.inf)
+    scores = jnp.pad(scores, (0, pad))
     valid = jnp.pad(valid, (0, pad))
     bits.append(jnp.zeros((pad, _NUM_BITS), bool))
   desc = jnp.concatenate(bits) & valid[:, None]
