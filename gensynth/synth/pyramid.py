@@ -38,6 +38,11 @@ def down_axis(x, axis):
   and concatenated on. Padding x first would copy all of it, and on XLA:CPU
   that copy costs more than the filtering (`--bench=pyramid_blend`).
   """
+  x = jnp.asarray(x) if not hasattr(x, 'dtype') else x
+  if not -x.ndim <= axis < x.ndim:
+    raise errors.InputError(f'axis={axis} is out of range for x of shape '
+                            f'{tuple(x.shape)}.')
+  checks.finite(x, 'x')
   n = x.shape[axis]
   ax = axis % x.ndim
   m = (n + 1) // 2
