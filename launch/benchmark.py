@@ -20,6 +20,11 @@ runs the one --bench names.
   python -m launch.benchmark --bench=cli_wall_time --rounds=5 \
       --data_dir=../shared/datasets
   python -m launch.benchmark --bench=compile_latency
+  python -m launch.benchmark --bench=learned_exposure \
+      --checkpoints=runs/fusion_exposure_fold0,runs/fusion_exposure_fold1
+  python -m launch.benchmark --bench=learned_multifocus \
+      --checkpoints=runs/fusion_multifocus
+  python -m launch.benchmark --bench=mef_ssim_numpy --rounds=5
 
 XLA:CPU pays for page faults on fresh large outputs; like every launch script
 this one restarts itself with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (see
@@ -57,6 +62,9 @@ BENCHES = {
     'panorama': ('synth', 'panorama'),
     'cli_wall_time': ('cli', 'cli_wall_time'),
     'compile_latency': ('compile_latency', 'compile_latency'),
+    'learned_exposure': ('learned_fusion', 'learned_exposure'),
+    'learned_multifocus': ('learned_fusion', 'learned_multifocus'),
+    'mef_ssim_numpy': ('learned_fusion', 'mef_ssim_numpy'),
 }
 flags.DEFINE_enum('bench', 'vae_throughput', list(BENCHES),
                   'Which benchmark to run.')
@@ -76,6 +84,8 @@ flags.DEFINE_string('act', '', 'vae_throughput and vae_layers: replaces '
                     'config.model.act in gensynth and in the PyTorch twin '
                     '(e.g. identity: what the activations cost); empty: the '
                     "config's own.")
+flags.DEFINE_list('checkpoints', [], 'learned_exposure/learned_multifocus: '
+                  'workdirs of trained fusion networks.')
 flags.DEFINE_string('output', None, 'Also write the JSON record here.')
 FLAGS = flags.FLAGS
 

@@ -6,8 +6,12 @@ r"""Fuses images on disk.
 Methods: weighted (--weights, default equal), pyramid (multi-band blend; for
 two inputs the mask is the weight of the second image: white = second),
 multifocus, exposure (Mertens), poisson (the masked region of the second
-image blended into the first in the gradient domain). Prints what it did and
-quality figures.
+image blended into the first in the gradient domain), learned (a fusion
+network trained with launch.train, --checkpoint=its workdir). Prints what it
+did and quality figures.
+
+  python -m launch.fuse --method=learned --checkpoint=runs/fusion_exposure \
+      --inputs=dark.jpg,mid.jpg,bright.jpg --output=fused.png
 """
 
 import time
@@ -21,7 +25,11 @@ from launch import runtime
 # --help and flag errors answer without loading them.
 
 flags.DEFINE_enum('method', None, ['weighted', 'pyramid', 'multifocus',
-                                   'exposure', 'poisson'], 'Fusion method.')
+                                   'exposure', 'poisson', 'learned'],
+                  'Fusion method.')
+flags.DEFINE_string('checkpoint', None, 'learned: the workdir of a trained '
+                    'fusion network (launch.train with '
+                    'gensynth/configs/fusion_*.py).')
 flags.DEFINE_list('inputs', None, 'Comma-separated input image paths.')
 flags.DEFINE_string('mask', None, 'pyramid/poisson: weight map of the second '
                     'image (two inputs; grey, white = second image).')
@@ -58,6 +66,11 @@ def _fuse(x):
   from gensynth.synth import io
   # pylint: enable=g-import-not-at-top
   method, n = FLAGS.method, len(x)
+  if FLAGS.checkpoint and method != 'learned':
+    raise app.UsageError(f'--checkpoint is for --method=learned, not '
+                         f'--method={method}.')
+  if method == 'learned':
+    return _learned(x)
   if method == 'weighted':
     w = [float(v) for v in FLAGS.weights] if FLAGS.weights else [1.0 / n] * n
     if len(w) != n:
@@ -88,6 +101,23 @@ def _fuse(x):
       x, levels=levels)
 
 
+def _learned(x):
+  # pylint: disable=g-import-not-at-top
+  import functools
+  import jax
+  from gensynth.evaluation import runs
+  from gensynth.synth import learned
+  # pylint: enable=g-import-not-at-top
+  if not FLAGS.checkpoint:
+    raise app.UsageError('--method=learned needs --checkpoint=WORKDIR (a run '
+                         'trained with gensynth/configs/fusion_*.py).')
+  model, params, _ = runs.load_fusion(FLAGS.checkpoint)
+  if FLAGS.levels is not None:
+    model = model.clone(levels=FLAGS.levels)
+  return jax.jit(functools.partial(learned.learned_fusion, model=model))(
+      params, x)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -113,6 +143,9 @@ def main(argv):
   print(f'{FLAGS.method}: fused {len(x)} images of {x.shape[1]}x{x.shape[2]}x'
         f'{x.shape[3]} in {seconds:.3f} s (compile included) -> '
         f'{FLAGS.output} ({out_bits}-bit)')
+  if (FLAGS.method in ('exposure', 'learned') and x.shape[-1] == 3 and
+      min(x.shape[1:3]) >= 44):
+    print(f'  MEF-SSIM = {float(metrics.mef_ssim(x, out)):.4f}')
   if len(x) == 2:
     print(f'  Q^AB/F = {float(metrics.qabf(x[0], x[1], out)):.4f}, '
           f'MI = {float(metrics.mutual_information(x[0], x[1], out)):.4f}')

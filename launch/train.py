@@ -25,7 +25,7 @@ config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
                                 lock_config=True)
 flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
-TRAINERS = ('vae', 'gan', 'classifier')
+TRAINERS = ('vae', 'gan', 'classifier', 'fusion')
 
 
 def _trainer(name):

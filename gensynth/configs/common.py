@@ -119,10 +119,12 @@ def upgrade(config):
       config.to_dict() if isinstance(config, ml_collections.ConfigDict)
       else dict(config))
   trainer = c.get('trainer')
-  if trainer not in ('vae', 'gan', 'classifier'):
+  if trainer not in ('vae', 'gan', 'classifier', 'fusion'):
     raise errors.ConfigError(
         f'config.trainer={trainer!r}: not a gensynth run config '
-        "(expected 'vae', 'gan' or 'classifier').")
+        "(expected 'vae', 'gan', 'classifier' or 'fusion').")
+  if trainer == 'fusion':  # no fields added since it began
+    return c
   for path, value in {**_ADDED_FIELDS['*'], **_ADDED_FIELDS[trainer]}.items():
     *parents, leaf = path.split('.')
     node = c

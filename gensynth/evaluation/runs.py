@@ -94,3 +94,22 @@ def load_classifier(workdir, *, step=None):
   state = ckpt.restore_or_init(state, step=step)
   ckpt.close()
   return config, model, state.params, info
+
+
+def load_fusion(workdir, *, step=None):
+  """(FusionNet, params, info) of a trained learned-fusion run.
+
+  Raises:
+    errors.CheckpointNotFoundError: no run or no checkpoint in `workdir`.
+    errors.CheckpointError: `workdir` holds another kind of run.
+  """
+  config = workdir_lib.load_config(workdir)
+  if config.trainer != 'fusion':
+    raise errors.CheckpointError(
+        f'{workdir!r} holds a {config.trainer!r} run, not a fusion network; '
+        'pass the workdir of a run trained with '
+        'gensynth/configs/fusion_exposure.py or fusion_multifocus.py.')
+  mesh = sharding.make_mesh()
+  model, state = state_lib.fusion(config, mesh)
+  state = ckpt_lib.restore_trained(workdir, state, step=step)
+  return model, state.params, workdir_lib.load_info(workdir)

@@ -213,7 +213,10 @@ def _mef_ssim_scale(srcs, fused, c):
   std_s = jnp.sqrt(jnp.maximum(var_s, 1e-24))
   # cov(x^, y) with x^ = c^ s-/|s-|; |corr| <= 1 bounds the float32
   # cancellation of E[xy] - E[x]E[y] in nearly flat windows.
-  std_f = jnp.sqrt(var_f)
+  # sqrt has no gradient at 0 (a flat window of the fused image, e.g. where
+  # it is clipped): the inner where keeps MEF-SSIM usable as a loss.
+  std_f = jnp.where(var_f > 0, jnp.sqrt(jnp.where(var_f > 0, var_f, 1.0)),
+                    0.0)
   corr = jnp.clip(cov_sf / std_s, -std_f, std_f)
   cov_hat = c_hat * corr
   q = (2 * cov_hat + c) / (c_hat**2 + var_f + c)

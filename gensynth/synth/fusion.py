@@ -122,20 +122,66 @@ def exposure_fusion(images, *, contrast_weight=1.0, saturation_weight=1.0,
                                                _float_dtype(x, to_float)))
   w, total = _weights_and_total_2d(x, contrast_weight, saturation_weight,
                                    exposure_weight, to_float)
+  return _blend_planes(x, w, total, levels, shapes, to_float)
 
+
+def _blend_planes(x, w, total, levels, shapes, to_float):
+  """sum_n lap(x_n) * gauss(w_n / total), collapsed: x [N, ..., H, W, C],
+  weight planes w [N, ..., H, W], total [..., H, W] or None (w normalised);
+  `shapes` are the band shapes of one image."""
   # One exposure at a time, accumulating the fused pyramid (as OpenCV does):
   # the working set is one image's pyramids, not N of them. Weights are
   # filtered as [..., H, W] planes and broadcast over the colour channels.
   def add_exposure(acc, xw):
     lap = pyramid.laplacian_pyramid(to_float(xw[0]), levels)
-    g = [xw[1] / total]
+    g = [xw[1] if total is None else xw[1] / total]
     for _ in range(levels - 1):
-            g.append(pyramid.down_axis(pyramid.down_axis(g[-1], -2), -1))
+      g.append(pyramid.down_axis(pyramid.down_axis(g[-1], -2), -1))
     return [a + b * c[..., None] for a, b, c in zip(acc, lap, g)], None
 
   acc, _ = jax.lax.scan(add_exposure,
                         [jnp.zeros(s.shape, s.dtype) for s in shapes], (x, w))
   return pyramid.reconstruct(acc)
+
+
+def weighted_pyramid_fusion(images, weights, *, levels=None):
+  """Pyramid blend of N images by per-pixel weights, as Mertens fusion
+  applies its quality weights: sum_n Laplacian(x_n) * Gaussian(w_n), levels
+  collapsed.
+
+  Args:
+    images: N images [..., H, W, C] (list or [N, ..., H, W, C] array).
+    weights: [N, ..., H, W] weights; they are normalised over N per pixel
+      (negative values count as 0; where all are 0 the images are averaged).
+    levels: pyramid levels; default floor(log2(min(H, W))) + 1.
+
+  Returns:
+    fused float image [..., H, W, C].
+  """
+  x, to_float = checks.stack_raw(images, 'images')
+  w = checks.values(weights, 'weights', min_ndim=3,
+                    expected='[N, ..., H, W] weights')
+  if w.shape != x.shape[:-1]:
+    raise errors.InputError(
+        f'weights: shape {tuple(w.shape)}; expected {tuple(x.shape[:-1])} '
+        '(one [..., H, W] plane per image).')
+  hw = x.shape[-3:-1]
+  levels = levels or int(math.log2(min(hw))) + 1
+  shapes = jax.eval_shape(lambda y: pyramid.laplacian_pyramid(y, levels),
+                          jax.ShapeDtypeStruct(x.shape[1:],
+                                               _float_dtype(x, to_float)))
+  w = blend.normalise_masks(w)
+  return _blend_planes(x, w.astype(shapes[0].dtype), None, levels, shapes,
+                       to_float)
+
+
+def mertens_quality(images, *, contrast_weight=1.0, saturation_weight=1.0,
+                    exposure_weight=0.0):
+  """Unnormalised Mertens quality C^wc * S^ws * E^we + 1e-12 as planes
+  [N, ..., H, W] (exposure_fusion's weights before normalisation)."""
+  x = checks.stack(images, 'images')
+  return jax.vmap(lambda xi: _unnormalised_weights_2d(
+      xi, contrast_weight, saturation_weight, exposure_weight))(x)
 
 
 def multifocus_fusion(images, *, levels=5, radius=2, consistency=1):

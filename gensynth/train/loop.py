@@ -56,7 +56,7 @@ def load_data(config, global_batch_size, **batch_opts):
   return train_src, test_src, batches
 
 
-def resume(config, workdir, state, train_src):
+def resume(config, workdir, state, train_src=None, **info):
   """Restores the newest valid checkpoint (or keeps the fresh `state`), writes
   config.json/info.json and opens the reporter.
 
@@ -67,9 +67,11 @@ def resume(config, workdir, state, train_src):
                                keep=config.keep_checkpoints)
   state = ckpt.restore_or_init(state)
   start = int(state.step)
-  workdir_lib.save_config(workdir, config, image_shape=train_src.image_shape,
-                          num_classes=train_src.num_classes,
-                          condition=train_src.condition_spec)
+  if train_src is not None:
+    info = dict(image_shape=train_src.image_shape,
+                num_classes=train_src.num_classes,
+                condition=train_src.condition_spec, **info)
+  workdir_lib.save_config(workdir, config, **info)
   reporter = reporting.Reporter(workdir, total_steps=config.num_steps,
                                 start_step=start,
                                 enabled=jax.process_index() == 0)

@@ -10,9 +10,11 @@ import functools
 import jax
 
 from gensynth.models import classifier as classifier_model
+from gensynth.models import fusion as fusion_model
 from gensynth.models import gan as gan_model
 from gensynth.models import vae as vae_model
 from gensynth.steps import classifier as classifier_steps
+from gensynth.steps import fusion as fusion_steps
 from gensynth.steps import gan as gan_steps
 from gensynth.steps import vae as vae_steps
 from gensynth.train import optim
@@ -72,3 +74,11 @@ def classifier(config, mesh, image_shape, num_classes):
   return model, _init(functools.partial(
       classifier_steps.create_state, model=model, tx=tx,
       image_shape=image_shape), mesh, config.seed)
+
+
+def fusion(config, mesh):
+  """(FusionNet, initial TrainState)."""
+  model = fusion_model.from_config(config.model)
+  tx = optim.make_optimizer(config.optim, config.num_steps)
+  return model, _init(functools.partial(
+      fusion_steps.create_state, model=model, tx=tx), mesh, config.seed)

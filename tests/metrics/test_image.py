@@ -118,3 +118,14 @@ def test_mef_ssim_known_cases():
   assert 0.9 < s_fused <= 1.0 and s_noise < 0.3
   with pytest.raises(ValueError, match='44x44'):
     M.mef_ssim([np.zeros((30, 30, 3))] * 2, np.zeros((30, 30, 3)))
+
+
+def test_mef_ssim_gradient_is_finite_where_the_fused_image_is_flat():
+  """A clipped (flat) region of the fused image: 1 - MEF-SSIM stays a
+  usable training loss (sqrt(0) has no gradient)."""
+  rng = np.random.default_rng(0)
+  x = rng.random((3, 48, 48, 3)).astype(np.float32)
+  f = np.ones((48, 48, 3), np.float32)
+  f[:24] = rng.random((24, 48, 3))
+  g = jax.grad(lambda y: M.mef_ssim(x, y))(f)
+  assert np.all(np.isfinite(np.asarray(g))) and np.any(np.asarray(g) != 0)

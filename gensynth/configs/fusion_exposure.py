@@ -1,0 +1,33 @@
+"""Learned exposure fusion (gensynth.models.fusion, prior 'mertens').
+
+Trains on synthetic exposure stacks made from scikit-image's bundled photos
+and, given --config.data.stacks_dir, on random crops and exposure subsets of
+real stacks. Loss: 1 - MEF-SSIM plus a small smoothness term. Variants:
+'smoke' (seconds), 'fold0'/'fold1'/'fold2' (hold out three of the sorted
+scenes of stacks_dir; the benchmark recipe, see BUILD_NOTES.md).
+
+  python -m launch.train --config=gensynth/configs/fusion_exposure.py:fold0 \
+      --config.data.stacks_dir=../shared/datasets/fusion/mef \
+      --workdir=runs/fusion_exposure
+"""
+
+from gensynth import errors
+from gensynth.configs import fusion_common
+
+
+def get_config(arg=None):
+  variants = fusion_common.variants('fusion_exposure', arg,
+                                    ('fold0', 'fold1', 'fold2'))
+  c = fusion_common.base_config()
+  c.data.task = 'exposure'
+  c.model.update(prior='mertens', blend='pyramid')
+  c.loss.update(kind='mef_ssim', smooth_weight=0.01)
+  folds = sorted(v for v in variants if v.startswith('fold'))
+  if len(folds) > 1:
+    raise errors.ConfigError(f'fusion_exposure: variants {folds} each pick the '
+                     'held-out fold; choose one.')
+  if folds:
+    c.data.fold = int(folds[0][-1])
+  if 'smoke' in variants:
+    fusion_common.smoke(c)
+  return c

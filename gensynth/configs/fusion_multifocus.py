@@ -1,0 +1,23 @@
+"""Learned multi-focus fusion (gensynth.models.fusion, prior 'focus').
+
+Trains on synthetic defocus sets (complementary regions with irregular
+boundaries, Gaussian blur of random radius) made from photographs: by
+default scikit-image's bundled ones; add folders with
+--config.data.photos=skimage,DIR. Loss: 1 - SSIM to the sharp photo plus an
+L1 term on Sobel gradients. Weights are applied per pixel (blend 'spatial'),
+so in-focus pixels pass through unchanged. Variant: 'smoke'.
+"""
+
+from gensynth.configs import fusion_common
+
+
+def get_config(arg=None):
+  variants = fusion_common.variants('fusion_multifocus', arg)
+  c = fusion_common.base_config()
+  c.data.task = 'multifocus'
+  c.data.ks = (2, 3)
+  c.model.update(prior='focus', blend='spatial', guide_eps=1e-3)
+  c.loss.update(kind='ssim_grad', smooth_weight=0.0, grad_weight=0.05)
+  if 'smoke' in variants:
+    fusion_common.smoke(c)
+  return c

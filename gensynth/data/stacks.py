@@ -1,0 +1,270 @@
+"""Training data for learned fusion: exposure stacks and multi-focus sets.
+
+Real exposure stacks are folders of images (one folder per scene, one file
+per exposure, all the same size). Synthetic sets are made from any
+photograph:
+
+- exposure stacks by simulated exposure: the photo is linearised, given a
+  wider dynamic range by a smooth random gain field, exposed at K EV steps,
+  clipped, passed through a random camera response (gamma), given noise and
+  quantised to 8 bits;
+- multi-focus sets by simulated defocus: K complementary regions with smooth,
+  irregular boundaries (the argmax of K smooth random fields), each source
+  sharp in its own region and Gaussian-blurred (random sigma) elsewhere; the
+  target is the sharp photo.
+
+`FusionBatches.batch(step)` is a pure function of (seed, step): each example
+draws from its own generator seeded by (seed, step, global row), so any
+process count sees the same data and a resumed run the same batches.
+"""
+
+import os
+
+import numpy as np
+from scipy import ndimage
+
+from gensynth import errors
+from gensynth.synth import io
+
+TASKS = ('exposure', 'multifocus')
+_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp')
+# scikit-image's bundled colour photographs (no download needed).
+BUNDLED_PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket',
+                  'immunohistochemistry', 'motorcycle_left')
+
+
+def _to_uint8_rgb(x, what):
+  x = np.asarray(x)
+  if x.dtype != np.uint8:
+    x = np.clip(np.round(x.astype(np.float32) * 255), 0, 255).astype(np.uint8)
+  if x.ndim == 2:
+    x = x[..., None]
+  if x.shape[-1] == 1:
+    x = np.repeat(x, 3, -1)
+  if x.shape[-1] == 4:
+    x = x[..., :3]
+  if x.ndim != 3 or x.shape[-1] != 3:
+    raise errors.DataError(f'{what}: expected an image, got shape {x.shape}.')
+  return x
+
+
+def bundled_photos():
+  """scikit-image's bundled colour photographs as uint8 [H, W, 3] arrays."""
+  from skimage import data  # pylint: disable=g-import-not-at-top
+  out = []
+  for name in BUNDLED_PHOTOS:
+    img = (data.stereo_motorcycle()[0] if name == 'motorcycle_left' else
+           getattr(data, name)())
+    out.append(_to_uint8_rgb(img, f'skimage.data.{name}'))
+  return out
+
+
+def _image_files(folder, what):
+  if not os.path.isdir(folder):
+    raise errors.DataError(f'{what}: {folder!r} is not a directory.')
+  files = sorted(f for f in os.listdir(folder)
+                 if f.lower().endswith(_EXTENSIONS))
+  if not files:
+    raise errors.DataError(f'{what}: no images ({", ".join(_EXTENSIONS)}) in '
+                           f'{folder!r}.')
+  return [os.path.join(folder, f) for f in files]
+
+
+def read_photos(folder):
+  """Every image in `folder` (not recursive) as uint8 [H, W, 3]."""
+  return [_to_uint8_rgb(io.read_image(p)[0], p)
+          for p in _image_files(folder, 'photos')]
+
+
+def scene_names(root):
+  """Sub-folders of `root`, sorted: one exposure stack each."""
+  if not os.path.isdir(root):
+    raise errors.DataError(f'stacks: {root!r} is not a directory.')
+  return sorted(d for d in os.listdir(root)
+                if os.path.isdir(os.path.join(root, d)))
+
+
+def read_stack(folder):
+  """One exposure stack: the folder's images, uint8 [N, H, W, 3]."""
+  imgs = [_to_uint8_rgb(io.read_image(p)[0], p)
+          for p in _image_files(folder, 'stack')]
+  shapes = {x.shape for x in imgs}
+  if len(shapes) > 1:
+    raise errors.DataError(f'stack {folder!r}: exposures differ in size '
+                           f'{sorted(shapes)}.')
+  if len(imgs) < 2:
+    raise errors.DataError(f'stack {folder!r}: {len(imgs)} exposure; a stack '
+                           'needs at least two.')
+  return np.stack(imgs)
+
+
+def select_scenes(root, include='', exclude=''):
+  """Scene names under root: `include` (comma-separated; '' = all) minus
+  `exclude`. Unknown names are an error naming the known ones."""
+  known = scene_names(root)
+  inc = [s for s in include.split(',') if s] if include else list(known)
+  exc = [s for s in exclude.split(',') if s] if exclude else []
+  unknown = sorted(set(inc + exc) - set(known))
+  if unknown:
+    raise errors.DataError(f'scenes {unknown} are not in {root!r}; it holds '
+                           f'{known}.')
+  return [s for s in inc if s not in exc]
+
+
+def _halvings(x, min_side):
+  """x [..., H, W, C] uint8 and its 2x2-mean halvings down to min_side."""
+  out = [x]
+  while min(out[-1].shape[-3:-1]) // 2 >= min_side:
+    y = out[-1].astype(np.float32)
+    h, w = y.shape[-3] // 2 * 2, y.shape[-2] // 2 * 2
+    y = y[..., :h, :w, :]
+    y = 0.25 * (y[..., 0::2, 0::2, :] + y[..., 1::2, 0::2, :] +
+                y[..., 0::2, 1::2, :] + y[..., 1::2, 1::2, :])
+    out.append(np.round(y).astype(np.uint8))
+  return out
+
+
+def _smooth_field(rng, hw, cells):
+  """A smooth random field in [-1, 1]-ish: a coarse Gaussian grid upsampled."""
+  coarse = rng.standard_normal((cells, cells)).astype(np.float32)
+  zoom = (hw[0] / cells, hw[1] / cells)
+  f = ndimage.zoom(coarse, zoom, order=3, mode='nearest')[:hw[0], :hw[1]]
+  return np.pad(f, ((0, hw[0] - f.shape[0]), (0, hw[1] - f.shape[1])),
+                mode='edge')
+
+
+def simulate_exposures(rng, photo, k):
+  """K simulated exposures [K, H, W, 3] float32 in [0, 1] of one photo."""
+  x = photo.astype(np.float32) / 255.0
+  linear = x**2.2
+  hw = x.shape[:2]
+  gain = np.exp(rng.uniform(0.5, 2.0) *
+                _smooth_field(rng, hw, int(rng.integers(2, 6))))
+  radiance = linear * gain[..., None]
+  radiance /= max(float(np.median(radiance)), 1e-4)  # median at 1
+  spacing = rng.uniform(1.0, 2.5)
+  evs = (np.arange(k) - (k - 1) / 2) * spacing + rng.uniform(-2.5, -1.0)
+  gamma = rng.uniform(1.8, 2.6)
+  noise = rng.uniform(0.0, 0.01)
+  out = []
+  for ev in evs:
+    v = np.clip(radiance * 2.0**ev, 0.0, 1.0)**(1.0 / gamma)
+    v = v + noise * rng.standard_normal(v.shape).astype(np.float32)
+    out.append(np.round(np.clip(v, 0, 1) * 255) / 255)
+  return np.stack(out).astype(np.float32)
+
+
+def simulate_defocus(rng, photo, k):
+  """(sources [K, H, W, 3], sharp target [H, W, 3]) float32 in [0, 1]: each
+  source in focus in its own region and blurred elsewhere."""
+  x = photo.astype(np.float32) / 255.0
+  hw = x.shape[:2]
+  cells = int(rng.integers(2, 5))
+  fields = np.stack([_smooth_field(rng, hw, cells) for _ in range(k)])
+  region = np.argmax(fields, axis=0)
+  soft = rng.uniform(0.5, 3.0)  # boundary softness (pixels)
+  masks = np.stack([ndimage.gaussian_filter((region == i).astype(np.float32),
+                                            soft) for i in range(k)])
+  masks /= np.maximum(masks.sum(0, keepdims=True), 1e-6)
+  out = []
+  for i in range(k):
+    sigma = rng.uniform(1.0, 4.0)
+    blurred = ndimage.gaussian_filter(x, (sigma, sigma, 0), mode='reflect')
+    m = masks[i][..., None]
+    v = m * x + (1 - m) * blurred
+    out.append(np.round(np.clip(v, 0, 1) * 255) / 255)
+  return np.stack(out).astype(np.float32), x
+
+
+class FusionBatches:
+  """Deterministic, resumable stream of process-local fusion batches.
+
+  Each batch holds 'sources' [B, K, crop, crop, 3] (float32 in [0, 1]) and,
+  for multi-focus, 'target' [B, crop, crop, 3]. K is drawn per step from
+  `ks` (a few shapes, each compiled once).
+
+  Args:
+    task: 'exposure' or 'multifocus'.
+    photos: uint8 [H, W, 3] photographs for synthetic sets.
+    stacks: uint8 [N, H, W, 3] real exposure stacks (exposure only).
+    real_fraction: share of examples drawn from `stacks` when there are any.
+  """
+
+  def __init__(self, task, *, photos, stacks=(), crop, ks, global_batch_size,
+               seed, real_fraction=0.5, process_index=0, process_count=1):
+    if task not in TASKS:
+      raise errors.ConfigError(f'task={task!r}; expected one of {TASKS}.')
+    if global_batch_size <= 0 or global_batch_size % process_count:
+      raise errors.DataError(
+          f'global batch size {global_batch_size} must be positive and '
+          f'divisible by the process count {process_count}.')
+    if not ks or min(ks) < 2:
+      raise errors.ConfigError(f'ks={tuple(ks)}: each K must be >= 2.')
+    small = [p.shape for p in list(photos) + [s[0] for s in stacks]
+             if min(p.shape[:2]) < crop]
+    if small:
+      raise errors.DataError(f'images {small} are smaller than the crop of '
+                             f'{crop} pixels.')
+    if not photos and not stacks:
+      raise errors.DataError('no photographs and no stacks to train on.')
+    self.task, self.crop, self.ks = task, crop, tuple(ks)
+    self.seed, self.global_batch_size = seed, global_batch_size
+    self.real_fraction = real_fraction if len(stacks) else 0.0
+    # Each image at full size and halved until the crop just fits: scale
+    # augmentation without resizing at every step.
+    self._photos = [_halvings(p, crop) for p in photos]
+    self._stacks = [_halvings(s, crop) for s in stacks]
+    local = global_batch_size // process_count
+    self._rows = range(process_index * local, (process_index + 1) * local)
+
+  def _window(self, rng, shape):
+    h, w = shape
+    y = int(rng.integers(0, h - self.crop + 1))
+    x = int(rng.integers(0, w - self.crop + 1))
+    return (slice(y, y + self.crop), slice(x, x + self.crop))
+
+  def _augment(self, rng, x):
+    if rng.random() < 0.5:
+      x = x[..., :, ::-1, :]
+    if rng.random() < 0.5:
+      x = x[..., ::-1, :, :]
+    return x
+
+  def example(self, step, row, k, *, stream=0):
+    """Example `row` of batch `step` with K sources: a pure function of
+    (seed, stream, step, row). Training uses stream 0; validation sets draw
+    from another stream, so they never repeat a training example."""
+    rng = np.random.default_rng([self.seed, stream, step, row])
+    if self.task == 'exposure' and rng.random() < self.real_fraction:
+      levels = self._stacks[int(rng.integers(len(self._stacks)))]
+      stack = levels[int(rng.integers(len(levels)))]
+      pick = np.sort(rng.choice(len(stack), size=min(k, len(stack)),
+                                replace=False))
+      if len(pick) < k:  # a stack shorter than K: repeat exposures
+        pick = np.sort(rng.choice(len(stack), size=k, replace=True))
+      win = self._window(rng, stack.shape[1:3])
+      src = stack[pick][:, win[0], win[1]].astype(np.float32) / 255.0
+      return {'sources': np.ascontiguousarray(self._augment(rng, src))}
+    levels = self._photos[int(rng.integers(len(self._photos)))]
+    photo = levels[int(rng.integers(len(levels)))]
+    win = self._window(rng, photo.shape[:2])
+    photo = np.ascontiguousarray(self._augment(rng, photo[win]))
+    if self.task == 'exposure':
+      return {'sources': simulate_exposures(rng, photo, k)}
+    src, target = simulate_defocus(rng, photo, k)
+    return {'sources': src, 'target': target}
+
+  def num_sources(self, step):
+    return self.ks[int(np.random.default_rng([self.seed, 1, step, 0]).integers(
+        len(self.ks)))]
+
+  def batch(self, step):
+    k = self.num_sources(step)
+    rows = [self.example(step, r, k) for r in self._rows]
+    return {key: np.stack([r[key] for r in rows]) for key in rows[0]}
+
+  def iterate(self, start_step=0):
+    step = start_step
+    while True:
+      yield self.batch(step)
+      step += 1

@@ -1,0 +1,213 @@
+"""Learned fusion of K >= 2 images: a network that predicts how to combine them.
+
+The idea of MEF-Net (Ma et al., IEEE TIP 2019), with a classical prior:
+
+1. Each source is area-downsampled by 2^L to a working size whose short side
+   is about `low_res` pixels (L depends on the image size, so 4K stacks cost
+   about as much network as small ones).
+2. A shared per-source encoder reads hand-made features of each source (its
+   colours, grey level, Laplacian contrast, saturation, well-exposedness and
+   mean brightness). Between layers the sources exchange information only
+   through their mean and max over K (a DeepSets layer), so the network is
+   equivariant to the order of the sources and the fusion invariant to it.
+3. The head predicts a per-source logit correction at the working size,
+   carried to full resolution edge-aware by a fast guided filter (He et al.)
+   guided by each source's grey image.
+4. Full-resolution weights are softmax_K(prior_scale * prior + correction),
+   with the prior the log of Mertens' quality (exposure stacks), the log of
+   local Laplacian energy (multi-focus sets) or none. The head starts at zero,
+   so an untrained `prior='mertens'` network is Mertens fusion.
+5. The weights are applied through a Laplacian-pyramid blend (seam-free, as
+   Mertens fusion) or per pixel (`blend='spatial'`, which keeps the in-focus
+   pixels of multi-focus sets as they are).
+
+Sources are [B, K, H, W, C] floats in [0, 1]; any H, W >= 2 and any K >= 2.
+"""
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gensynth import errors
+from gensynth.synth import features
+from gensynth.synth import fusion
+from gensynth.synth import pyramid
+
+PRIORS = ('mertens', 'focus', 'none')
+BLENDS = ('pyramid', 'spatial')
+
+
+def num_down(hw, low_res):
+  """L: how many halvings bring min(H, W) closest to `low_res` (>= 0)."""
+  short = min(hw)
+  if short <= low_res:
+    return 0
+  return max(0, min(int(round(math.log2(short / low_res))),
+                    pyramid.max_levels(hw) - 1))
+
+
+def level_sizes(hw, levels):
+  """(H, W) and its pyramid sizes, each ceil(previous / 2): levels + 1."""
+  sizes = [tuple(hw)]
+  for _ in range(levels):
+    sizes.append(((sizes[-1][0] + 1) // 2, (sizes[-1][1] + 1) // 2))
+  return sizes
+
+
+def area_down(x, factor, out_hw):
+  """Mean over factor x factor blocks of [..., H, W, C] (edge-padded to
+  out_hw * factor): the working-resolution copy of each source."""
+  if factor == 1:
+    return x
+  h, w = x.shape[-3:-1]
+  ph, pw = out_hw[0] * factor - h, out_hw[1] * factor - w
+  pad = [(0, 0)] * (x.ndim - 3) + [(0, ph), (0, pw), (0, 0)]
+  x = jnp.pad(x, pad, mode='edge')
+  shape = x.shape[:-3] + (out_hw[0], factor, out_hw[1], factor, x.shape[-1])
+  return jnp.mean(x.reshape(shape), axis=(-4, -2))
+
+
+def upsample(x, sizes):
+  """[..., h, w, C] at sizes[-1] up to sizes[0] by pyr_up steps."""
+  for hw in reversed(sizes[:-1]):
+    x = pyramid.pyr_up(x, hw)
+  return x
+
+
+def guided_coefficients(guide, src, radius, eps):
+  """Guided-filter coefficients (mean a, mean b) of src given guide, both
+  [..., H, W, 1]: the filtered output is a * guide + b."""
+  box = lambda v: features.box_filter(v, radius)
+  mean_i, mean_p = box(guide), box(src)
+  var_i = box(guide * guide) - mean_i**2
+  cov_ip = box(guide * src) - mean_i * mean_p
+  a = cov_ip / (var_i + eps)
+  b = mean_p - a * mean_i
+  return box(a), box(b)
+
+
+def source_features(x):
+  """Per-source features [..., H, W, F] of sources [..., H, W, C] in [0, 1]."""
+  g = features.grey(x)
+  return jnp.concatenate([
+      x, g,
+      jnp.log(features.contrast(x) + 1e-3),
+      features.saturation(x) if x.shape[-1] >= 3 else jnp.zeros_like(g),
+      features.well_exposedness(g),
+      jnp.broadcast_to(jnp.mean(g, axis=(-3, -2), keepdims=True), g.shape),
+  ], axis=-1)
+
+
+class SetMix(nn.Module):
+  """DeepSets layer over the source axis of [B, K, H, W, D]: each source's
+  features plus projections of their mean and max over K."""
+  width: int
+
+  @nn.compact
+  def __call__(self, h):
+    own = nn.Dense(self.width, name='own')(h)
+    mean = nn.Dense(self.width, use_bias=False, name='mean')(
+        jnp.mean(h, axis=1, keepdims=True))
+    top = nn.Dense(self.width, use_bias=False, name='max')(
+        jnp.max(h, axis=1, keepdims=True))
+    return nn.gelu(own + mean + top)
+
+
+class FusionNet(nn.Module):
+  """Predicts per-pixel fusion weights of K sources and fuses them.
+
+  Attributes:
+    widths: channel widths of the encoder's two scales.
+    prior: 'mertens', 'focus' or 'none' (see the module docstring).
+    blend: 'pyramid' or 'spatial'.
+    low_res: short side of the working resolution (about).
+    guide_radius, guide_eps: the guided filter's box radius (working pixels)
+      and regulariser.
+    levels: pyramid levels of the blend (None: floor(log2(min(H, W))) + 1).
+  """
+  widths: Sequence[int] = (16, 32)
+  prior: str = 'mertens'
+  blend: str = 'pyramid'
+  low_res: int = 32
+  guide_radius: int = 1
+  guide_eps: float = 1e-2
+  levels: int | None = None
+
+  def _conv(self, h, width, name, stride=1):
+    b, k = h.shape[:2]
+    y = nn.Conv(width, (3, 3), strides=stride, name=name)(
+        h.reshape((b * k,) + h.shape[2:]))
+    return y.reshape((b, k) + y.shape[1:])
+
+  @nn.compact
+  def __call__(self, sources):
+    """sources [B, K, H, W, C] -> (fused [B, H, W, C], weights [B, K, H, W])."""
+    if self.prior not in PRIORS or self.blend not in BLENDS:
+      raise errors.ConfigError(
+          f'FusionNet: prior={self.prior!r}, blend={self.blend!r}; expected '
+          f'one of {PRIORS} and one of {BLENDS}.')
+    b, k, h, w, _ = sources.shape
+    levels_down = num_down((h, w), self.low_res)
+    sizes = level_sizes((h, w), levels_down)
+    low = area_down(sources, 2**levels_down, sizes[-1])  # [B, K, h, w, C]
+
+    # Encoder at the working resolution, sources mixed only through SetMix.
+    w0, w1 = self.widths
+    hid = nn.gelu(self._conv(source_features(low), w0, 'in'))
+    hid = SetMix(w0, name='mix0')(hid)
+    down = nn.gelu(self._conv(hid, w1, 'down', stride=2))
+    down = SetMix(w1, name='mix1')(down)
+    context = jnp.mean(down, axis=(1, 2, 3), keepdims=True)  # whole stack
+    down = nn.gelu(self._conv(down, w1, 'mid') +
+                   nn.Dense(w1, name='context')(context))
+    up = jax.image.resize(down, down.shape[:2] + hid.shape[2:4] +
+                          down.shape[-1:], 'linear')
+    hid = nn.gelu(self._conv(jnp.concatenate([hid, up], -1), w0, 'up'))
+    hid = SetMix(w0, name='mix2')(hid)
+    delta = nn.Dense(1, kernel_init=nn.initializers.zeros, name='head')(hid)
+    self.sow('intermediates', 'delta', delta)  # for the smoothness loss
+
+    # Edge-aware upsampling of the correction: guided filter coefficients at
+    # the working size, applied to each source's full-resolution grey.
+    grey_low = features.grey(low)
+    a, c = guided_coefficients(grey_low, delta, self.guide_radius,
+                               self.guide_eps)
+    ac = upsample(jnp.concatenate([a, c], -1), sizes)
+    grey = features.grey(sources)[..., 0]
+    correction = ac[..., 0] * grey + ac[..., 1]  # [B, K, H, W]
+
+    scale = self.param('prior_scale', nn.initializers.ones, ())
+    logits = correction + scale * self._prior(sources)
+    weights = jax.nn.softmax(logits, axis=1)
+    if self.blend == 'spatial':
+      fused = jnp.einsum('bkhw,bkhwc->bhwc', weights, sources)
+    else:
+      fused = fusion.weighted_pyramid_fusion(
+          jnp.moveaxis(sources, 1, 0), jnp.moveaxis(weights, 1, 0),
+          levels=self.levels)
+    return fused, weights
+
+  def _prior(self, sources):
+    if self.prior == 'mertens':
+      if sources.shape[-1] != 3:
+        raise errors.InputError(
+            f"sources: prior='mertens' needs RGB, got {sources.shape[-1]} "
+            'channels.')
+      q = fusion.mertens_quality(jnp.moveaxis(sources, 1, 0))
+      return jnp.log(jnp.moveaxis(q, 0, 1))
+    if self.prior == 'focus':
+      lap = features.laplacian(features.grey(sources))
+      return jnp.log(features.local_energy(lap, radius=2)[..., 0] + 1e-6)
+    return jnp.zeros(sources.shape[:-1], sources.dtype)
+
+
+def from_config(model_config):
+  """FusionNet from config.model."""
+  return FusionNet(widths=tuple(model_config.widths), prior=model_config.prior,
+                   blend=model_config.blend, low_res=model_config.low_res,
+                   guide_radius=model_config.guide_radius,
+                   guide_eps=model_config.guide_eps,
+                   levels=model_config.levels or None)

@@ -1,0 +1,127 @@
+"""Learned fusion: the network's invariances, weights, prior and errors."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from gensynth import errors
+from gensynth.data import stacks
+from gensynth.models import fusion as fusion_model
+from gensynth.steps import fusion as fusion_steps
+from gensynth.synth import fusion
+from gensynth.synth import learned
+
+
+def _random_params(model, key, shape):
+  """Initial parameters with every leaf (the zero head too) randomised, so
+  the network's correction is far from zero."""
+  params = jax.jit(model.init)(key, jnp.zeros(shape))['params']
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
+  return jax.tree.unflatten(tree, [
+      0.3 * jax.random.normal(k, l.shape) for k, l in zip(keys, leaves)])
+
+
+@pytest.fixture(scope='module')
+def net():
+  model = fusion_model.FusionNet(widths=(8, 8), low_res=8)
+  params = _random_params(model, jax.random.key(0), (1, 2, 16, 16, 3))
+  return model, params, jax.jit(functools.partial(
+      learned.fusion_and_weights, model=model))
+
+
+def _stack(k, h, w, seed=0):
+  rng = np.random.default_rng(seed)
+  base = rng.random((h, w, 3)).astype(np.float32)
+  return np.stack([np.clip(base * s, 0, 1) for s in np.linspace(0.3, 1.8, k)])
+
+
+@pytest.mark.parametrize('k,hw', [(2, (37, 53)), (3, (40, 40)),
+                                  (4, (33, 61)), (5, (21, 17))])
+def test_any_k_and_odd_sizes_give_one_image_of_the_input_size(net, k, hw):
+  _, params, fuse = net
+  x = _stack(k, *hw)
+  out, w = jax.device_get(fuse(params, x))
+  assert out.shape == hw + (3,) and np.all(np.isfinite(out))
+  assert w.shape == (k,) + hw
+  assert np.all(w >= 0)
+  np.testing.assert_allclose(w.sum(0), 1.0, atol=1e-5)
+  # The random correction moves the weights well away from Mertens'.
+  mertens = np.asarray(fusion.mertens_weights(x))[..., 0]
+  assert np.abs(w - mertens).max() > 0.1
+
+
+def test_permuting_the_sources_leaves_the_result_unchanged(net):
+  _, params, fuse = net
+  x = _stack(4, 33, 61, seed=1)  # a shape compiled above
+  perm = [2, 0, 3, 1]
+  out, w = fuse(params, x)
+  out_p, w_p = fuse(params, x[perm])
+  np.testing.assert_allclose(out_p, out, atol=2e-5)
+  np.testing.assert_allclose(w_p, np.asarray(w)[perm], atol=1e-5)
+
+
+def test_batched_sources_equal_one_stack_at_a_time(net):
+  _, params, fuse = net
+  a, b = _stack(3, 40, 40, seed=2), _stack(3, 40, 40, seed=3)
+  both, w = fuse(params, np.stack([a, b], 1))  # [K, 2, H, W, C]
+  assert w.shape == (3, 2, 40, 40)
+  np.testing.assert_allclose(both[0], fuse(params, a)[0], atol=2e-5)
+  np.testing.assert_allclose(both[1], fuse(params, b)[0], atol=2e-5)
+
+
+def test_untrained_mertens_network_is_mertens_fusion():
+  model = fusion_model.FusionNet(widths=(8, 8))
+  x = _stack(3, 40, 56, seed=4)
+  params = model.init(jax.random.key(1), x[None])['params']
+  got = jax.jit(functools.partial(learned.learned_fusion, model=model))(
+      params, x)
+  np.testing.assert_allclose(got, jax.jit(fusion.exposure_fusion)(x),
+                             atol=1e-5)
+
+
+def test_weighted_pyramid_fusion_with_mertens_weights_is_mertens():
+  x = _stack(3, 40, 56, seed=5)  # the shape compiled above
+  w = fusion.mertens_quality(x)
+  np.testing.assert_allclose(jax.jit(fusion.weighted_pyramid_fusion)(x, w),
+                             jax.jit(fusion.exposure_fusion)(x), atol=1e-5)
+  with pytest.raises(ValueError, match=r'weights: shape \(2, 40, 56\)'):
+    fusion.weighted_pyramid_fusion(x, w[:2])
+
+
+def test_bad_sources_get_clear_errors(net):
+  model, params, _ = net
+  x = _stack(2, 24, 24)
+  with pytest.raises(ValueError, match='K >= 2'):
+    learned.learned_fusion(params, x[:1], model=model)
+  with pytest.raises(ValueError, match='share one shape'):
+    learned.learned_fusion(params, [x[0], x[1, :20]], model=model)
+  with pytest.raises(ValueError, match='fuses RGB'):
+    learned.learned_fusion(params, x[..., :1], model=model)
+  with pytest.raises(ValueError, match='at least 8x8'):
+    learned.learned_fusion(params, x[:, :5, :5], model=model)
+  with pytest.raises(ValueError, match='NaN or Inf'):
+    learned.learned_fusion(params, np.full_like(x, np.nan), model=model)
+
+
+def test_training_lowers_the_loss_on_a_fixed_batch():
+  """A few Adam steps on one multi-focus batch: the loss falls."""
+  batches = stacks.FusionBatches(
+      'multifocus', photos=[stacks.bundled_photos()[0]], crop=48, ks=(2,),
+      global_batch_size=2, seed=0)
+  batch = batches.batch(0)
+  model = fusion_model.FusionNet(widths=(8, 8), prior='focus', blend='spatial',
+                                 low_res=12)
+  state = fusion_steps.create_state(jax.random.key(0), model,
+                                    optax.adam(3e-2), size=48)
+  step = jax.jit(functools.partial(fusion_steps.train_step, loss='ssim_grad',
+                                   grad_weight=0.05))
+  losses = []
+  for _ in range(12):
+    state, metrics = step(state, batch, None)
+    losses.append(float(metrics['loss']))
+  assert losses[-1] < 0.9 * losses[0], losses
