@@ -5,19 +5,27 @@ boundaries, Gaussian blur of random radius) made from photographs: by
 default scikit-image's bundled ones; add folders with
 --config.data.photos=skimage,DIR. Loss: 1 - SSIM to the sharp photo plus an
 L1 term on Sobel gradients. Weights are applied per pixel (blend 'spatial'),
-so in-focus pixels pass through unchanged. Variant: 'smoke'.
+so in-focus pixels pass through unchanged. Variants: 'smoke', and 'bench'
+(the benchmark recipe: adds the panorama photos of the benchmark data,
+which holds no multi-focus set; the Lytro pairs are for evaluation only).
+
+  python -m launch.train --config=gensynth/configs/fusion_multifocus.py:bench \
+      --workdir=runs/fusion_multifocus
 """
 
 from gensynth.configs import fusion_common
 
 
 def get_config(arg=None):
-  variants = fusion_common.variants('fusion_multifocus', arg)
+  variants = fusion_common.variants('fusion_multifocus', arg, ('bench',))
   c = fusion_common.base_config()
   c.data.task = 'multifocus'
   c.data.ks = (2, 3)
   c.model.update(prior='focus', blend='spatial', guide_eps=1e-3)
   c.loss.update(kind='ssim_grad', smooth_weight=0.0, grad_weight=0.05)
+  if 'bench' in variants:
+    c.data.photos = ('skimage,../shared/datasets/panorama,'
+                     '../shared/datasets/panorama/arches')
   if 'smoke' in variants:
     fusion_common.smoke(c)
   return c

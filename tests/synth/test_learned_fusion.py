@@ -8,7 +8,6 @@ import numpy as np
 import optax
 import pytest
 
-from gensynth import errors
 from gensynth.data import stacks
 from gensynth.models import fusion as fusion_model
 from gensynth.steps import fusion as fusion_steps

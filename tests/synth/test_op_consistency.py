@@ -96,6 +96,13 @@ SPECS = {
     'fusion.mertens_weights': (
         fusion.mertens_weights,
         lambda rng: (np.stack([_img(rng), _img(rng)]),), True),
+    'fusion.weighted_pyramid_fusion': (
+        functools.partial(fusion.weighted_pyramid_fusion, levels=2),
+        lambda rng: (np.stack([_img(rng), _img(rng)]),
+                     rng.uniform(0, 1, (2, H, W)).astype(np.float32)), True),
+    'fusion.mertens_quality': (
+        fusion.mertens_quality,
+        lambda rng: (np.stack([_img(rng), _img(rng)]),), True),
     'fusion.multifocus_fusion': _stack(
         functools.partial(fusion.multifocus_fusion, levels=2), diff=False),
     'fusion.pyramid_max_abs_fusion': _stack(

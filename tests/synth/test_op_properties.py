@@ -29,6 +29,7 @@ from gensynth.synth import homography
 from gensynth.synth import io as synth_io
 from gensynth.synth import keypoints
 from gensynth.synth import latent
+from gensynth.synth import learned
 from gensynth.synth import pyramid
 from gensynth.synth import panorama
 from gensynth.synth import stitch
@@ -201,6 +202,20 @@ def _case_exposure(draw):
   a, b = _pair(draw)
   levels = draw(st.sampled_from([None, 0, 1, 3, 9]))
   return (lambda: fusion.exposure_fusion([a, b], levels=levels)), a.shape
+
+
+def _case_weighted_pyramid(draw):
+  a, b = _pair(draw)
+  n = draw(st.sampled_from([2, 2, 2, 3]))
+  w = _array(draw, (n,) + a.shape[:2], np.float32, -1.0, 2.0)
+  levels = draw(st.sampled_from([None, 1, 3, 9]))
+  return (lambda: fusion.weighted_pyramid_fusion([a, b], w, levels=levels)
+          ), a.shape
+
+
+def _case_mertens_quality(draw):
+  x = _image(draw, lead=(draw(st.sampled_from([1, 2, 3])),))
+  return (lambda: fusion.mertens_quality(x)), x.shape[:3]
 
 
 def _case_multifocus(draw):
@@ -447,6 +462,8 @@ CASES = {
     'fusion.mertens_weights': _case_mertens_weights,
     'fusion.exposure_fusion': _case_exposure,
     'fusion.multifocus_fusion': _case_multifocus,
+    'fusion.weighted_pyramid_fusion': _case_weighted_pyramid,
+    'fusion.mertens_quality': _case_mertens_quality,
     'fusion.pyramid_max_abs_fusion': _stack_case(
         fusion.pyramid_max_abs_fusion, levels=2),
     'fusion.average_fusion': _stack_case(fusion.average_fusion),
@@ -525,13 +542,16 @@ NOT_ARRAY_OPS = {
     'latent.vae_fuse': 'needs a trained VAE (tests/synth/test_latent.py)',
     'latent.vae_interpolate': 'needs a trained VAE (test_latent.py)',
     'pyramid.max_levels': 'integer helper on a (H, W) tuple',
+    'learned.learned_fusion': 'needs a FusionNet and its parameters '
+                              '(tests/synth/test_learned_fusion.py)',
+    'learned.fusion_and_weights': 'needs a FusionNet (test_learned_fusion)',
     'keypoints.comparison_pattern': 'fixed-seed constant (test_keypoints)',
 }
 
 MODULES = {'blend': blend, 'features': features, 'fusion': fusion,
            'homography': homography, 'keypoints': keypoints,
            'pyramid': pyramid, 'stitch': stitch, 'panorama': panorama,
-           'warp': warp, 'io': synth_io, 'latent': latent,
+           'warp': warp, 'io': synth_io, 'latent': latent, 'learned': learned,
            'image': image_metrics, 'generative': generative}
 
 
