@@ -17,6 +17,12 @@ settings.load_profile('ci')
 CACHE_DIR = os.path.join(tempfile.gettempdir(), 'gensynth_test_jax_cache')
 jax.config.update('jax_compilation_cache_dir', CACHE_DIR)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+# The size bound the launch scripts set (launch/runtime.py). Without it the
+# in-process entries are written without the access-time files that a
+# bounded cache's eviction reads, and every launch subprocess sharing this
+# directory then fails to write its own entries (jax warns "Error writing
+# persistent compilation cache entry" and recompiles in each subprocess).
+jax.config.update('jax_compilation_cache_max_size', 2048 * 2**20)
 
 
 @pytest.fixture

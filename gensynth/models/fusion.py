@@ -21,7 +21,9 @@ The idea of MEF-Net (Ma et al., IEEE TIP 2019), with a classical prior:
    Mertens fusion) or per pixel (`blend='spatial'`, which keeps the in-focus
    pixels of multi-focus sets as they are).
 
-Sources are [B, K, H, W, C] floats in [0, 1]; any H, W >= 2 and any K >= 2.
+Sources are [B, K, H, W, C], uint8/uint16 or floats in [0, 1]; any
+H, W >= 2 and any K >= 2. Integer stacks are converted one source at a
+time, as Mertens fusion does.
 """
 
 import math
@@ -59,21 +61,25 @@ def level_sizes(hw, levels):
 
 def area_down(x, factor, out_hw):
   """Mean over factor x factor blocks of [..., H, W, C] (edge-padded to
-  out_hw * factor): the working-resolution copy of each source."""
+  out_hw * factor): the working-resolution copy of each source. Rows are
+  summed first, over a middle axis with whole rows inside it, which XLA:CPU
+  vectorises; then columns of the much smaller result."""
   if factor == 1:
-    return x
+    return x.astype(jnp.float32)
   h, w = x.shape[-3:-1]
   ph, pw = out_hw[0] * factor - h, out_hw[1] * factor - w
   pad = [(0, 0)] * (x.ndim - 3) + [(0, ph), (0, pw), (0, 0)]
-  x = jnp.pad(x, pad, mode='edge')
-  shape = x.shape[:-3] + (out_hw[0], factor, out_hw[1], factor, x.shape[-1])
-  return jnp.mean(x.reshape(shape), axis=(-4, -2))
+  x = jnp.pad(x, pad, mode='edge').astype(jnp.float32)
+  lead, c = x.shape[:-3], x.shape[-1]
+  rows = jnp.mean(x.reshape(lead + (out_hw[0], factor, -1, c)), axis=-3)
+  return jnp.mean(rows.reshape(lead + (out_hw[0], out_hw[1], factor, c)),
+                  axis=-2)
 
 
 def upsample(x, sizes):
-  """[..., h, w, C] at sizes[-1] up to sizes[0] by pyr_up steps."""
+  """[..., h, w] planes at sizes[-1] up to sizes[0] by pyrUp steps."""
   for hw in reversed(sizes[:-1]):
-    x = pyramid.pyr_up(x, hw)
+    x = pyramid.up_axis(pyramid.up_axis(x, -2, hw[0]), -1, hw[1])
   return x
 
 
@@ -149,10 +155,11 @@ class FusionNet(nn.Module):
       raise errors.ConfigError(
           f'FusionNet: prior={self.prior!r}, blend={self.blend!r}; expected '
           f'one of {PRIORS} and one of {BLENDS}.')
-    b, k, h, w, _ = sources.shape
+    _, _, h, w, _ = sources.shape
     levels_down = num_down((h, w), self.low_res)
     sizes = level_sizes((h, w), levels_down)
-    low = area_down(sources, 2**levels_down, sizes[-1])  # [B, K, h, w, C]
+    low = _to_float(sources.dtype)(area_down(sources, 2**levels_down,
+                                             sizes[-1]))
 
     # Encoder at the working resolution, sources mixed only through SetMix.
     w0, w1 = self.widths
@@ -172,36 +179,59 @@ class FusionNet(nn.Module):
 
     # Edge-aware upsampling of the correction: guided filter coefficients at
     # the working size, applied to each source's full-resolution grey.
-    grey_low = features.grey(low)
-    a, c = guided_coefficients(grey_low, delta, self.guide_radius,
+    a, c = guided_coefficients(features.grey(low), delta, self.guide_radius,
                                self.guide_eps)
-    ac = upsample(jnp.concatenate([a, c], -1), sizes)
-    grey = features.grey(sources)[..., 0]
-    correction = ac[..., 0] * grey + ac[..., 1]  # [B, K, H, W]
-
     scale = self.param('prior_scale', nn.initializers.ones, ())
-    logits = correction + scale * self._prior(sources)
-    weights = jax.nn.softmax(logits, axis=1)
-    if self.blend == 'spatial':
-      fused = jnp.einsum('bkhw,bkhwc->bhwc', weights, sources)
-    else:
-      fused = fusion.weighted_pyramid_fusion(
-          jnp.moveaxis(sources, 1, 0), jnp.moveaxis(weights, 1, 0),
-          levels=self.levels)
-    return fused, weights
+    # Full resolution, one source at a time (a scan: the working set is one
+    # source's planes, as in Mertens fusion). Unnormalised weight of source
+    # k: u_k = exp(scale * prior_k + correction_k); weights u_k / sum_j u_j.
+    to_float = _to_float(sources.dtype)
 
-  def _prior(self, sources):
+    def weigh(carry, xc):
+      xk, ck = xc
+      xf = to_float(xk)  # [B, H, W, C]
+      ab = upsample(ck, sizes)  # [2, B, H, W]: guided-filter a and b
+      logit = (ab[0] * features.grey(xf)[..., 0] + ab[1] +
+               scale * self._prior(xf))
+      u = jnp.exp(jnp.clip(logit, -80.0, 80.0))  # no float32 overflow
+      total, acc = carry
+      if self.blend == 'spatial':
+        acc = acc + u[..., None] * xf
+      return (total + u, acc), u
+
+    xs = jnp.moveaxis(sources, 1, 0)  # [K, B, H, W, C]
+    zeros = jnp.zeros(sources.shape[:1] + sources.shape[2:4], jnp.float32)
+    acc0 = jnp.zeros(sources.shape[:1] + sources.shape[2:], jnp.float32) if (
+        self.blend == 'spatial') else None
+    (total, acc), u = jax.lax.scan(
+        weigh, (zeros, acc0),
+        (xs, jnp.moveaxis(jnp.concatenate([a, c], -1), (1, 4), (0, 1))))
+    if self.blend == 'spatial':
+      fused = acc / total[..., None]
+    else:
+      fused = fusion.weighted_pyramid_fusion(xs, u, levels=self.levels,
+                                             total=total)
+    return fused, jnp.moveaxis(u / total[None], 0, 1)
+
+  def _prior(self, x):
+    """Log prior weight [B, H, W] of one source x [B, H, W, C]."""
     if self.prior == 'mertens':
-      if sources.shape[-1] != 3:
+      if x.shape[-1] != 3:
         raise errors.InputError(
-            f"sources: prior='mertens' needs RGB, got {sources.shape[-1]} "
+            f"sources: prior='mertens' needs RGB, got {x.shape[-1]} "
             'channels.')
-      q = fusion.mertens_quality(jnp.moveaxis(sources, 1, 0))
-      return jnp.log(jnp.moveaxis(q, 0, 1))
+      return jnp.log(fusion.mertens_quality(x[None])[0])
     if self.prior == 'focus':
-      lap = features.laplacian(features.grey(sources))
+      lap = features.laplacian(features.grey(x))
       return jnp.log(features.local_energy(lap, radius=2)[..., 0] + 1e-6)
-    return jnp.zeros(sources.shape[:-1], sources.dtype)
+    return jnp.zeros(x.shape[:-1], x.dtype)
+
+
+def _to_float(dtype):
+  if dtype in (jnp.uint8, jnp.uint16):
+    top = float(jnp.iinfo(dtype).max)
+    return lambda v: v.astype(jnp.float32) / top
+  return lambda v: v.astype(jnp.float32)
 
 
 def from_config(model_config):

@@ -144,16 +144,19 @@ def _blend_planes(x, w, total, levels, shapes, to_float):
   return pyramid.reconstruct(acc)
 
 
-def weighted_pyramid_fusion(images, weights, *, levels=None):
+def weighted_pyramid_fusion(images, weights, *, levels=None, total=None):
   """Pyramid blend of N images by per-pixel weights, as Mertens fusion
   applies its quality weights: sum_n Laplacian(x_n) * Gaussian(w_n), levels
   collapsed.
 
   Args:
     images: N images [..., H, W, C] (list or [N, ..., H, W, C] array).
-    weights: [N, ..., H, W] weights; they are normalised over N per pixel
-      (negative values count as 0; where all are 0 the images are averaged).
+    weights: [N, ..., H, W] weights, normalised over N per pixel (negative
+      values count as 0; where all are 0 the images are averaged).
     levels: pyramid levels; default floor(log2(min(H, W))) + 1.
+    total: optional [..., H, W] sum of the (positive) weights over N; given,
+      the weights are divided by it one image at a time (no normalised copy
+      of all N planes; the caller vouches for it).
 
   Returns:
     fused float image [..., H, W, C].
@@ -170,9 +173,14 @@ def weighted_pyramid_fusion(images, weights, *, levels=None):
   shapes = jax.eval_shape(lambda y: pyramid.laplacian_pyramid(y, levels),
                           jax.ShapeDtypeStruct(x.shape[1:],
                                                _float_dtype(x, to_float)))
-  w = blend.normalise_masks(w)
-  return _blend_planes(x, w.astype(shapes[0].dtype), None, levels, shapes,
-                       to_float)
+  if total is None:
+    w = blend.normalise_masks(w)
+  elif tuple(total.shape) != tuple(x.shape[1:-1]):
+    raise errors.InputError(
+        f'total: shape {tuple(total.shape)}; expected {tuple(x.shape[1:-1])}.')
+  dtype = shapes[0].dtype
+  return _blend_planes(x, w.astype(dtype), None if total is None else
+                       total.astype(dtype), levels, shapes, to_float)
 
 
 def mertens_quality(images, *, contrast_weight=1.0, saturation_weight=1.0,

@@ -21,7 +21,7 @@ MIN_SIDE = 8
 
 
 def _prepare(sources, model):
-  x = checks.stack(sources, 'sources')  # [K, ..., H, W, C]
+  x, _ = checks.stack_raw(sources, 'sources')  # [K, ..., H, W, C]
   if x.shape[0] < 2:
     raise errors.InputError(
         f'sources: {x.shape[0]} image; learned fusion needs K >= 2 sources.')

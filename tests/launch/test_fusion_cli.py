@@ -4,18 +4,17 @@ equals an uninterrupted run; bad checkpoints and inputs get one-line errors."""
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from gensynth.configs import fusion_exposure
 from gensynth.data import stacks
 from gensynth.evaluation import runs
 from gensynth.synth import io
 from gensynth.synth import learned
-from gensynth.train import fusion as fusion_train
 from tests import helpers
 from tests.launch.test_conditions_cli import _shared_run
 
@@ -79,17 +78,18 @@ def test_learned_cli_errors(exposure_run, exposures, tmp_path, args, message):
   assert 'Traceback' not in proc.stderr
 
 
-def test_resumed_training_equals_an_uninterrupted_run(tmp_path):
-  def train(workdir, steps):
-    c = fusion_exposure.get_config('smoke')
-    c.num_steps = steps
-    return fusion_train.train_and_evaluate(c, str(workdir))
-
-  train(tmp_path / 'straight', 4)
-  train(tmp_path / 'resumed', 2)
-  train(tmp_path / 'resumed', 4)  # picks up at step 2
-  a = runs.load_fusion(str(tmp_path / 'straight'))[1]
-  b = runs.load_fusion(str(tmp_path / 'resumed'))[1]
+def test_resumed_training_equals_an_uninterrupted_run(exposure_run, tmp_path):
+  """A copy of the shared run stopped after step 2 (its last checkpoint
+  removed), restarted with the same command: it resumes at 2 and ends at 4
+  with the uninterrupted run's parameters, bit for bit."""
+  resumed = str(tmp_path / 'resumed')
+  shutil.copytree(exposure_run, resumed)
+  shutil.rmtree(os.path.join(resumed, 'checkpoints', '4'))
+  helpers.run_launch('train',
+                     '--config=gensynth/configs/fusion_exposure.py:smoke',
+                     f'--workdir={resumed}')
+  a = runs.load_fusion(exposure_run)[1]
+  b = runs.load_fusion(resumed)[1]
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   assert float(np.abs(np.asarray(a['head']['kernel'])).max()) > 0
