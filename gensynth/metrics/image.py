@@ -184,31 +184,44 @@ def _gauss_filter_valid(x):
 
 
 def _mef_ssim_scale(srcs, fused, c):
-  """Quality map mean at one scale: srcs [K, ..., H, W], fused [..., H, W]."""
+  """Quality map mean at one scale: srcs [K, ..., H, W], fused [..., H, W].
+
+  The K x K windowed covariances among the sources enter only through their
+  sum (the variance of the summed sources) and the quadratic form a' C a;
+  both are built without unrolling K^2 filters into the graph (the form by a
+  scan over rows of C), so compilation does not grow with K.
+  """
   k = srcs.shape[0]
   mu = _gauss_filter_valid(srcs)
   mu_f = _gauss_filter_valid(fused)
-  # Windowed covariances among the sources and with the fused image.
-  cov = jnp.stack([jnp.stack([
-      _gauss_filter_valid(srcs[i] * srcs[j]) - mu[i] * mu[j]
-      for j in range(k)]) for i in range(k)])
-  eye = jnp.eye(k, dtype=bool).reshape((k, k) + (1,) * (cov.ndim - 2))
-  cov = jnp.where(eye, jnp.maximum(cov, 0.0), cov)  # variances >= 0
-  cov_f = jnp.stack([_gauss_filter_valid(srcs[i] * fused) - mu[i] * mu_f
-                     for i in range(k)])
+  var = jnp.maximum(_gauss_filter_valid(srcs * srcs) - mu**2, 0.0)  # [K, ...]
+  cov_f = _gauss_filter_valid(srcs * fused) - mu * mu_f
   var_f = jnp.maximum(_gauss_filter_valid(fused * fused) - mu_f**2, 0.0)
-  contrast = jnp.sqrt(jnp.diagonal(cov, axis1=0, axis2=1))  # [..., K]
-  contrast = jnp.moveaxis(contrast, -1, 0)  # [K, ...]
+  contrast = jnp.sqrt(var)
   c_hat = jnp.max(contrast, axis=0)
-  # Structure consistency R and the exponent p = tan(pi R / 2), clipped.
-  total = jnp.sqrt(jnp.maximum(jnp.sum(cov, axis=(0, 1)), 0.0))
+  # Structure consistency R = |sum_k x~_k| / sum_k |x~_k|, with the first
+  # norm the windowed std of the summed sources, and the exponent
+  # p = tan(pi R / 2), clipped.
+  total_sq = _gauss_filter_valid(jnp.sum(srcs, 0)**2) - jnp.sum(mu, 0)**2
+  total = jnp.sqrt(jnp.maximum(total_sq, 0.0))
   r = total / jnp.maximum(jnp.sum(contrast, axis=0), 1e-12)
   # R -> 1 would put tan past pi/2 in float32 (a large negative value).
   p = jnp.minimum(jnp.tan(jnp.pi * jnp.clip(r, 0, 1 - 1e-4) / 2), 10.0)
   safe_c = jnp.maximum(contrast, 1e-12)
   w = jnp.where(contrast > 1e-12, safe_c**p, 0.0)
   a = w / jnp.maximum(jnp.sum(w, axis=0), 1e-30) / safe_c  # s- = sum a_k x~_k
-  var_s = jnp.einsum('i...,ij...,j...->...', a, cov, a)
+  rows = jnp.arange(k)
+
+  def quad(acc, i):  # acc + a_i * sum_j C_ij a_j, one row of C at a time
+    xi = lax.dynamic_index_in_dim(srcs, i, keepdims=False)
+    row = _gauss_filter_valid(xi * srcs) - (
+        lax.dynamic_index_in_dim(mu, i, keepdims=False) * mu)
+    row = jnp.where((rows == i).reshape((k,) + (1,) * (row.ndim - 1)),
+                    jnp.maximum(row, 0.0), row)  # variances >= 0
+    ai = lax.dynamic_index_in_dim(a, i, keepdims=False)
+    return acc + ai * jnp.sum(a * row, axis=0), None
+
+  var_s, _ = lax.scan(quad, jnp.zeros_like(c_hat), rows)
   cov_sf = jnp.sum(a * cov_f, axis=0)
   std_s = jnp.sqrt(jnp.maximum(var_s, 1e-24))
   # cov(x^, y) with x^ = c^ s-/|s-|; |corr| <= 1 bounds the float32
