@@ -114,15 +114,21 @@ def exposure_fusion(images, *, contrast_weight=1.0, saturation_weight=1.0,
     raise errors.InputError(
         f'images: exposure fusion needs RGB, got {x.shape[-1]} '
         'channels.')
-  hw = x.shape[-3:-1]
-  levels = levels or int(math.log2(min(hw))) + 1
-  # Band shapes; also checks `levels` (a ValueError) before any work.
-  shapes = jax.eval_shape(lambda y: pyramid.laplacian_pyramid(y, levels),
-                          jax.ShapeDtypeStruct(x.shape[1:],
-                                               _float_dtype(x, to_float)))
+  levels, shapes = _band_shapes(x, to_float, levels)
   w, total = _weights_and_total_2d(x, contrast_weight, saturation_weight,
                                    exposure_weight, to_float)
   return _blend_planes(x, w, total, levels, shapes, to_float)
+
+
+def _band_shapes(x, to_float, levels):
+  """(levels, band shapes of one image of x [N, ..., H, W, C]); levels
+  defaults to floor(log2(min(H, W))) + 1 as OpenCV's, and a bad value is a
+  ValueError before any work."""
+  levels = levels or int(math.log2(min(x.shape[-3:-1]))) + 1
+  shapes = jax.eval_shape(lambda y: pyramid.laplacian_pyramid(y, levels),
+                          jax.ShapeDtypeStruct(x.shape[1:],
+                                               _float_dtype(x, to_float)))
+  return levels, shapes
 
 
 def _blend_planes(x, w, total, levels, shapes, to_float):
@@ -168,11 +174,7 @@ def weighted_pyramid_fusion(images, weights, *, levels=None, total=None):
     raise errors.InputError(
         f'weights: shape {tuple(w.shape)}; expected {tuple(x.shape[:-1])} '
         '(one [..., H, W] plane per image).')
-  hw = x.shape[-3:-1]
-  levels = levels or int(math.log2(min(hw))) + 1
-  shapes = jax.eval_shape(lambda y: pyramid.laplacian_pyramid(y, levels),
-                          jax.ShapeDtypeStruct(x.shape[1:],
-                                               _float_dtype(x, to_float)))
+  levels, shapes = _band_shapes(x, to_float, levels)
   if total is None:
     w = blend.normalise_masks(w)
   elif tuple(total.shape) != tuple(x.shape[1:-1]):

@@ -2,7 +2,6 @@
 gensynth.evaluation.runs.load_classifier)."""
 
 import functools
-import os
 
 import jax
 
@@ -11,7 +10,6 @@ from gensynth.evaluation import classifier as classifier_eval
 from gensynth.steps import classifier as classifier_steps
 from gensynth.train import loop
 from gensynth.train import state as state_lib
-from gensynth.train import workdir as workdir_lib
 
 
 def _validate(config):
@@ -56,9 +54,5 @@ def train_and_evaluate(config, workdir):
       mesh, state.params, state.apply_fn, test_src,
       batch_size=config.eval.batch_size, value_range=config.data.value_range,
       eval_fn=eval_fn)
-  final.update(stats)
-  reporter.scalars(step, final, prefix='final')
-  reporter.close()
-  workdir_lib.write_json(os.path.join(workdir, 'final_metrics.json'), final)
-  ckpt.close()
-  return final
+  return loop.finish(workdir, step, final, stats, reporter=reporter,
+                     ckpt=ckpt)

@@ -16,7 +16,6 @@ from gensynth.steps import fusion as fusion_steps
 from gensynth.train import loop
 from gensynth.train import sharding
 from gensynth.train import state as state_lib
-from gensynth.train import workdir as workdir_lib
 
 LOSS_OF_TASK = {'exposure': 'mef_ssim', 'multifocus': 'ssim_grad'}
 
@@ -137,10 +136,5 @@ def train_and_evaluate(config, workdir):
   if preempted:
     reporter.close()
     return {'preempted': True, 'step': step}
-  final = evaluate(jax.device_get(state.params))
-  final.update(stats)
-  reporter.scalars(step, final, prefix='final')
-  reporter.close()
-  workdir_lib.write_json(os.path.join(workdir, 'final_metrics.json'), final)
-  ckpt.close()
-  return final
+  return loop.finish(workdir, step, evaluate(jax.device_get(state.params)),
+                     stats, reporter=reporter, ckpt=ckpt)

@@ -7,6 +7,7 @@ gensynth.train.diagnostics.
 
 import contextlib
 import math
+import os
 import signal
 import threading
 import time
@@ -216,3 +217,14 @@ def run(state, *, step_for, batches, start, num_steps, key, mesh, ckpt,
     ckpt.save(step, state, force=True)
   ckpt.wait()
   return state, step, False, stats()
+
+
+def finish(workdir, step, final, stats, *, reporter, ckpt):
+  """Reports the final metrics (with the loop's stats), writes
+  final_metrics.json and closes the reporter and checkpointer; returns them."""
+  final.update(stats)
+  reporter.scalars(step, final, prefix='final')
+  reporter.close()
+  workdir_lib.write_json(os.path.join(workdir, 'final_metrics.json'), final)
+  ckpt.close()
+  return final
