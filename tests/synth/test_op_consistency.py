@@ -170,6 +170,8 @@ SPECS = {
                      lambda rng: (rng.normal(size=(4,)).astype(np.float32),
                                   rng.normal(size=(4,)).astype(np.float32)),
                      True),
+    'pyramid.up_axis': (lambda x: pyramid.up_axis(x, -3, 2 * H - 1),
+                        lambda rng: (_img(rng),), True),
     'pyramid.down_axis': _one(lambda x: pyramid.down_axis(x, -3)),
     'pyramid.gaussian_pyramid': _one(lambda x: pyramid.gaussian_pyramid(x, 3)),
     'pyramid.laplacian_pyramid': _one(

@@ -175,6 +175,16 @@ def _case_down_axis(draw):
   return (lambda: pyramid.down_axis(x, axis)), tuple(want)
 
 
+def _case_up_axis(draw):
+  x = _image(draw)
+  axis = draw(st.sampled_from([-3, -2]))
+  n = x.shape[axis]
+  out = draw(st.sampled_from([2 * n, 2 * n - 1, 2 * n + 1]))
+  want = list(x.shape)
+  want[axis] = out
+  return (lambda: pyramid.up_axis(x, axis, out)), tuple(want)
+
+
 def _case_box_filter(draw):
   x = _image(draw)
   r = draw(st.integers(-1, 9))
@@ -479,6 +489,7 @@ CASES = {
     # gensynth.synth.pyramid
     'pyramid.pyr_down': _case_pyr_down,
     'pyramid.down_axis': _case_down_axis,
+    'pyramid.up_axis': _case_up_axis,
     'pyramid.pyr_up': _case_pyr_up,
     'pyramid.gaussian_pyramid': _case_gaussian,
     'pyramid.laplacian_pyramid': _case_laplacian_pyr,
