@@ -1,8 +1,9 @@
 """Pure steps of the learned fusion network (gensynth.models.fusion).
 
 Both losses score the fused image clipped to [0, 1], as it is written to a
-file (Mertens-style pyramid blends overshoot; clipping the unclipped optimum
-costs up to 0.02 MEF-SSIM on the MEF database). Exposure stacks have no
+file (Mertens-style pyramid blends overshoot; what clipping costs is in
+BUILD_NOTES.md, "Learned fusion", measured with --bench=exposure_fusion).
+Exposure stacks have no
 ground truth: the loss is 1 - MEF-SSIM of the fused image against its
 sources, plus a small smoothness term on the network's
 correction to the prior. Multi-focus sets are made from sharp photographs:
