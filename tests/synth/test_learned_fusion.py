@@ -124,3 +124,33 @@ def test_training_lowers_the_loss_on_a_fixed_batch():
     state, metrics = step(state, batch, None)
     losses.append(float(metrics['loss']))
   assert losses[-1] < 0.9 * losses[0], losses
+
+
+@pytest.mark.parametrize('hw,low_res', [((2160, 3840), 32), ((97, 131), 32),
+                                        ((33, 200), 8), ((1000, 3), 2)])
+def test_banded_upsampling_equals_the_chain_of_pyr_up_steps(hw, low_res):
+  sizes = fusion_model.level_sizes(hw, fusion_model.num_down(hw, low_res))
+  x = jax.random.normal(jax.random.key(2), (2, 1) + sizes[-1])
+  got = fusion_model.upsample(x, sizes)
+  assert got.shape == (2, 1) + hw
+  np.testing.assert_allclose(got, fusion_model.upsample_steps(x, sizes),
+                             atol=2e-6)
+
+
+@pytest.mark.parametrize('dtype', [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize('hw,factor', [((2160, 384), 64), ((97, 131), 4),
+                                       ((33, 200), 4), ((5, 9), 1)])
+def test_area_down_is_the_mean_of_edge_padded_blocks(dtype, hw, factor):
+  rng = np.random.default_rng(3)
+  top = 1.0 if dtype == np.float32 else np.iinfo(dtype).max
+  x = (rng.random((2,) + hw + (3,)) * top).astype(dtype)
+  out_hw = tuple(-(-n // factor) for n in hw)
+  padded = np.pad(x.astype(np.float64), [(0, 0), (0, out_hw[0] * factor -
+                                                  hw[0]),
+                                         (0, out_hw[1] * factor - hw[1]),
+                                         (0, 0)], mode='edge')
+  want = padded.reshape(2, out_hw[0], factor, out_hw[1], factor, 3).mean(
+      axis=(2, 4))
+  got = fusion_model.area_down(jnp.asarray(x), factor, out_hw)
+  assert got.dtype == jnp.float32
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * top)
