@@ -104,6 +104,7 @@ _ADDED_FIELDS = {
             'model.text_width': 64, 'model.text_layers': 2,
             'model.text_heads': 4},
     'classifier': {'eval_every': 0, 'data.augment_shift': 0},
+    'fusion': {'model.weights_level': 0},
 }
 
 
@@ -123,9 +124,9 @@ def upgrade(config):
     raise errors.ConfigError(
         f'config.trainer={trainer!r}: not a gensynth run config '
         "(expected 'vae', 'gan', 'classifier' or 'fusion').")
-  if trainer == 'fusion':  # no fields added since it began
-    return c
-  for path, value in {**_ADDED_FIELDS['*'], **_ADDED_FIELDS[trainer]}.items():
+  added = dict(_ADDED_FIELDS[trainer]) if trainer == 'fusion' else {
+      **_ADDED_FIELDS['*'], **_ADDED_FIELDS[trainer]}  # fusion began later
+  for path, value in added.items():
     *parents, leaf = path.split('.')
     node = c
     for p in parents:
@@ -135,7 +136,7 @@ def upgrade(config):
     if leaf not in node:
       node[leaf] = value
   data = c.get('data')
-  if data is not None:
+  if data is not None and trainer != 'fusion':  # fusion data is its own
     for k, v in data_config().items():
       if k not in data:
         data[k] = v

@@ -35,7 +35,10 @@ def base_config():
   ))
   c.model = ml_collections.ConfigDict(dict(
       widths=(16, 32), prior='mertens', blend='pyramid', low_res=32,
-      guide_radius=1, guide_eps=1e-2, levels=0))  # levels 0: full depth
+      guide_radius=1, guide_eps=1e-2, levels=0,  # levels 0: full depth
+      # 0: weights at full resolution; 1: at half resolution, blended in
+      # one pass (see gensynth.models.fusion.FusionNet)
+      weights_level=0))
   c.loss = ml_collections.ConfigDict(dict(
       kind='mef_ssim',  # mef_ssim | ssim_grad
       smooth_weight=0.01, grad_weight=0.0))

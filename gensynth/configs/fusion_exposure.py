@@ -20,7 +20,9 @@ def get_config(arg=None):
                                     ('fold0', 'fold1', 'fold2'))
   c = fusion_common.base_config()
   c.data.task = 'exposure'
-  c.model.update(prior='mertens', blend='pyramid')
+  # Weights at half resolution: fuses 4K stacks faster than Mertens fusion
+  # (BUILD_NOTES.md, "Learned fusion on held-out scenes").
+  c.model.update(prior='mertens', blend='pyramid', weights_level=1)
   c.loss.update(kind='mef_ssim', smooth_weight=0.01)
   folds = sorted(v for v in variants if v.startswith('fold'))
   if len(folds) > 1:

@@ -238,6 +238,12 @@ class FusionNet(nn.Module):
     guide_radius, guide_eps: the guided filter's box radius (working pixels)
       and regulariser.
     levels: pyramid levels of the blend (None: floor(log2(min(H, W))) + 1).
+    weights_level: 0: the prior and the weights at full resolution, then the
+      blend (two passes over the sources; an untrained network with the
+      Mertens prior is Mertens fusion). 1: the prior and the weights at half
+      resolution (the first Gaussian level, which the blend's pyramid makes
+      anyway), blended in the same pass over the sources and normalised per
+      level after filtering: no full-resolution prior, exp or weight pass.
   """
   widths: Sequence[int] = (16, 32)
   prior: str = 'mertens'
@@ -246,6 +252,7 @@ class FusionNet(nn.Module):
   guide_radius: int = 1
   guide_eps: float = 1e-2
   levels: int | None = None
+  weights_level: int = 0
 
   def _conv(self, h, width, name, stride=1):
     b, k = h.shape[:2]
@@ -256,10 +263,12 @@ class FusionNet(nn.Module):
   @nn.compact
   def __call__(self, sources):
     """sources [B, K, H, W, C] -> (fused [B, H, W, C], weights [B, K, H, W])."""
-    if self.prior not in PRIORS or self.blend not in BLENDS:
+    if (self.prior not in PRIORS or self.blend not in BLENDS or
+        self.weights_level not in (0, 1)):
       raise errors.ConfigError(
-          f'FusionNet: prior={self.prior!r}, blend={self.blend!r}; expected '
-          f'one of {PRIORS} and one of {BLENDS}.')
+          f'FusionNet: prior={self.prior!r}, blend={self.blend!r}, '
+          f'weights_level={self.weights_level!r}; expected one of {PRIORS}, '
+          f'one of {BLENDS} and 0 or 1.')
     _, _, h, w, _ = sources.shape
     levels_down = num_down((h, w), self.low_res)
     sizes = level_sizes((h, w), levels_down)
@@ -287,6 +296,9 @@ class FusionNet(nn.Module):
     a, c = guided_coefficients(features.grey(low), delta, self.guide_radius,
                                self.guide_eps)
     scale = self.param('prior_scale', nn.initializers.ones, ())
+    if self.weights_level == 1:
+      return self._one_pass(sources, jnp.concatenate([a, c], -1), sizes,
+                            scale)
     # Full resolution, one source at a time (a scan: the working set is one
     # source's planes, as in Mertens fusion). Unnormalised weight of source
     # k: u_k = exp(scale * prior_k + correction_k); weights u_k / sum_j u_j.
@@ -318,6 +330,71 @@ class FusionNet(nn.Module):
                                              total=total)
     return fused, jnp.moveaxis(u / total[None], 0, 1)
 
+  def _one_pass(self, sources, ab, sizes, scale):
+    """weights_level=1: per source, its Gaussian pyramid; the log weight
+    scale * prior + correction at the first level (half resolution); the
+    weight's own pyramid (pyrUp to full resolution, pyrDown below). The
+    blend accumulates sum_k band_k * weight_k and sum_k weight_k per level
+    and divides at the end (normalised after filtering, so one pass)."""
+    _, _, h, w, _ = sources.shape
+    levels = self.levels or int(math.log2(min(h, w))) + 1
+    if levels < 2:
+      raise errors.ConfigError(
+          f'FusionNet: weights_level=1 needs levels >= 2, got {levels}.')
+    to_float = _to_float(sources.dtype)
+    # Guided-filter coefficients at half resolution: [K, 2, B, h/2, w/2].
+    ab = jnp.moveaxis(ab, (1, 4), (0, 1))
+    if len(sizes) > 1:
+      ab = upsample(ab, sizes[1:])
+    else:  # working size = full size: one pyrDown step
+      ab = pyramid.down_axis(pyramid.down_axis(ab, -2), -1)
+    xs = jnp.moveaxis(sources, 1, 0)  # [K, B, H, W, C]
+
+    def add(carry, xc):
+      xk, abk = xc
+      g = pyramid.gaussian_pyramid(to_float(xk), levels)
+      lap = [f - pyramid.pyr_up(c, f.shape[-3:-1])
+             for f, c in zip(g[:-1], g[1:])] + [g[-1]]
+      logit = (abk[0] * features.grey(g[1])[..., 0] + abk[1] +
+               scale * self._prior(g[1]))
+      u = jnp.exp(jnp.clip(logit, -40.0, 40.0))  # [B, h/2, w/2]
+      wts = [pyramid.up_axis(pyramid.up_axis(u, -2, h), -1, w), u]
+      for _ in range(levels - 2):
+        wts.append(pyramid.down_axis(pyramid.down_axis(wts[-1], -2), -1))
+      num, den = carry
+      return ([n + b * v[..., None] for n, b, v in zip(num, lap, wts)],
+              [d + v for d, v in zip(den, wts)]), u
+
+    shapes = jax.eval_shape(
+        lambda v: pyramid.laplacian_pyramid(v, levels),
+        jax.ShapeDtypeStruct(xs.shape[1:], jnp.float32))
+    zeros = ([jnp.zeros(s.shape, jnp.float32) for s in shapes],
+             [jnp.zeros(s.shape[:-1], jnp.float32) for s in shapes])
+    if self.blend == 'spatial':
+      def add_spatial(carry, xc):
+        xk, abk = xc
+        xf = to_float(xk)
+        g1 = pyramid.down_axis(pyramid.down_axis(xf, -3), -2)
+        logit = (abk[0] * features.grey(g1)[..., 0] + abk[1] +
+                 scale * self._prior(g1))
+        u = jnp.exp(jnp.clip(logit, -40.0, 40.0))
+        v = pyramid.up_axis(pyramid.up_axis(u, -2, h), -1, w)
+        acc, total = carry
+        return (acc + v[..., None] * xf, total + v), u
+
+      zeros = (jnp.zeros(xs.shape[1:], jnp.float32),
+               jnp.zeros(xs.shape[1:-1], jnp.float32))
+      (acc, total), u = jax.lax.scan(add_spatial, zeros, (xs, ab))
+      fused = acc / total[..., None]
+    else:
+      (num, den), u = jax.lax.scan(add, zeros, (xs, ab))
+      fused = pyramid.reconstruct([n / d[..., None] for n, d in zip(num, den)])
+      total = den[0]
+    # The full-resolution weights each source got (for inspection; unused
+    # outputs cost nothing under jit).
+    full = pyramid.up_axis(pyramid.up_axis(u, -2, h), -1, w)
+    return fused, jnp.moveaxis(full / total[None], 0, 1)
+
   def _prior(self, x):
     """Log prior weight [B, H, W] of one source x [B, H, W, C]."""
     if self.prior == 'mertens':
@@ -345,4 +422,5 @@ def from_config(model_config):
                    blend=model_config.blend, low_res=model_config.low_res,
                    guide_radius=model_config.guide_radius,
                    guide_eps=model_config.guide_eps,
-                   levels=model_config.levels or None)
+                   levels=model_config.levels or None,
+                   weights_level=model_config.weights_level)

@@ -154,3 +154,38 @@ def test_area_down_is_the_mean_of_edge_padded_blocks(dtype, hw, factor):
   got = fusion_model.area_down(jnp.asarray(x), factor, out_hw)
   assert got.dtype == jnp.float32
   np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * top)
+
+
+@pytest.mark.parametrize('blend', ['pyramid', 'spatial'])
+def test_half_resolution_weights_fuse_in_one_pass(blend):
+  model = fusion_model.FusionNet(widths=(8, 8), low_res=8, weights_level=1,
+                                 blend=blend)
+  params = _random_params(model, jax.random.key(4), (1, 2, 16, 16, 3))
+  fuse = jax.jit(functools.partial(learned.fusion_and_weights, model=model))
+  x = _stack(3, 37, 53, seed=6)
+  out, w = jax.device_get(fuse(params, x))
+  assert out.shape == (37, 53, 3) and np.all(np.isfinite(out))
+  assert w.shape == (3, 37, 53) and np.all(w >= 0)
+  np.testing.assert_allclose(w.sum(0), 1.0, atol=1e-5)
+  perm = [2, 0, 1]
+  out_p, w_p = fuse(params, x[perm])
+  np.testing.assert_allclose(out_p, out, atol=2e-5)
+  np.testing.assert_allclose(w_p, w[perm], atol=1e-5)
+  # Weights normalised per level: K copies of one image fuse to that image,
+  # whatever weights the network gives them.
+  same = np.stack([x[1]] * 3)
+  np.testing.assert_allclose(fuse(params, same)[0], x[1], atol=2e-5)
+
+
+def test_a_run_from_before_weights_level_loads_as_full_resolution():
+  from gensynth.configs import common  # pylint: disable=g-import-not-at-top
+  from gensynth.configs import fusion_exposure  # pylint: disable=g-import-not-at-top
+  old = fusion_exposure.get_config('smoke').to_dict()
+  del old['model']['weights_level']
+  up = common.upgrade(old)
+  assert up.model.weights_level == 0
+  assert fusion_model.from_config(up.model).weights_level == 0
+  assert 'image_size' not in up.data  # no generative data fields added
+  with pytest.raises(ValueError, match='weights_level=2'):
+    fusion_model.FusionNet(weights_level=2).init(
+        jax.random.key(0), jnp.zeros((1, 2, 16, 16, 3)))
