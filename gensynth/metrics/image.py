@@ -192,17 +192,24 @@ def _mef_ssim_scale(srcs, fused, c):
   scan over rows of C), so compilation does not grow with K.
   """
   k = srcs.shape[0]
-  mu = _gauss_filter_valid(srcs)
-  mu_f = _gauss_filter_valid(fused)
-  var = jnp.maximum(_gauss_filter_valid(srcs * srcs) - mu**2, 0.0)  # [K, ...]
-  cov_f = _gauss_filter_valid(srcs * fused) - mu * mu_f
-  var_f = jnp.maximum(_gauss_filter_valid(fused * fused) - mu_f**2, 0.0)
+  # Every windowed mean but the quadratic form's in one filter call (one
+  # set of slices in the graph instead of six): [sources, sources^2,
+  # sources * fused, fused, fused^2, (sum of sources)^2].
+  tot = jnp.sum(srcs, 0)
+  moments = _gauss_filter_valid(jnp.concatenate([
+      srcs, srcs * srcs, srcs * fused, jnp.stack([fused, fused * fused,
+                                                  tot * tot])]))
+  mu, sq, cross = moments[:k], moments[k:2 * k], moments[2 * k:3 * k]
+  mu_f, sq_f, tot_sq = moments[3 * k], moments[3 * k + 1], moments[3 * k + 2]
+  var = jnp.maximum(sq - mu**2, 0.0)  # [K, ...]
+  cov_f = cross - mu * mu_f
+  var_f = jnp.maximum(sq_f - mu_f**2, 0.0)
   contrast = jnp.sqrt(var)
   c_hat = jnp.max(contrast, axis=0)
   # Structure consistency R = |sum_k x~_k| / sum_k |x~_k|, with the first
   # norm the windowed std of the summed sources, and the exponent
   # p = tan(pi R / 2), clipped.
-  total_sq = _gauss_filter_valid(jnp.sum(srcs, 0)**2) - jnp.sum(mu, 0)**2
+  total_sq = tot_sq - jnp.sum(mu, 0)**2
   total = jnp.sqrt(jnp.maximum(total_sq, 0.0))
   r = total / jnp.maximum(jnp.sum(contrast, axis=0), 1e-12)
   # R -> 1 would put tan past pi/2 in float32 (a large negative value).
