@@ -206,33 +206,10 @@ def _refine(r, y, x):
   return dy, dx
 
 
-def _orientation(img, y, x):
-  """Intensity-centroid angle in a disk of PATCH_RADIUS around (y, x)."""
-  d = np.arange(-PATCH_RADIUS, PATCH_RADIUS + 1)
-  dy, dx = np.meshgrid(d, d, indexing='ij')
-  disk = (dx**2 + dy**2) <= PATCH_RADIUS**2
-  oy, ox = dy[disk], dx[disk]  # [P] offsets inside the disk
-  vals = _gather(img, y[:, None] + oy[None], x[:, None] + ox[None])  # [K, P]
-  m10 = vals @ jnp.asarray(ox, img.dtype)
-  m01 = vals @ jnp.asarray(oy, img.dtype)
-  return jnp.arctan2(m01, m10)
-
-
-def _describe(smooth, y, x, angle, pattern):
-  """rBRIEF bits [K, num_bits]: smooth(p) < smooth(q) on the rotated pattern."""
-  c, s = jnp.cos(angle)[:, None], jnp.sin(angle)[:, None]  # [K, 1]
-
-  def sample(px, py):  # pattern offsets [B] -> values [K, B]
-    rx = jnp.round(c * px[None] - s * py[None]).astype(jnp.int32)
-    ry = jnp.round(s * px[None] + c * py[None]).astype(jnp.int32)
-    return _gather(smooth, y[:, None] + ry, x[:, None] + rx)
-
-  p = jnp.asarray(pattern)
-  return sample(p[:, 0, 0], p[:, 0, 1]) < sample(p[:, 1, 0], p[:, 1, 1])
-
-
-def _level(img, budget, threshold, pattern):
-  """Keypoints of one pyramid level [H, W]: (x, y, score, bits, angle)."""
+def _level(img, budget, threshold):
+  """Keypoints of one pyramid level [H, W]: (x, y, score, the level's
+  flattened descriptor image). Orientation and descriptors are computed for
+  every level at once (`_orient_and_describe`)."""
   h, w = img.shape
   m = 1 + len(_gauss_kernel(1.0)) // 2
   r = jnp.pad(xla_hints.materialise(_harris_valid(img, 1.0, 0.04)), m)  # 0 outside
@@ -245,13 +222,55 @@ def _level(img, budget, threshold, pattern):
   top, flat = lax.top_k(score, budget)
   y, x = flat // w, flat % w
   dy, dx = _refine(r, y, x)
-  angle = _orientation(img, y, x)
   r2 = len(_gauss_kernel(2.0)) // 2
-  smooth = xla_hints.materialise(jnp.pad(_valid_taps(_valid_taps(
-      img, -2, _gauss_kernel(2.0)), -1, _gauss_kernel(2.0)), r2, mode='edge'))
-  bits = _describe(smooth, y, x, angle, pattern)
-  return (x.astype(jnp.float32) + dx, y.astype(jnp.float32) + dy, top, bits,
-          angle)
+  smooth = jnp.pad(_valid_taps(_valid_taps(img, -2, _gauss_kernel(2.0)), -1,
+                               _gauss_kernel(2.0)), r2, mode='edge')
+  return (x.astype(jnp.float32) + dx, y.astype(jnp.float32) + dy, top, y, x,
+          smooth)
+
+
+class _Levels:
+  """Several [H_l, W_l] images as one flat buffer, and per-keypoint
+  (offset, height, width) into it: one gather serves keypoints of every
+  pyramid level (one orientation and one descriptor computation in the
+  graph instead of one per level)."""
+
+  def __init__(self, images, counts):
+    self.flat = jnp.concatenate([m.reshape(-1) for m in images])
+    sizes = [m.shape for m in images]
+    starts = np.cumsum([0] + [a * b for a, b in sizes[:-1]])
+    rep = lambda v: jnp.asarray(np.repeat(np.asarray(v, np.int32), counts))
+    self.off = rep(starts)[:, None]
+    self.h = rep([a for a, _ in sizes])[:, None]
+    self.w = rep([b for _, b in sizes])[:, None]
+
+  def gather(self, y, x):
+    """Values at integer (y, x) [K, N] (clipped into each keypoint's level)."""
+    return self.flat[self.off + jnp.clip(y, 0, self.h - 1) * self.w +
+                     jnp.clip(x, 0, self.w - 1)]
+
+
+def _orient_and_describe(imgs, smooths, y, x, counts, pattern):
+  """Orientation (intensity centroid) and rBRIEF bits [K, num_bits] of
+  keypoints (y, x) [K] of several levels (`counts` keypoints each)."""
+  d = np.arange(-PATCH_RADIUS, PATCH_RADIUS + 1)
+  dy, dx = np.meshgrid(d, d, indexing='ij')
+  disk = (dx**2 + dy**2) <= PATCH_RADIUS**2
+  oy, ox = dy[disk], dx[disk]  # [P] offsets inside the disk
+  levels = _Levels(imgs, counts)
+  vals = levels.gather(y[:, None] + oy[None], x[:, None] + ox[None])  # [K, P]
+  angle = jnp.arctan2(vals @ jnp.asarray(oy, vals.dtype),
+                      vals @ jnp.asarray(ox, vals.dtype))
+  c, s = jnp.cos(angle)[:, None], jnp.sin(angle)[:, None]  # [K, 1]
+  smooth = _Levels(smooths, counts)
+
+  def sample(px, py):  # pattern offsets [B] -> values [K, B]
+    rx = jnp.round(c * px[None] - s * py[None]).astype(jnp.int32)
+    ry = jnp.round(s * px[None] + c * py[None]).astype(jnp.int32)
+    return smooth.gather(y[:, None] + ry, x[:, None] + rx)
+
+  p = jnp.asarray(pattern)
+  return sample(p[:, 0, 0], p[:, 0, 1]) < sample(p[:, 1, 0], p[:, 1, 1])
 
 
 def detect_and_describe(image, *, num_keypoints=2000, num_scales=4,
@@ -313,17 +332,23 @@ def detect_and_describe(image, *, num_keypoints=2000, num_scales=4,
   # from the colour image for each tap of each level.
   grey = xla_hints.materialise(grey.astype(jnp.float32))
   pattern = comparison_pattern()
-  xs, ys, scores, bits = [], [], [], []
+  xs, ys, scores, iy, ix, imgs, smooths, counts = ([] for _ in range(8))
   for (lh, lw), budget in zip(sizes, budgets):
     if budget < 1:
       continue
     level = _resize(grey, (lh, lw))
-    x, y, s, b, _ = _level(level, min(budget, lh * lw), threshold, pattern)
+    x, y, s, yi, xi, smooth = _level(level, min(budget, lh * lw), threshold)
     # Pixel centres: level (x + 0.5) * (W / lw) - 0.5 in the full image.
     xs.append((x + 0.5) * (w / lw) - 0.5)
     ys.append((y + 0.5) * (h / lh) - 0.5)
     scores.append(s)
-    bits.append(b)
+    iy.append(yi)
+    ix.append(xi)
+    imgs.append(level)
+    smooths.append(smooth)
+    counts.append(s.shape[0])
+  bits = [_orient_and_describe(imgs, smooths, jnp.concatenate(iy),
+                               jnp.concatenate(ix), counts, pattern)]
   xy = jnp.stack([jnp.concatenate(xs), jnp.concatenate(ys)], -1)
   scores = jnp.concatenate(scores)
   valid = jnp.isfinite(scores)
