@@ -85,7 +85,8 @@ def _eval_batches(config, batches):
 
 def prior_only(params):
   """The parameters of the untrained correction: the prior alone (Mertens
-  fusion for prior='mertens' with its pyramid blend)."""
+  fusion for prior='mertens' with its pyramid blend and weights_level=0;
+  with weights_level=1, Mertens' quality at half resolution)."""
   head = jax.tree.map(np.zeros_like, params['head'])
   return dict(params, head=head, prior_scale=np.ones_like(
       params['prior_scale']))

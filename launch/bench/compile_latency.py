@@ -17,13 +17,22 @@ def _ops(rng, hw):
   from gensynth.synth import blend
   from gensynth.synth import fusion
   from gensynth.synth import keypoints
+  from gensynth.synth import learned
   from gensynth.synth import warp
+  from gensynth.configs import fusion_exposure
+  from gensynth.models import fusion as fusion_model
+  import jax
   # pylint: enable=g-import-not-at-top
   img = lambda: jnp.asarray(rng.uniform(size=hw + (3,)), jnp.float32)
   a, b, f = img(), img(), img()
   m = jnp.asarray(rng.uniform(size=hw), jnp.float32)
   stack3 = jnp.stack([img(), img(), img()])
   h = jnp.asarray(np.eye(3) + rng.normal(0, 1e-4, (3, 3)), jnp.float32)
+  # The exposure recipe's network, untrained (compile time does not depend
+  # on the parameter values).
+  net = fusion_model.from_config(fusion_exposure.get_config().model)
+  params = jax.jit(net.init)(jax.random.key(0),
+                             jnp.zeros((1, 2, 16, 16, 3)))['params']
   return {
       'blend.weighted_blend': (lambda x, y: blend.weighted_blend(
           [x, y], jnp.array([0.5, 0.5])), (a, b)),
@@ -33,6 +42,9 @@ def _ops(rng, hw):
       'blend.poisson_blend': (functools.partial(blend.poisson_blend,
                                                 maxiter=200), (a, b, m)),
       'fusion.exposure_fusion (K=3)': (fusion.exposure_fusion, (stack3,)),
+      'learned.learned_fusion (K=3)': (
+          functools.partial(learned.learned_fusion, model=net),
+          (params, stack3)),
       'fusion.multifocus_fusion (K=2)': (
           lambda x, y: fusion.multifocus_fusion([x, y]), (a, b)),
       'warp.warp_perspective': (lambda x, hh: warp.warp_perspective(
