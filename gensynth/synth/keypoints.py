@@ -206,13 +206,30 @@ def _refine(r, y, x):
   return dy, dx
 
 
-def _level(img, budget, threshold):
-  """Keypoints of one pyramid level [H, W]: (x, y, score, the level's
-  flattened descriptor image). Orientation and descriptors are computed for
-  every level at once (`_orient_and_describe`)."""
-  h, w = img.shape
+def _harris_levels(imgs):
+  """Harris responses [H_l, W_l] of several levels in one stencil pass: the
+  levels side by side in one canvas (zero rows below the shorter ones).
+  Each response is exact wherever its window lies inside its own level,
+  i.e. at least m = 1 + the Gaussian radius from the level's edges; the
+  detector ignores a border of _BORDER > m pixels."""
   m = 1 + len(_gauss_kernel(1.0)) // 2
-  r = jnp.pad(xla_hints.materialise(_harris_valid(img, 1.0, 0.04)), m)  # 0 outside
+  top = max(img.shape[0] for img in imgs)
+  canvas = jnp.concatenate([jnp.pad(img, ((0, top - img.shape[0]), (0, 0)))
+                            for img in imgs], axis=1)
+  r = jnp.pad(xla_hints.materialise(_harris_valid(canvas, 1.0, 0.04)), m)
+  out, col = [], 0
+  for img in imgs:
+    out.append(r[:img.shape[0], col:col + img.shape[1]])
+    col += img.shape[1]
+  return out
+
+
+def _level(img, r, budget, threshold):
+  """Keypoints of one pyramid level [H, W] with Harris response r: (x, y,
+  score, integer y and x, the level's descriptor image). Orientation and
+  descriptors are computed for every level at once
+  (`_orient_and_describe`)."""
+  h, w = img.shape
   yy = jnp.arange(h)[:, None]
   xx = jnp.arange(w)[None, :]
   inner = ((yy >= _BORDER) & (yy < h - _BORDER) & (xx >= _BORDER) &
@@ -333,11 +350,12 @@ def detect_and_describe(image, *, num_keypoints=2000, num_scales=4,
   grey = xla_hints.materialise(grey.astype(jnp.float32))
   pattern = comparison_pattern()
   xs, ys, scores, iy, ix, imgs, smooths, counts = ([] for _ in range(8))
-  for (lh, lw), budget in zip(sizes, budgets):
-    if budget < 1:
-      continue
-    level = _resize(grey, (lh, lw))
-    x, y, s, yi, xi, smooth = _level(level, min(budget, lh * lw), threshold)
+  kept = [(hw, b) for hw, b in zip(sizes, budgets) if b >= 1]
+  levels = [_resize(grey, hw) for hw, _ in kept]
+  for ((lh, lw), budget), level, r in zip(kept, levels,
+                                          _harris_levels(levels)):
+    x, y, s, yi, xi, smooth = _level(level, r, min(budget, lh * lw),
+                                     threshold)
     # Pixel centres: level (x + 0.5) * (W / lw) - 0.5 in the full image.
     xs.append((x + 0.5) * (w / lw) - 0.5)
     ys.append((y + 0.5) * (h / lh) - 0.5)

@@ -47,7 +47,7 @@ def _ok_or_value_error(fn, expected_shape=None):
     assert out.shape == expected_shape
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(images(n=2), st.integers(1, 4))
 def test_blends(xs, levels):
   a, b = xs
@@ -59,7 +59,7 @@ def test_blends(xs, levels):
   _ok_or_value_error(lambda: pyramid.laplacian_pyramid(a, levels)[0], a.shape)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(images(n=2))
 def test_metrics_and_features(xs):
   a, b = xs
