@@ -70,13 +70,19 @@ def finite(x, name):
   """Raises a ValueError if a concrete float array holds NaN or Inf.
 
   Called eagerly, every public op checks its pixels (one scalar read back).
-  Inside the caller's own jax.jit the values are unknown at trace time and
-  the check is skipped: compiled code never syncs with the host.
+  Inside the caller's own jax.jit traced values are unknown at trace time
+  and the check is skipped: compiled code never syncs with the host (a
+  concrete constant the trace closes over is still checked, once).
   """
   if isinstance(x, jax.core.Tracer) or x.size == 0:
     return
-  ok = np.all(np.isfinite(x)) if isinstance(x, np.ndarray) else bool(
-      jnp.all(jnp.isfinite(x)))
+  if isinstance(x, np.ndarray):
+    ok = np.all(np.isfinite(x))
+  else:
+    # A concrete array met while the caller traces (e.g. a constant closed
+    # over by their jax.jit): evaluate now rather than stage the check.
+    with jax.ensure_compile_time_eval():
+      ok = bool(jnp.all(jnp.isfinite(x)))
   if not ok:
     raise errors.InputError(
         f'{name}: holds NaN or Inf values; expected finite '

@@ -68,8 +68,12 @@ def warp_perspective(image, h, out_hw, *, offset=(0.0, 0.0)):
   h = checks.values(h, 'h', shape=(3, 3), expected='a 3x3 homography')
   offset = checks.values(offset, 'offset', shape=(2,),
                          expected='the canvas origin (x, y)')
-  if not isinstance(h, jax.core.Tracer) and not abs(
-      float(jnp.linalg.det(h))) > 0:
+  if not isinstance(h, jax.core.Tracer):
+    with jax.ensure_compile_time_eval():  # a constant of the caller's trace
+      singular = not abs(float(jnp.linalg.det(h))) > 0
+  else:
+    singular = False
+  if singular:
     raise errors.InputError(
         'h is singular (determinant 0); expected an invertible '
         'homography.')

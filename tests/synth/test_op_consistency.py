@@ -233,8 +233,11 @@ def test_jit_equals_eager_and_vmap_equals_loop(name):
   _close(jax.jit(fn)(*args), eager, f'{name}: jit vs eager')
   batch = [tuple(jnp.asarray(a) for a in make(rng)) for _ in range(B)]
   stacked = tuple(jnp.stack(col) for col in zip(*batch))
-  looped = [fn(*a) for a in batch]
-  vmapped = jax.vmap(fn)(*stacked)
+  # Compiled: eager dispatch was checked above, and op by op (each
+  # primitive compiled for its shapes) it dominated the suite's time.
+  jitted = jax.jit(fn)
+  looped = [jitted(*a) for a in batch]
+  vmapped = jax.jit(jax.vmap(fn))(*stacked)
   for i, one in enumerate(looped):
     _close(jax.tree.map(lambda v, i=i: v[i], vmapped), one,
            f'{name}: vmap row {i} vs loop')
@@ -250,5 +253,19 @@ def test_gradient_is_finite(name):
     return sum(jnp.sum(jnp.asarray(v, jnp.float32))
                for v in jax.tree.leaves(out))
 
-  g = jax.grad(scalar)(args[0])
+  g = jax.jit(jax.grad(scalar))(args[0])
   assert np.all(np.isfinite(np.asarray(g))), f'{name}: non-finite gradient'
+
+
+def test_constants_closed_over_by_the_callers_jit_are_still_checked():
+  """A concrete array inside someone else's trace (a closed-over constant)
+  gets the same clear errors as in an eager call, not a
+  TracerBoolConversionError."""
+  bad = jnp.full((8, 8, 3), jnp.nan)
+  with pytest.raises(ValueError, match='NaN or Inf'):
+    jax.jit(lambda w: blend.weighted_blend([bad, bad], w))(
+        jnp.array([0.5, 0.5]))
+  singular = jnp.zeros((3, 3))
+  with pytest.raises(ValueError, match='singular'):
+    jax.jit(lambda x: warp.warp_perspective(x, singular, (8, 8)))(
+        jnp.ones((8, 8, 3)))
