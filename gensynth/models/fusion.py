@@ -86,8 +86,8 @@ def _block_mean(x, axis, factor, n_out):
     head = lax.slice_in_dim(x, 0, full * factor, axis=axis).astype(acc)
     head = head.reshape(x.shape[:axis] + (full, factor) + x.shape[axis + 1:])
     # A tree of pairwise adds of strided slices: XLA:CPU fuses it into one
-    # vectorised loop, where a reduce over the middle axis runs about 7x
-    # slower (measured at 4K). Integer sums are exact.
+    # vectorised loop and runs it much faster than a reduce over the middle
+    # axis (BUILD_NOTES.md, "Learned fusion"). Integer sums are exact.
     while head.shape[axis + 1] > 1:
       head = (lax.slice_in_dim(head, 0, None, 2, axis=axis + 1) +
               lax.slice_in_dim(head, 1, None, 2, axis=axis + 1))
@@ -129,19 +129,6 @@ def upsample_steps(x, sizes):
   return x
 
 
-def _np_up(m, out):
-  """pyramid._up_axis along axis 0 of a NumPy array (float64)."""
-  n = m.shape[0]
-  if n == 1:
-    even = odd = m
-  else:
-    mid = [(m[:n - 2] + m[2:] + 6.0 * m[1:n - 1]) * 0.125] if n > 2 else []
-    even = np.concatenate([(2.0 * m[1:2] + 6.0 * m[:1]) * 0.125] + mid +
-                          [(m[n - 2:n - 1] + 7.0 * m[n - 1:]) * 0.125])
-    odd = np.concatenate([(m[:-1] + m[1:]) * 0.5, m[n - 1:]])
-  return np.stack([even, odd], 1).reshape((2 * n,) + m.shape[1:])[:out]
-
-
 @functools.lru_cache(maxsize=64)
 def _banded_up(lengths):
   """The pyrUp chain lengths[-1] -> ... -> lengths[0] along one axis as a
@@ -153,9 +140,11 @@ def _banded_up(lengths):
   gives its matrix; the band holds every non-zero of that matrix.
   """
   n, factor = lengths[-1], 2**(len(lengths) - 1)
-  m = np.eye(n)
-  for out in reversed(lengths[:-1]):
-    m = _np_up(m, out)
+  with jax.ensure_compile_time_eval():  # concrete, also inside a trace
+    m = jnp.eye(n, dtype=jnp.float32)
+    for out in reversed(lengths[:-1]):
+      m = pyramid.up_axis(m, 0, out)
+    m = np.asarray(m)
   blocks = -(-lengths[0] // factor)
   m = np.concatenate([m, np.zeros((blocks * factor - m.shape[0], n))])
   m = m.reshape(blocks, factor, n)
@@ -342,58 +331,59 @@ class FusionNet(nn.Module):
       raise errors.ConfigError(
           f'FusionNet: weights_level=1 needs levels >= 2, got {levels}.')
     to_float = _to_float(sources.dtype)
-    # Guided-filter coefficients at half resolution: [K, 2, B, h/2, w/2].
-    ab = jnp.moveaxis(ab, (1, 4), (0, 1))
-    if len(sizes) > 1:
-      ab = upsample(ab, sizes[1:])
-    else:  # working size = full size: one pyrDown step
-      ab = pyramid.down_axis(pyramid.down_axis(ab, -2), -1)
+    ab = jnp.moveaxis(ab, (1, 4), (0, 1))  # [K, 2, B, h, w], working size
     xs = jnp.moveaxis(sources, 1, 0)  # [K, B, H, W, C]
+    to_full = lambda v: pyramid.up_axis(pyramid.up_axis(v, -2, h), -1, w)
+
+    def weight(abk, g1):
+      """Unnormalised weight [B, h/2, w/2] of one source from its
+      half-resolution level g1 and its coefficients at the working size."""
+      if len(sizes) > 1:
+        abk = upsample(abk, sizes[1:])
+      else:  # working size = full size: one pyrDown step
+        abk = pyramid.down_axis(pyramid.down_axis(abk, -2), -1)
+      logit = (abk[0] * features.grey(g1)[..., 0] + abk[1] +
+               scale * self._prior(g1))
+      return jnp.exp(jnp.clip(logit, -40.0, 40.0))  # sums stay finite
 
     def add(carry, xc):
       xk, abk = xc
       g = pyramid.gaussian_pyramid(to_float(xk), levels)
       lap = [f - pyramid.pyr_up(c, f.shape[-3:-1])
              for f, c in zip(g[:-1], g[1:])] + [g[-1]]
-      logit = (abk[0] * features.grey(g[1])[..., 0] + abk[1] +
-               scale * self._prior(g[1]))
-      u = jnp.exp(jnp.clip(logit, -40.0, 40.0))  # [B, h/2, w/2]
-      wts = [pyramid.up_axis(pyramid.up_axis(u, -2, h), -1, w), u]
+      u = weight(abk, g[1])
+      wts = [to_full(u), u]
       for _ in range(levels - 2):
         wts.append(pyramid.down_axis(pyramid.down_axis(wts[-1], -2), -1))
       num, den = carry
       return ([n + b * v[..., None] for n, b, v in zip(num, lap, wts)],
               [d + v for d, v in zip(den, wts)]), u
 
-    shapes = jax.eval_shape(
-        lambda v: pyramid.laplacian_pyramid(v, levels),
-        jax.ShapeDtypeStruct(xs.shape[1:], jnp.float32))
-    zeros = ([jnp.zeros(s.shape, jnp.float32) for s in shapes],
-             [jnp.zeros(s.shape[:-1], jnp.float32) for s in shapes])
-    if self.blend == 'spatial':
-      def add_spatial(carry, xc):
-        xk, abk = xc
-        xf = to_float(xk)
-        g1 = pyramid.down_axis(pyramid.down_axis(xf, -3), -2)
-        logit = (abk[0] * features.grey(g1)[..., 0] + abk[1] +
-                 scale * self._prior(g1))
-        u = jnp.exp(jnp.clip(logit, -40.0, 40.0))
-        v = pyramid.up_axis(pyramid.up_axis(u, -2, h), -1, w)
-        acc, total = carry
-        return (acc + v[..., None] * xf, total + v), u
+    def add_spatial(carry, xc):
+      xk, abk = xc
+      xf = to_float(xk)
+      u = weight(abk, pyramid.down_axis(pyramid.down_axis(xf, -3), -2))
+      v = to_full(u)
+      acc, total = carry
+      return (acc + v[..., None] * xf, total + v), u
 
+    if self.blend == 'spatial':
       zeros = (jnp.zeros(xs.shape[1:], jnp.float32),
                jnp.zeros(xs.shape[1:-1], jnp.float32))
       (acc, total), u = jax.lax.scan(add_spatial, zeros, (xs, ab))
       fused = acc / total[..., None]
     else:
+      shapes = jax.eval_shape(
+          lambda v: pyramid.laplacian_pyramid(v, levels),
+          jax.ShapeDtypeStruct(xs.shape[1:], jnp.float32))
+      zeros = ([jnp.zeros(s.shape, jnp.float32) for s in shapes],
+               [jnp.zeros(s.shape[:-1], jnp.float32) for s in shapes])
       (num, den), u = jax.lax.scan(add, zeros, (xs, ab))
       fused = pyramid.reconstruct([n / d[..., None] for n, d in zip(num, den)])
       total = den[0]
     # The full-resolution weights each source got (for inspection; unused
     # outputs cost nothing under jit).
-    full = pyramid.up_axis(pyramid.up_axis(u, -2, h), -1, w)
-    return fused, jnp.moveaxis(full / total[None], 0, 1)
+    return fused, jnp.moveaxis(to_full(u) / total[None], 0, 1)
 
   def _prior(self, x):
     """Log prior weight [B, H, W] of one source x [B, H, W, C]."""
