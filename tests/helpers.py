@@ -38,6 +38,26 @@ def run_launch(module, *args, devices=None, timeout=300, check=True):
   return proc
 
 
+def shared_run(tmp_path_factory, name, *args, devices=None):
+  """`launch.train ARGS --workdir=...` run once per test session and shared
+  by the xdist workers (each would otherwise train its own copy for its
+  fixtures), under a file lock in the session's base temp directory.
+
+  Returns the workdir; the run's stderr is kept in WORKDIR/launch.stderr.
+  """
+  import filelock  # pylint: disable=g-import-not-at-top
+  base = tmp_path_factory.getbasetemp()
+  root = base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base
+  workdir = root / name
+  with filelock.FileLock(str(root / f'{name}.lock')):
+    if not (root / f'{name}.done').exists():
+      proc = run_launch('train', *args, f'--workdir={workdir}',
+                        devices=devices)
+      (workdir / 'launch.stderr').write_text(proc.stderr)
+      (root / f'{name}.done').touch()
+  return str(workdir)
+
+
 def write_idx(path, array, *, compress=False):
   """Writes `array` (uint8) as an IDX file."""
   header = bytes([0, 0, 0x08, array.ndim]) + b''.join(

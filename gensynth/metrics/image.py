@@ -14,9 +14,11 @@ from jax import lax
 
 from gensynth import errors
 from gensynth.synth import checks
+from gensynth.synth import compiled
 from gensynth.synth import features
 
 
+@compiled.op
 def psnr(a, b, *, max_val=1.0):
   """Peak signal-to-noise ratio in dB over H, W, C: [..., H, W, C] -> [...]."""
   a, b = checks.image(a, 'a'), checks.image(b, 'b')
@@ -38,6 +40,7 @@ def _gaussian_valid(x, sigma=1.5, radius=5):
              for i in range(2 * radius + 1))
 
 
+@compiled.op
 def ssim(a, b, *, max_val=1.0, k1=0.01, k2=0.03):
   """Mean SSIM (Wang et al. 2004), Gaussian 11x11 window with sigma 1.5.
 
@@ -91,6 +94,7 @@ def _edge_preservation(g_src, a_src, g_f, a_f, c):
   return q_g * q_a
 
 
+@compiled.op
 def qabf(a, b, fused):
   """Xydeas-Petrovic edge-preservation metric Q^AB/F in [0, 1]: [...].
 
@@ -124,6 +128,7 @@ def _entropy_from_counts(p):
                   axis=-1)
 
 
+@compiled.op
 def entropy(x):
   """Shannon entropy (bits) of the 256-bin grey histogram: [...]."""
   g = _grey255(x, 'x')
@@ -139,6 +144,7 @@ def _mi(x, y):
   return hx + hy - hxy, hx, hy
 
 
+@compiled.op
 def mutual_information(a, b, fused, *, normalised=False):
   """MI(A,F) + MI(B,F) in bits from 256-bin joint histograms: [...].
 
@@ -154,6 +160,7 @@ def mutual_information(a, b, fused, *, normalised=False):
   return mi_af + mi_bf
 
 
+@compiled.op
 def spatial_frequency(x):
   """SF = sqrt(RF^2 + CF^2) of grey values in [0, 255]: [...]."""
   g = _grey255(x, 'x', min_hw=2)
@@ -162,6 +169,7 @@ def spatial_frequency(x):
   return jnp.sqrt(rf + cf)
 
 
+@compiled.op
 def average_gradient(x):
   """Mean of sqrt((dx^2 + dy^2) / 2) of grey values in [0, 255]: [...]."""
   g = _grey255(x, 'x', min_hw=2)
@@ -170,6 +178,7 @@ def average_gradient(x):
   return jnp.mean(jnp.sqrt((dx**2 + dy**2) / 2), axis=(-2, -1))
 
 
+@compiled.op
 def standard_deviation(x):
   """Standard deviation of grey values in [0, 255]: [...]."""
   return jnp.std(_grey255(x, 'x'), axis=(-2, -1))
@@ -243,6 +252,7 @@ def _mef_ssim_scale(srcs, fused, c):
   return jnp.mean(q, axis=(-2, -1))
 
 
+@compiled.op
 def mef_ssim(sources, fused):
   """MEF-SSIM (Ma, Zeng & Wang, IEEE TIP 2015), implemented from the paper.
 

@@ -7,11 +7,13 @@ import jax.numpy as jnp
 
 from gensynth import errors
 from gensynth.synth import checks
+from gensynth.synth import compiled
 from gensynth.synth import features
 from gensynth.synth import pyramid
 from gensynth.synth import xla_hints
 
 
+@compiled.op
 def weighted_blend(images, weights, *, bias=0.0):
   """sum_i weights[i] * images[i] + bias: cv2.addWeighted generalised to N.
 
@@ -66,6 +68,7 @@ def weighted_blend_into(dst, images, weights, *, bias=0.0):
   return dst.at[...].set(out)
 
 
+@compiled.op
 def normalise_masks(masks, eps=1e-12):
   """[N, ...] weights -> per-position convex weights (summing to 1 over N).
 
@@ -85,6 +88,7 @@ def _normalise(masks, eps=1e-12):
   return jnp.where(total > eps, masks / jnp.maximum(total, eps), 1.0 / n)
 
 
+@compiled.op
 def multiband_blend(images, masks, *, levels=6):
   """Laplacian-pyramid blending (Burt & Adelson) of N images with soft masks.
 
@@ -126,6 +130,7 @@ def two_image_masks(mask):
   return jnp.stack([1.0 - mask, mask])
 
 
+@compiled.op
 def feather_masks(valid, *, radius=16):
   """Soft seam weights from validity masks [N, ..., H, W, 1]: each mask is
   box-blurred `radius` pixels so overlaps cross-fade, then normalised."""
@@ -146,6 +151,7 @@ def _neighbour_sum(x):
           p[..., 1:-1, :-2, :] + p[..., 1:-1, 2:, :])
 
 
+@compiled.op
 def poisson_blend(source, target, mask, *, mixed=False, tol=1e-5,
                   maxiter=5000):
   """Gradient-domain (Poisson) blending of `source` into `target`.

@@ -5,6 +5,7 @@ from jax import lax
 
 from gensynth import errors
 from gensynth.synth import checks
+from gensynth.synth import compiled
 from gensynth.synth import xla_hints
 
 # ITU-R BT.601 luma weights, as cv2.cvtColor(..., COLOR_RGB2GRAY) uses.
@@ -18,6 +19,7 @@ def _shift_pad(x, axis, r):
   return jnp.pad(x, pad, mode='reflect')
 
 
+@compiled.op
 def grey(x):
   """[..., H, W, C] -> [..., H, W, 1]: luma for RGB(A), identity for grey."""
   x = checks.image(x, 'x')
@@ -55,6 +57,7 @@ def _box_axis(x, axis, r):
           lax.slice_in_dim(c, 0, n, axis=ax))
 
 
+@compiled.op
 def box_filter(x, radius):
   """Mean over a (2r+1)^2 window, reflect-101 borders. [..., H, W, C].
 
@@ -70,12 +73,14 @@ def box_filter(x, radius):
   return _box_axis(_box_axis(x, -3, radius), -2, radius) * norm
 
 
+@compiled.op
 def laplacian(x):
   """4-neighbour Laplacian (cv2.Laplacian ksize=1), reflect-101 borders."""
   x = checks.image(x, 'x')
   return taps(x, -3, (1.0, -2.0, 1.0)) + taps(x, -2, (1.0, -2.0, 1.0))
 
 
+@compiled.op
 def sobel(x):
   """(gx, gy) 3x3 Sobel derivatives (cv2.Sobel ksize=3), reflect-101."""
   x = checks.image(x, 'x')
@@ -84,6 +89,7 @@ def sobel(x):
   return gx, gy
 
 
+@compiled.op
 def contrast(x):
   """|Laplacian of grey| (Mertens et al. 2007), [..., H, W, 1]."""
   return jnp.abs(laplacian(grey(x)))
@@ -93,6 +99,7 @@ def _channels(x):
   return [x[..., i:i + 1] for i in range(x.shape[-1])]
 
 
+@compiled.op
 def saturation(x):
   """Colour saturation: sqrt of summed squared deviation from the channel mean
   (cv2.createMergeMertens' definition), [..., H, W, 1]."""
@@ -102,6 +109,7 @@ def saturation(x):
   return jnp.sqrt(xla_hints.unrolled(jnp.add, [(c - mean)**2 for c in chans]))
 
 
+@compiled.op
 def well_exposedness(x, *, sigma=0.2):
   """prod_c exp(-(x_c - 0.5)^2 / (2 sigma^2)), [..., H, W, 1]."""
   x = checks.image(x, 'x')
@@ -110,11 +118,13 @@ def well_exposedness(x, *, sigma=0.2):
                                   for c in _channels(x)])
 
 
+@compiled.op
 def local_energy(x, *, radius=1):
   """Box-filtered squared values: the activity measure of multi-focus rules."""
   return box_filter(jnp.square(checks.image(x, 'x')), radius)
 
 
+@compiled.op
 def colour_stats(x):
   """Per-channel mean and standard deviation over H, W: ([..., C], [..., C])."""
   x = checks.image(x, 'x')

@@ -8,11 +8,13 @@ import jax.numpy as jnp
 from gensynth import errors
 from gensynth.synth import blend
 from gensynth.synth import checks
+from gensynth.synth import compiled
 from gensynth.synth import features
 from gensynth.synth import pyramid
 from gensynth.synth import xla_hints
 
 
+@compiled.op
 def mertens_weights(x, *, contrast_weight=1.0, saturation_weight=1.0,
                     exposure_weight=0.0):
   """Per-image quality weights [N, ..., H, W, 1], normalised over N.
@@ -96,6 +98,7 @@ def _power(m, e):
   return m if isinstance(e, (int, float)) and e == 1 else m**e
 
 
+@compiled.op
 def exposure_fusion(images, *, contrast_weight=1.0, saturation_weight=1.0,
                     exposure_weight=0.0, levels=None):
   """Exposure fusion after Mertens, Kautz & Van Reeth (2007).
@@ -150,6 +153,7 @@ def _blend_planes(x, w, total, levels, shapes, to_float):
   return pyramid.reconstruct(acc)
 
 
+@compiled.op
 def weighted_pyramid_fusion(images, weights, *, levels=None, total=None):
   """Pyramid blend of N images by per-pixel weights, as Mertens fusion
   applies its quality weights: sum_n Laplacian(x_n) * Gaussian(w_n), levels
@@ -185,6 +189,7 @@ def weighted_pyramid_fusion(images, weights, *, levels=None, total=None):
                        total.astype(dtype), levels, shapes, to_float)
 
 
+@compiled.op
 def mertens_quality(images, *, contrast_weight=1.0, saturation_weight=1.0,
                     exposure_weight=0.0):
   """Unnormalised Mertens quality C^wc * S^ws * E^we + 1e-12 as planes
@@ -194,6 +199,7 @@ def mertens_quality(images, *, contrast_weight=1.0, saturation_weight=1.0,
       xi, contrast_weight, saturation_weight, exposure_weight))(x)
 
 
+@compiled.op
 def multifocus_fusion(images, *, levels=5, radius=2, consistency=1):
   """Multi-focus fusion by pyramid coefficient selection.
 
@@ -228,6 +234,7 @@ def multifocus_fusion(images, *, levels=5, radius=2, consistency=1):
   return pyramid.reconstruct(fused)
 
 
+@compiled.op
 def pyramid_max_abs_fusion(images, *, levels=5):
   """Baseline: per-coefficient max-|.| selection, coarsest level averaged."""
   x = checks.stack(images, 'images')

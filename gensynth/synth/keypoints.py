@@ -22,6 +22,7 @@ import numpy as np
 
 from gensynth import errors
 from gensynth.synth import checks
+from gensynth.synth import compiled
 from gensynth.synth import features
 from gensynth.synth import xla_hints
 
@@ -290,6 +291,7 @@ def _orient_and_describe(imgs, smooths, y, x, counts, pattern):
   return sample(p[:, 0, 0], p[:, 0, 1]) < sample(p[:, 1, 0], p[:, 1, 1])
 
 
+@compiled.op
 def detect_and_describe(image, *, num_keypoints=2000, num_scales=4,
                         scale_factor=1.3, registration_pixels=0.6e6,
                         threshold=1e-6):

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from gensynth import errors
 from gensynth.synth import checks
+from gensynth.synth import compiled
 
 MIN_SIDE = 8
 
@@ -38,6 +39,7 @@ def _prepare(sources, model):
   return jnp.moveaxis(flat, 0, 1), lead  # [B, K, H, W, C]
 
 
+@compiled.op
 def learned_fusion(params, sources, *, model):
   """Fuses K >= 2 sources with a trained FusionNet.
 
@@ -53,6 +55,7 @@ def learned_fusion(params, sources, *, model):
   return fusion_and_weights(params, sources, model=model)[0]
 
 
+@compiled.op
 def fusion_and_weights(params, sources, *, model):
   """(fused [..., H, W, C], weights [K, ..., H, W]): the fused image and the
   per-pixel weights the network gave each source (non-negative, summing to

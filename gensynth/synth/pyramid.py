@@ -7,18 +7,27 @@ bottom/right, which is what OpenCV's last-row/column rule amounts to). Both are
 written polyphase with strided slices of the input, without padding copies,
 because XLA:CPU runs the same filter as a depthwise lax.conv far slower
 (`launch.benchmark --bench=pyramid_blend`).
+Axes of at most `DENSE_MAX` samples (the coarse levels) are filtered by one
+small matrix product instead: the same taps and borders, one operation
+instead of a few dozen slices, so a full-depth pyramid compiles faster
+(`launch.benchmark --bench=compile_latency`).
 Reconstruction from a Laplacian pyramid is exact up to float rounding by
 construction.
 """
 
+import functools
+
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from gensynth import errors
 from gensynth.synth import checks
+from gensynth.synth import compiled
 
 
 _TAPS = (0.0625, 0.25, 0.375, 0.25, 0.0625)  # [1, 4, 6, 4, 1] / 16
+DENSE_MAX = 32  # axes up to this length: one matrix product (see above)
 
 
 def _reflect101(j, n):
@@ -46,6 +55,8 @@ def down_axis(x, axis):
   n = x.shape[axis]
   ax = axis % x.ndim
   m = (n + 1) // 2
+  if 0 < n <= DENSE_MAX:
+    return _dense(x, ax, _down_matrix(n))
 
   def row(j):
     j = _reflect101(j, n)
@@ -91,6 +102,8 @@ def _up_axis(x, axis, out):
   """
   n = x.shape[axis]
   ax = axis % x.ndim
+  if n <= DENSE_MAX:
+    return _dense(x, ax, _up_matrix(n, out))
 
   def sl(a, b):
     return lax.slice_in_dim(x, a, b, axis=ax)
@@ -109,12 +122,48 @@ def _up_axis(x, axis, out):
   return lax.slice_in_dim(both.reshape(shape), 0, out, axis=ax)
 
 
+@functools.lru_cache(maxsize=None)
+def _down_matrix(n):
+  """[ceil(n/2), n]: down_axis as a matrix (reflect-101 borders)."""
+  mat = np.zeros(((n + 1) // 2, n), np.float64)
+  for i in range(mat.shape[0]):
+    for k, w in enumerate(_TAPS):
+      mat[i, _reflect101(2 * i + k - 2, n)] += w
+  return mat
+
+
+@functools.lru_cache(maxsize=None)
+def _up_matrix(n, out):
+  """[out, n]: _up_axis as a matrix (reflect-101 before the first sample,
+  replicate after the last)."""
+  mat = np.zeros((2 * n, n), np.float64)
+  for i in range(n):
+    before, after = _reflect101(i - 1, n), min(i + 1, n - 1)
+    mat[2 * i, before] += 0.125
+    mat[2 * i, i] += 0.75
+    mat[2 * i, after] += 0.125
+    mat[2 * i + 1, i] += 0.5
+    mat[2 * i + 1, after] += 0.5
+  return mat[:out]
+
+
+def _dense(x, ax, mat):
+  """mat [out, n] applied along axis ax of x (exact float32 products)."""
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    x = x.astype(jnp.float32)  # as the slice form's float taps promote it
+  y = jnp.tensordot(jnp.asarray(mat, x.dtype), x, axes=[[1], [ax]],
+                    precision=lax.Precision.HIGHEST)
+  return jnp.moveaxis(y, 0, ax)
+
+
+@compiled.op
 def pyr_down(x):
   """cv2.pyrDown on [..., H, W, C] float images -> [..., ceil(H/2), ceil(W/2), C]."""
   x = checks.image(x, 'x', min_hw=2)
   return down_axis(down_axis(x, -3), -2)
 
 
+@compiled.op
 def pyr_up(x, out_hw=None):
   """cv2.pyrUp on [..., h, w, C] to out_hw (default 2h, 2w; each 2n or 2n-1)."""
   x = checks.image(x, 'x')
@@ -138,6 +187,7 @@ def _check_levels(x, levels):
         f'expected 1..{max_levels(x.shape[-3:-1])}.')
 
 
+@compiled.op
 def gaussian_pyramid(x, levels):
   """[x, down(x), ...]: `levels` arrays, finest first."""
   x = checks.image(x, 'x')
@@ -148,6 +198,7 @@ def gaussian_pyramid(x, levels):
   return pyr
 
 
+@compiled.op
 def laplacian_pyramid(x, levels):
   """Band-pass levels G_i - up(G_{i+1}), then the coarsest Gaussian level."""
   g = gaussian_pyramid(x, levels)
@@ -155,6 +206,7 @@ def laplacian_pyramid(x, levels):
   return lap + [g[-1]]
 
 
+@compiled.op
 def reconstruct(lap):
   """Inverse of laplacian_pyramid: collapse coarse to fine."""
   if not isinstance(lap, (list, tuple)) or not lap:

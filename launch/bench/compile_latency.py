@@ -1,5 +1,9 @@
 """XLA compile time of the public synthesis ops and image metrics at a new
-shape (no persistent cache), next to the time of one call once compiled."""
+shape (no persistent cache), next to the time of one call once compiled.
+
+Also the first eager call of each op at a new shape (what a user who calls
+the op without their own jax.jit waits for: gensynth.synth.compiled) and an
+eager call once that shape has been seen."""
 
 import functools
 import time
@@ -66,6 +70,12 @@ def compile_latency():
   rows = []
   for hw in ((512, 512), (480, 640)):
     for name, (fn, args) in _ops(rng, hw).items():
+      t = time.perf_counter()
+      jax.block_until_ready(fn(*args))
+      eager_first_s = time.perf_counter() - t
+      t = time.perf_counter()
+      jax.block_until_ready(fn(*args))
+      eager_again_ms = (time.perf_counter() - t) * 1e3
       jitted = jax.jit(fn)
       t = time.perf_counter()
       compiled = jitted.lower(*args).compile()
@@ -78,6 +88,8 @@ def compile_latency():
         runs.append(time.perf_counter() - t)
       rows.append({'op': name, 'hw': list(hw),
                    'compile_s': round(compile_s, 3),
+                   'eager_first_s': round(eager_first_s, 3),
+                   'eager_again_ms': round(eager_again_ms, 2),
                    'run_ms': round(float(np.median(runs)) * 1e3, 2)})
   return {'bench': 'compile_latency', 'jax_version': jax.__version__,
           'rows': rows}

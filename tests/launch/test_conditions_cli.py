@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 
-import filelock
 import jax
 import numpy as np
 import pytest
@@ -36,23 +35,9 @@ def _train(workdir, *args, devices=None):
   return workdir
 
 
-def _shared_run(tmp_path_factory, name, *args):
-  """A training run made once per test session, shared by the xdist
-  workers (each would otherwise train its own copy for its module-scoped
-  fixture), under a file lock in the session's base temp directory."""
-  base = tmp_path_factory.getbasetemp()
-  root = base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base
-  workdir = root / name
-  with filelock.FileLock(str(root / f'{name}.lock')):
-    if not (root / f'{name}.done').exists():
-      _train(str(workdir), *args)
-      (root / f'{name}.done').touch()
-  return str(workdir)
-
-
 @pytest.fixture(scope='module')
 def gan_text(tmp_path_factory):
-  return _shared_run(tmp_path_factory, 'conditions_gan_text', *TEXT)
+  return helpers.shared_run(tmp_path_factory, 'conditions_gan_text', *TEXT)
 
 
 @pytest.fixture(scope='module')
@@ -62,8 +47,8 @@ def text_model(gan_text):
 
 @pytest.fixture(scope='module')
 def vae_vector(tmp_path_factory):
-  return _shared_run(tmp_path_factory, 'conditions_vae_vector',
-                     '--config=gensynth/configs/vae_shapes.py:smoke,vector')
+  return helpers.shared_run(tmp_path_factory, 'conditions_vae_vector',
+                            '--config=gensynth/configs/vae_shapes.py:smoke,vector')
 
 
 def _sample(workdir, *args, check=True):

@@ -16,13 +16,12 @@ from gensynth.evaluation import runs
 from gensynth.synth import io
 from gensynth.synth import learned
 from tests import helpers
-from tests.launch.test_conditions_cli import _shared_run
 
 
 @pytest.fixture(scope='module')
 def exposure_run(tmp_path_factory):
-  return _shared_run(tmp_path_factory, 'fusion_exposure_smoke',
-                     '--config=gensynth/configs/fusion_exposure.py:smoke')
+  return helpers.shared_run(tmp_path_factory, 'fusion_exposure_smoke',
+                            '--config=gensynth/configs/fusion_exposure.py:smoke')
 
 
 @pytest.fixture

@@ -87,3 +87,30 @@ def test_uint8_input_is_scaled_and_gradients_flow():
   g = jax.grad(lambda v: jnp.sum(pyramid.laplacian_pyramid(v, 3)[1]**2))(
       x.astype(np.float32) / 255)
   assert np.all(np.isfinite(g)) and np.any(g != 0)
+
+
+def test_short_axes_as_matrices_equal_the_slice_form(monkeypatch):
+  """Axes of at most DENSE_MAX samples are filtered by a matrix product:
+  the same values as the strided-slice form, for lengths at the borders'
+  special cases and both output lengths of an up step."""
+  rng = np.random.default_rng(5)
+
+  def all_three():  # a new function per setting: traced anew
+    def fn(v):
+      n = v.shape[1]
+      return [pyramid.down_axis(v, 1), pyramid.up_axis(v, -2, 2 * n),
+              pyramid.up_axis(v, -2, 2 * n - 1)]
+    return jax.jit(fn)
+
+  for n in (1, 2, 3, 4, 5, 6, 7, 13, pyramid.DENSE_MAX):
+    x = rng.random((3, n, 2)).astype(np.float32)
+    monkeypatch.setattr(pyramid, 'DENSE_MAX', 32)
+    dense = all_three()(x)
+    monkeypatch.setattr(pyramid, 'DENSE_MAX', 0)
+    sliced = all_three()(x)
+    for d, s in zip(dense, sliced):
+      np.testing.assert_allclose(d, s, atol=3e-7, err_msg=f'n={n}')
+  # Integer input is filtered in float32, as the slice form promotes it.
+  monkeypatch.setattr(pyramid, 'DENSE_MAX', 32)
+  ints = np.arange(20, dtype=np.int32).reshape(5, 4, 1)
+  assert pyramid.down_axis(ints, 0).dtype == jnp.float32

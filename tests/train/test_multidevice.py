@@ -1,27 +1,44 @@
 """Data parallelism on 4 fake CPU devices equals the 1-device run."""
 
+import os
+
 import jax
 import numpy as np
+import pytest
 
 from tests import helpers
 
-ARGS = ['--config=gensynth/configs/vae_mnist.py:smoke', '--config.num_steps=8',
+# The VAE runs are shared with tests/train/test_multiprocess.py.
+ARGS = ['--config=gensynth/configs/vae_mnist.py:smoke', '--config.num_steps=12',
         '--config.image_every=0', '--config.checkpoint_every=4']
 
 
-def test_four_devices_match_one(tmp_path):
-  one, four = str(tmp_path / 'one'), str(tmp_path / 'four')
-  helpers.run_launch('train', *ARGS, f'--workdir={one}', devices=1)
-  proc = helpers.run_launch('train', *ARGS, f'--workdir={four}', devices=4)
-  assert 'Devices: 4 global' in proc.stderr
-  s1, p1 = helpers.restore_params(one)
-  s4, p4 = helpers.restore_params(four)
-  assert s1 == s4 == 8
+def vae_run(tmp_path_factory, devices):
+  return helpers.shared_run(tmp_path_factory, f'vae_smoke_{devices}_devices',
+                            *ARGS, devices=devices)
+
+
+@pytest.fixture
+def vae_one(tmp_path_factory):
+  return vae_run(tmp_path_factory, 1)
+
+
+@pytest.fixture
+def vae_four(tmp_path_factory):
+  return vae_run(tmp_path_factory, 4)
+
+
+def test_four_devices_match_one(vae_one, vae_four):
+  stderr = open(os.path.join(vae_four, 'launch.stderr')).read()
+  assert 'Devices: 4 global' in stderr
+  s1, p1 = helpers.restore_params(vae_one)
+  s4, p4 = helpers.restore_params(vae_four)
+  assert s1 == s4 == 12
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4,
                                                        atol=2e-5), p1, p4)
   moved = jax.tree.leaves(jax.tree.map(
       lambda a, b: float(np.abs(a - b).max()), p1['params'],
-      helpers.restore_params(one, step=4)[1]['params']))
+      helpers.restore_params(vae_one, step=4)[1]['params']))
   assert max(moved) > 1e-3  # the runs did train
 
 

@@ -7,11 +7,13 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 from tests import helpers
+from tests.train import test_multidevice
 
-ARGS = ['--config=gensynth/configs/vae_mnist.py:smoke', '--config.num_steps=8',
-        '--config.image_every=0', '--config.checkpoint_every=4']
+# The single-process reference (4 devices) is shared with test_multidevice.
+ARGS = test_multidevice.ARGS
 
 
 def _port():
@@ -29,9 +31,13 @@ def _start(workdir, port, pid, *extra):
       stderr=subprocess.PIPE, text=True)
 
 
-def test_two_processes_match_one_process_four_devices(tmp_path):
-  single, multi = str(tmp_path / 'single'), str(tmp_path / 'multi')
-  helpers.run_launch('train', *ARGS, f'--workdir={single}', devices=4)
+@pytest.fixture
+def single(tmp_path_factory):
+  return test_multidevice.vae_run(tmp_path_factory, 4)
+
+
+def test_two_processes_match_one_process_four_devices(single, tmp_path):
+  multi = str(tmp_path / 'multi')
   port = _port()
   procs = [_start(multi, port, p) for p in (0, 1)]
   errs = [p.communicate(timeout=300)[1] for p in procs]
@@ -39,12 +45,12 @@ def test_two_processes_match_one_process_four_devices(tmp_path):
   assert 'process 0/2' in errs[0] or 'process 0/2' in errs[1]
   s1, p1 = helpers.restore_params(single)
   s2, p2 = helpers.restore_params(multi)
-  assert s1 == s2 == 8
+  assert s1 == s2 == 12
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4,
                                                        atol=2e-5), p1, p2)
-  # Only process 0 reports.
+  # Only process 0 reports (every 2 steps).
   lines = open(os.path.join(multi, 'metrics.jsonl')).read().splitlines()
-  assert len([l for l in lines if '"train"' in l]) == 4
+  assert len([l for l in lines if '"train"' in l]) == 6
 
 
 def test_killing_one_process_stops_the_other(tmp_path):
@@ -69,13 +75,11 @@ def test_killing_one_process_stops_the_other(tmp_path):
   del err
 
 
-def test_killing_both_then_restarting_resumes(tmp_path):
-  args = ['--config.num_steps=30', '--config.checkpoint_every=10']
-  single, multi = str(tmp_path / 'single'), str(tmp_path / 'multi')
-  helpers.run_launch('train', *ARGS, *args, f'--workdir={single}', devices=4)
+def test_killing_both_then_restarting_resumes(single, tmp_path):
+  multi = str(tmp_path / 'multi')
   port = _port()
-  procs = [_start(multi, port, p, *args) for p in (0, 1)]
-  ckpt = os.path.join(multi, 'checkpoints', '10', 'commit_success.txt')
+  procs = [_start(multi, port, p) for p in (0, 1)]
+  ckpt = os.path.join(multi, 'checkpoints', '4', 'commit_success.txt')
   t0 = time.time()
   while not os.path.exists(ckpt):
     assert time.time() - t0 < 240, 'no checkpoint in time'
@@ -85,12 +89,12 @@ def test_killing_both_then_restarting_resumes(tmp_path):
     p.kill()
     p.wait()
   port = _port()
-  procs = [_start(multi, port, p, *args) for p in (0, 1)]
+  procs = [_start(multi, port, p) for p in (0, 1)]
   errs = [p.communicate(timeout=300)[1] for p in procs]
   assert [p.returncode for p in procs] == [0, 0], errs[0][-3000:]
   assert 'Restored checkpoint step' in errs[0] + errs[1]
   s1, p1 = helpers.restore_params(single)
   s2, p2 = helpers.restore_params(multi)
-  assert s1 == s2 == 30
+  assert s1 == s2 == 12
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4,
                                                        atol=2e-5), p1, p2)

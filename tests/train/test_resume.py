@@ -57,9 +57,8 @@ def _assert_same_params(a, b):
 
 @pytest.fixture(scope='module')
 def reference_run(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('ref'))
-  helpers.run_launch('train', *ARGS, f'--workdir={workdir}')
-  return workdir
+  return helpers.shared_run(tmp_path_factory, 'vae_smoke_resume_reference',
+                            *ARGS)
 
 
 def test_sigkill_then_restart_matches_uninterrupted(reference_run, tmp_path):

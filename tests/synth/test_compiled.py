@@ -1,0 +1,84 @@
+"""Public ops called eagerly run as one compiled program per shape/setting."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gensynth import errors
+from gensynth.metrics import image as image_metrics
+from gensynth.synth import blend
+from gensynth.synth import compiled
+from gensynth.synth import fusion
+from gensynth.synth import pyramid
+
+
+def _imgs(rng, n=2, hw=(20, 24), c=3):
+  return [rng.uniform(0, 1, hw + (c,)).astype(np.float32) for _ in range(n)]
+
+
+def test_one_compile_per_shape_and_setting(rng):
+  op = compiled.op(lambda images, levels=3: pyramid.reconstruct(
+      pyramid.laplacian_pyramid(jnp.stack(images).mean(0), levels)))
+  a = _imgs(rng)
+  op(a)
+  op(_imgs(rng))  # new values, same shapes: no new program
+  assert op.compiled._cache_size() == 1
+  op(a, levels=2)  # a new static setting compiles anew
+  op(_imgs(rng, hw=(9, 11)))  # and so does a new shape
+  assert op.compiled._cache_size() == 3
+  op(a, levels=2)
+  assert op.compiled._cache_size() == 3
+
+
+def test_static_values_of_equal_hash_but_other_type_are_kept_apart():
+  op = compiled.op(lambda x, scale: x * 2 if isinstance(scale, bool) else
+                   x * scale)
+  x = np.ones(3, np.float32)
+  np.testing.assert_array_equal(op(x, 1), x)
+  np.testing.assert_array_equal(op(x, True), 2 * x)
+  np.testing.assert_array_equal(op(x, 1.0), x)
+
+
+@pytest.mark.parametrize('name,call', [
+    ('multifocus_fusion', lambda a, b: fusion.multifocus_fusion([a, b],
+                                                               levels=3)),
+    ('exposure_fusion', lambda a, b: fusion.exposure_fusion([a, b])),
+    ('multiband_blend', lambda a, b: blend.multiband_blend(
+        [a, b], blend.two_image_masks(np.full(a.shape[:2], 0.3, np.float32)),
+        levels=3)),
+    ('ssim', image_metrics.ssim),
+])
+def test_eager_call_equals_the_op_traced_inline(rng, name, call):
+  a, b = _imgs(rng)
+  eager = np.asarray(call(a, b))
+  # Under the caller's vmap the op is traced inline (no nested program).
+  inline = np.asarray(jax.vmap(call)(a[None], b[None])[0])
+  np.testing.assert_allclose(eager, inline, atol=1e-5, err_msg=name)
+  assert call(a, b).shape == eager.shape
+
+
+def test_value_checks_still_name_the_argument(rng):
+  a, b = _imgs(rng)
+  b[3, 4, 1] = np.nan
+  with pytest.raises(errors.InputError, match=r'images\[1\]: holds NaN'):
+    fusion.multifocus_fusion([a, b], levels=2)
+  with pytest.raises(errors.InputError, match=r'b: holds NaN'):
+    image_metrics.ssim(a, jnp.asarray(b))
+  with pytest.raises(errors.InputError, match=r'weights\[1\]: holds NaN'):
+    blend.weighted_blend([a, a], [0.5, float('nan')])
+  # Shape checks run while the op is traced, with the same messages.
+  with pytest.raises(errors.InputError, match=r'inputs must share one shape'):
+    fusion.multifocus_fusion([a, a[:10]], levels=2)
+  # A Python-level mistake keeps Python's own error.
+  with pytest.raises(TypeError):
+    fusion.multifocus_fusion([a, a], levels=2, bogus=1)
+
+
+def test_new_values_of_a_traced_list_reuse_the_program(rng):
+  a, b = _imgs(rng)
+  blend.weighted_blend([a, b], [0.2, 0.8])
+  before = blend.weighted_blend.compiled._cache_size()
+  out = blend.weighted_blend([a, b], [0.6, 0.4])
+  assert blend.weighted_blend.compiled._cache_size() == before
+  np.testing.assert_allclose(out, 0.6 * a + 0.4 * b, atol=1e-6)
