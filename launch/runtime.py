@@ -150,6 +150,7 @@ def enable_compilation_cache():
     raise app.UsageError(
         f'--compilation_cache_dir={path!r}: cannot create it ({e.strerror}); '
         "pass another directory or '' to turn the cache off.") from e
+  repair_compilation_cache(path)
   jax.config.update('jax_compilation_cache_dir', path)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', -1)
@@ -158,6 +159,43 @@ def enable_compilation_cache():
   jax.config.update('jax_compilation_cache_max_size',
                     FLAGS.compilation_cache_max_mb * 2**20)
   return path
+
+
+def repair_compilation_cache(path):
+  """Removes the entries of `path` that a killed process left half-written.
+
+  JAX's size-bounded cache writes an entry's program (KEY-cache), then its
+  access time (KEY-atime). A process killed between the two (a SIGKILL, an
+  out-of-memory kill) leaves a program without an access time, possibly
+  truncated; from then on every write into the directory fails, in every
+  process, because making room reads every entry's access time (jax warns
+  "Error writing persistent compilation cache entry" and compiles on
+  without caching). Called under JAX's own lock file, before JAX uses the
+  directory. Returns the keys removed.
+  """
+  import filelock  # pylint: disable=g-import-not-at-top
+  lock = filelock.FileLock(os.path.join(path, '.lockfile'))
+  try:
+    lock.acquire(timeout=10)
+  except filelock.Timeout:
+    logging.warning('Compilation cache %s is locked; not checked.', path)
+    return []
+  try:
+    names = set(os.listdir(path))
+    removed = [n[:-len('-cache')] for n in sorted(names) if
+               n.endswith('-cache') and n[:-len('-cache')] + '-atime' not in
+               names]
+    for key in removed:
+      try:
+        os.remove(os.path.join(path, key + '-cache'))
+      except FileNotFoundError:
+        pass
+  finally:
+    lock.release()
+  if removed:
+    logging.warning('Compilation cache %s: removed %d entries left '
+                    'half-written by a killed process.', path, len(removed))
+  return removed
 
 
 def _report_compiles_at_exit():

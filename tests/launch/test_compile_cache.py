@@ -23,7 +23,7 @@ def _inputs(tmp_path):
   return ','.join(paths)
 
 
-def _fuse(tmp_path, *flags, **env_extra):
+def _fuse(tmp_path, *flags, stderr=None, **env_extra):
   env = helpers.env(GENSYNTH_COMPILE_REPORT='1', **env_extra)
   env.pop('JAX_COMPILATION_CACHE_DIR', None)
   proc = subprocess.run(
@@ -35,6 +35,8 @@ def _fuse(tmp_path, *flags, **env_extra):
   m = re.search(r'compile report: compiled=(\d+) cache_hits=(\d+)',
                 proc.stderr)
   assert m, proc.stderr[-2000:]
+  if stderr is not None:
+    stderr.append(proc.stderr)
   return int(m.group(1)), int(m.group(2))
 
 
@@ -44,6 +46,23 @@ def test_second_run_loads_every_program_from_the_cache(tmp_path):
   assert compiled > 0 and os.listdir(cache)
   compiled, hits = _fuse(tmp_path, f'--compilation_cache_dir={cache}')
   assert compiled == 0 and hits > 0
+  # A process killed between writing an entry and its access time leaves
+  # the program alone; without the repair every later write to the
+  # directory fails (here: the programs of another pyramid depth). The next
+  # command removes it, and its own programs are cached: run again, it
+  # compiles nothing.
+  programs = sorted(n for n in os.listdir(cache) if n.endswith('-cache'))
+  os.remove(cache / (programs[0][:-len('-cache')] + '-atime'))
+  err = []
+  compiled, _ = _fuse(tmp_path, f'--compilation_cache_dir={cache}',
+                      '--levels=2', stderr=err)
+  assert compiled > 0
+  assert 'left half-written by a killed process' in err[0]
+  assert 'Error writing persistent compilation cache' not in err[0]
+  assert not (cache / programs[0]).exists()
+  compiled, _ = _fuse(tmp_path, f'--compilation_cache_dir={cache}',
+                      '--levels=2')
+  assert compiled == 0
 
 
 def test_default_cache_is_per_user_and_empty_flag_turns_it_off(tmp_path):
