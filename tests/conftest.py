@@ -15,6 +15,12 @@ settings.register_profile('explore', derandomize=False)
 settings.load_profile('ci')
 
 CACHE_DIR = os.path.join(tempfile.gettempdir(), 'gensynth_test_jax_cache')
+os.makedirs(CACHE_DIR, exist_ok=True)
+# Entries that a killed test subprocess left half-written (the SIGKILL tests
+# make them) would make every write fail; each launch subprocess removes them
+# too (launch.runtime.repair_compilation_cache).
+from launch import runtime  # pylint: disable=g-import-not-at-top,g-bad-import-order
+runtime.repair_compilation_cache(CACHE_DIR)
 jax.config.update('jax_compilation_cache_dir', CACHE_DIR)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 # The size bound the launch scripts set (launch/runtime.py). Without it the

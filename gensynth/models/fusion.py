@@ -136,15 +136,13 @@ def _banded_up(lengths):
   weighted sum of `taps` consecutive inputs starting at start[b].
 
   Returns (start [nb] int32, weights [nb, taps, 2^L] float32, out length).
-  The chain is linear (its borders too), so applying it to the identity
-  gives its matrix; the band holds every non-zero of that matrix.
+  The chain is linear (its borders too): its matrix is the product of
+  pyramid.up_matrix for each step, and the band holds every non-zero of it.
   """
   n, factor = lengths[-1], 2**(len(lengths) - 1)
-  with jax.ensure_compile_time_eval():  # concrete, also inside a trace
-    m = jnp.eye(n, dtype=jnp.float32)
-    for out in reversed(lengths[:-1]):
-      m = pyramid.up_axis(m, 0, out)
-    m = np.asarray(m)
+  m = np.eye(n)
+  for size, out in zip(lengths[:0:-1], lengths[-2::-1]):
+    m = pyramid.up_matrix(size, out) @ m  # exact: dyadic weights, float64
   blocks = -(-lengths[0] // factor)
   m = np.concatenate([m, np.zeros((blocks * factor - m.shape[0], n))])
   m = m.reshape(blocks, factor, n)

@@ -56,7 +56,7 @@ def down_axis(x, axis):
   ax = axis % x.ndim
   m = (n + 1) // 2
   if 0 < n <= DENSE_MAX:
-    return _dense(x, ax, _down_matrix(n))
+    return _dense(x, ax, down_matrix(n))
 
   def row(j):
     j = _reflect101(j, n)
@@ -103,7 +103,7 @@ def _up_axis(x, axis, out):
   n = x.shape[axis]
   ax = axis % x.ndim
   if n <= DENSE_MAX:
-    return _dense(x, ax, _up_matrix(n, out))
+    return _dense(x, ax, up_matrix(n, out))
 
   def sl(a, b):
     return lax.slice_in_dim(x, a, b, axis=ax)
@@ -123,8 +123,9 @@ def _up_axis(x, axis, out):
 
 
 @functools.lru_cache(maxsize=None)
-def _down_matrix(n):
-  """[ceil(n/2), n]: down_axis as a matrix (reflect-101 borders)."""
+def down_matrix(n):
+  """[ceil(n/2), n] float64: down_axis as a matrix (reflect-101 borders).
+  Cached; do not modify the array returned."""
   mat = np.zeros(((n + 1) // 2, n), np.float64)
   for i in range(mat.shape[0]):
     for k, w in enumerate(_TAPS):
@@ -133,9 +134,10 @@ def _down_matrix(n):
 
 
 @functools.lru_cache(maxsize=None)
-def _up_matrix(n, out):
-  """[out, n]: _up_axis as a matrix (reflect-101 before the first sample,
-  replicate after the last)."""
+def up_matrix(n, out):
+  """[out, n] float64: up_axis to `out` (2n or 2n - 1) samples as a matrix
+  (reflect-101 before the first sample, replicate after the last). Cached;
+  do not modify the array returned."""
   mat = np.zeros((2 * n, n), np.float64)
   for i in range(n):
     before, after = _reflect101(i - 1, n), min(i + 1, n - 1)
