@@ -19,7 +19,8 @@ integer arrays (which jit would narrow), runs op by op.
 The value checks that `checks` makes on concrete inputs (no NaN or Inf) run
 on the host before the compiled call, naming the argument as the op does
 (`images[1]: holds NaN or Inf values ...`); shape and dtype checks run
-while the op is traced, as before.
+while the op is traced, as before. An op with other value checks passes
+them as `host_check` (warp_perspective: the homography is invertible).
 """
 
 import functools
@@ -84,8 +85,15 @@ def _narrowed(leaf):
   return jax.dtypes.canonicalize_dtype(dtype) != dtype
 
 
-def op(fn):
-  """Decorator: see the module docstring."""
+def op(fn=None, *, host_check=None):
+  """Decorator: see the module docstring.
+
+  host_check: optional fn(arguments) called with the bound arguments of an
+  eager call before the compiled one, for an op's value checks beyond
+  NaN/Inf (which the compiled program cannot make); it raises or returns.
+  """
+  if fn is None:
+    return functools.partial(op, host_check=host_check)
   signature = inspect.signature(fn)
   for p in signature.parameters.values():
     if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
@@ -115,6 +123,8 @@ def op(fn):
     if any(_narrowed(leaf) for leaf in jax.tree.leaves(traced)):
       # e.g. int64: jit would see int32, and a dtype error would name that.
       return fn(*args, **kwargs)
+    if host_check is not None:
+      host_check(bound.arguments)
     static = _Static(static)
     try:
       hash(static)

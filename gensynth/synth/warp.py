@@ -2,9 +2,11 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gensynth import errors
 from gensynth.synth import checks
+from gensynth.synth import compiled
 
 
 def bilinear_sample(image, x, y):
@@ -50,6 +52,21 @@ def bilinear_unchecked(image, x, y):
   return top * (1 - fy)[..., None] + bot * fy[..., None], inside
 
 
+def _refuse_singular():
+  raise errors.InputError('h is singular (determinant 0); expected an '
+                          'invertible homography.')
+
+
+def _check_invertible(arguments):
+  """Host side, before the compiled call: a 3x3 finite h must be invertible
+  (other shapes and values get their errors while the op is traced)."""
+  h = np.asarray(arguments['h'], np.float32)
+  if h.shape == (3, 3) and np.all(np.isfinite(h)) and not abs(
+      float(np.linalg.det(h))) > 0:
+    _refuse_singular()
+
+
+@compiled.op(host_check=_check_invertible)
 def warp_perspective(image, h, out_hw, *, offset=(0.0, 0.0)):
   """Warps image [H, W, C] by homography h (source -> output) onto out_hw.
 
@@ -74,9 +91,7 @@ def warp_perspective(image, h, out_hw, *, offset=(0.0, 0.0)):
   else:
     singular = False
   if singular:
-    raise errors.InputError(
-        'h is singular (determinant 0); expected an invertible '
-        'homography.')
+    _refuse_singular()
   ys, xs = jnp.meshgrid(jnp.arange(oh, dtype=jnp.float32) + offset[1],
                         jnp.arange(ow, dtype=jnp.float32) + offset[0],
                         indexing='ij')

@@ -11,6 +11,7 @@ from gensynth.synth import blend
 from gensynth.synth import compiled
 from gensynth.synth import fusion
 from gensynth.synth import pyramid
+from gensynth.synth import warp
 
 
 def _imgs(rng, n=2, hw=(20, 24), c=3):
@@ -82,3 +83,19 @@ def test_new_values_of_a_traced_list_reuse_the_program(rng):
   out = blend.weighted_blend([a, b], [0.6, 0.4])
   assert blend.weighted_blend.compiled._cache_size() == before
   np.testing.assert_allclose(out, 0.6 * a + 0.4 * b, atol=1e-6)
+
+
+def test_an_ops_own_value_checks_run_on_the_host(rng):
+  img = _imgs(rng, n=1)[0]
+  with pytest.raises(errors.InputError, match='h is singular'):
+    warp.warp_perspective(img, np.zeros((3, 3), np.float32), (8, 8))
+  with pytest.raises(errors.InputError, match='h: shape'):
+    warp.warp_perspective(img, np.eye(2, dtype=np.float32), (8, 8))
+  h = np.array([[1, 0.1, 2], [0, 1, -1], [0, 0, 1]], np.float32)
+  eager = warp.warp_perspective(img, h, (12, 10))
+  jitted = jax.jit(warp.warp_perspective, static_argnums=2)(img, h, (12, 10))
+  for a, b in zip(eager, jitted):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+  before = warp.warp_perspective.compiled._cache_size()
+  warp.warp_perspective(img * 0.5, h * 1.01, (12, 10))
+  assert warp.warp_perspective.compiled._cache_size() == before
