@@ -180,14 +180,14 @@ def repair_compilation_cache(path):
   except filelock.Timeout:
     logging.warning('Compilation cache %s is locked; not checked.', path)
     return []
+  program, atime = '-cache', '-atime'  # jax's file names: KEY + suffix
   try:
     names = set(os.listdir(path))
-    removed = [n[:-len('-cache')] for n in sorted(names) if
-               n.endswith('-cache') and n[:-len('-cache')] + '-atime' not in
-               names]
+    keys = [n[:-len(program)] for n in sorted(names) if n.endswith(program)]
+    removed = [k for k in keys if k + atime not in names]
     for key in removed:
       try:
-        os.remove(os.path.join(path, key + '-cache'))
+        os.remove(os.path.join(path, key + program))
       except FileNotFoundError:
         pass
   finally:

@@ -88,9 +88,11 @@ def _narrowed(leaf):
 def op(fn=None, *, host_check=None):
   """Decorator: see the module docstring.
 
-  host_check: optional fn(arguments) called with the bound arguments of an
-  eager call before the compiled one, for an op's value checks beyond
-  NaN/Inf (which the compiled program cannot make); it raises or returns.
+  host_check: optional fn(arguments) called with the bound arguments of
+  every call, for an op's value checks beyond NaN/Inf, which a compiled
+  program cannot make; it checks the arguments that are concrete (not
+  tracers; a constant closed over by the caller's jit is concrete) and
+  raises or returns.
   """
   if fn is None:
     return functools.partial(op, host_check=host_check)
@@ -105,14 +107,16 @@ def op(fn=None, *, host_check=None):
 
   @functools.wraps(fn)
   def wrapper(*args, **kwargs):
-    if any(isinstance(leaf, jax.core.Tracer)
-           for leaf in jax.tree.leaves((args, kwargs))):
-      return fn(*args, **kwargs)  # part of the caller's trace
     try:
       bound = signature.bind(*args, **kwargs)
     except TypeError:
       return fn(*args, **kwargs)  # Python's own message for a bad call
     bound.apply_defaults()
+    if host_check is not None:
+      host_check(bound.arguments)
+    if any(isinstance(leaf, jax.core.Tracer)
+           for leaf in jax.tree.leaves((args, kwargs))):
+      return fn(*args, **kwargs)  # part of the caller's trace
     traced, static = {}, {}
     for name, value in bound.arguments.items():
       if _is_static(value):
@@ -123,8 +127,6 @@ def op(fn=None, *, host_check=None):
     if any(_narrowed(leaf) for leaf in jax.tree.leaves(traced)):
       # e.g. int64: jit would see int32, and a dtype error would name that.
       return fn(*args, **kwargs)
-    if host_check is not None:
-      host_check(bound.arguments)
     static = _Static(static)
     try:
       hash(static)

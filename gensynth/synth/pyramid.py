@@ -124,20 +124,21 @@ def _up_axis(x, axis, out):
 
 @functools.lru_cache(maxsize=None)
 def down_matrix(n):
-  """[ceil(n/2), n] float64: down_axis as a matrix (reflect-101 borders).
-  Cached; do not modify the array returned."""
+  """[ceil(n/2), n] float64: down_axis as a matrix (reflect-101 borders);
+  cached, read-only."""
   mat = np.zeros(((n + 1) // 2, n), np.float64)
   for i in range(mat.shape[0]):
     for k, w in enumerate(_TAPS):
       mat[i, _reflect101(2 * i + k - 2, n)] += w
+  mat.setflags(write=False)  # shared by every caller (cached)
   return mat
 
 
 @functools.lru_cache(maxsize=None)
 def up_matrix(n, out):
   """[out, n] float64: up_axis to `out` (2n or 2n - 1) samples as a matrix
-  (reflect-101 before the first sample, replicate after the last). Cached;
-  do not modify the array returned."""
+  (reflect-101 before the first sample, replicate after the last); cached,
+  read-only."""
   mat = np.zeros((2 * n, n), np.float64)
   for i in range(n):
     before, after = _reflect101(i - 1, n), min(i + 1, n - 1)
@@ -146,7 +147,9 @@ def up_matrix(n, out):
     mat[2 * i, after] += 0.125
     mat[2 * i + 1, i] += 0.5
     mat[2 * i + 1, after] += 0.5
-  return mat[:out]
+  mat = mat[:out]
+  mat.setflags(write=False)  # shared by every caller (cached)
+  return mat
 
 
 def _dense(x, ax, mat):

@@ -52,18 +52,21 @@ def bilinear_unchecked(image, x, y):
   return top * (1 - fy)[..., None] + bot * fy[..., None], inside
 
 
-def _refuse_singular():
-  raise errors.InputError('h is singular (determinant 0); expected an '
-                          'invertible homography.')
-
-
 def _check_invertible(arguments):
-  """Host side, before the compiled call: a 3x3 finite h must be invertible
-  (other shapes and values get their errors while the op is traced)."""
-  h = np.asarray(arguments['h'], np.float32)
+  """A concrete, finite 3x3 h must be invertible (other shapes and values
+  get their errors from checks.values while the op is traced; a traced h
+  is not known here)."""
+  h = arguments['h']
+  if isinstance(h, jax.core.Tracer):
+    return
+  try:
+    h = np.asarray(h, np.float32)
+  except (TypeError, ValueError):
+    return  # not numbers: checks.values names the problem
   if h.shape == (3, 3) and np.all(np.isfinite(h)) and not abs(
       float(np.linalg.det(h))) > 0:
-    _refuse_singular()
+    raise errors.InputError('h is singular (determinant 0); expected an '
+                            'invertible homography.')
 
 
 @compiled.op(host_check=_check_invertible)
@@ -85,13 +88,6 @@ def warp_perspective(image, h, out_hw, *, offset=(0.0, 0.0)):
   h = checks.values(h, 'h', shape=(3, 3), expected='a 3x3 homography')
   offset = checks.values(offset, 'offset', shape=(2,),
                          expected='the canvas origin (x, y)')
-  if not isinstance(h, jax.core.Tracer):
-    with jax.ensure_compile_time_eval():  # a constant of the caller's trace
-      singular = not abs(float(jnp.linalg.det(h))) > 0
-  else:
-    singular = False
-  if singular:
-    _refuse_singular()
   ys, xs = jnp.meshgrid(jnp.arange(oh, dtype=jnp.float32) + offset[1],
                         jnp.arange(ow, dtype=jnp.float32) + offset[0],
                         indexing='ij')
