@@ -8,6 +8,7 @@ runs the one --bench names.
   python -m launch.benchmark --bench=gan_throughput \
       --config=gensynth/configs/gan_mnist.py:cond
   python -m launch.benchmark --bench=layer_impl
+  python -m launch.benchmark --bench=condition_cost
   # on a GPU machine, both frameworks on the GPU:
   python -m launch.benchmark --bench=vae_throughput --torch_device=cuda
   python -m launch.benchmark --bench=conv_layers
@@ -53,6 +54,7 @@ BENCHES = {
     'vae_layers': ('train_steps', 'vae_layers'),
     'gan_throughput': ('train_steps', 'gan_throughput'),
     'layer_impl': ('train_steps', 'layer_impl'),
+    'condition_cost': ('train_steps', 'condition_cost'),
     'conv_layers': ('train_steps', 'conv_layers'),
     'checkpoint_rss': ('checkpoint', 'checkpoint_rss'),
     'pyramid_blend': ('synth', 'pyramid_blend'),

@@ -12,12 +12,19 @@ features of a gensynth classifier (and, if conditional, the classifier's
 accuracy on samples of each requested class), each next to its real-vs-real
 floor (train split vs test split).
 
---fidelity (GAN or VAE trained on the attribute shapes): how well samples
-obey their conditions. One sample per test condition (and per held-out-pair
-condition); kind, colour, size and position are read back from the pixels
-and scored per attribute and jointly, beside the same scores on the real
+--fidelity (GAN or VAE trained on the attribute shapes, or on MNIST digits
+with Morpho-MNIST vectors or captions): how well samples obey their
+conditions. One sample per test condition (and per held-out-pair
+condition). Shapes: kind, colour, size and position are read back from the
+pixels. Digits: --classifier reads the digit and thickness, slant, width,
+height and area are measured (Pearson r and MAE against the test image the
+condition came from; the captions' thin/thick and slant words as
+three-way categories). Each is scored beside the same scores on the real
 images (the ceiling) and, with --baseline, on a second run scored the same
-way (e.g. a class-only model, variant 'attributes').
+way (a class-only model: shapes variant 'attributes', gan_mnist.py:cond).
+
+  python -m launch.evaluate --workdir=runs/gan_mnist_vector --fidelity \
+      --classifier=runs/classifier_mnist --baseline=runs/gan_mnist_cond
 
 The model is rebuilt from workdir/config.json unless --config is given.
 """
@@ -68,7 +75,8 @@ def _main():
     if config.trainer not in ('gan', 'vae'):
       raise app.UsageError('--fidelity needs a gan or vae run.')
     opts = dict(num_samples=FLAGS.num_generated or 1000, seed=FLAGS.seed,
-                r_precision_steps=FLAGS.r_precision_steps)
+                r_precision_steps=FLAGS.r_precision_steps,
+                classifier=FLAGS.classifier or config.eval.get('classifier'))
     result = conditions.fidelity(config, FLAGS.workdir, step=FLAGS.step,
                                  **opts)
     result = {'run': result, 'summary': conditions.summary(result)}

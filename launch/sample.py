@@ -6,6 +6,8 @@ r"""Writes sample grids, interpolation strips and latent fusions as PNG.
       --prompts="a red disc;a blue square" --combine=interpolate   # or mix
   python -m launch.sample --workdir=runs/shapes_vector --mode=vector \
       --vectors=conds.npy            # or "v1,v2,...;w1,w2,..."
+  python -m launch.sample --workdir=runs/gan_mnist_vector --mode=vector \
+      --vectors="digit=7,thickness=5;digit=7,thickness=1.5,slant=0.4"
   python -m launch.sample --workdir=runs/gan_mnist --mode=grid
   python -m launch.sample --workdir=runs/gan_mnist --mode=interpolate \
       --method=spherical --num_paths=4 --num_steps=10
@@ -32,8 +34,11 @@ flags.DEFINE_enum('mode', 'grid', ['grid', 'interpolate', 'fuse', 'text',
                   'What to write; text/vector: one row per prompt or vector '
                   '(models conditioned on captions or vectors).')
 flags.DEFINE_string('prompts', None, "text: captions separated by ';'.")
-flags.DEFINE_string('vectors', None, "vector: a .npy file [N, D], or rows of "
-                    "comma-separated numbers separated by ';'.")
+flags.DEFINE_string('vectors', None, "vector: a .npy file [N, D], rows of "
+                    "comma-separated numbers separated by ';', or rows of "
+                    "named values (field=value; a one-hot group by its stem, "
+                    "e.g. digit=7; fields left out take the training "
+                    "mean).")
 flags.DEFINE_enum('combine', 'none', ['none', 'interpolate', 'mix'],
                   'text/vector: none (a row per condition), interpolate '
                   '(a path between the embeddings of two conditions) or mix '
@@ -145,10 +150,23 @@ def _fusion_weights(k, latent_dim):
   return weights, None
 
 
-def _vectors():
+def _vectors(model):
   spec = FLAGS.vectors
   if not spec:
     raise app.UsageError('--mode=vector needs --vectors.')
+  if '=' in spec:  # named fields: "digit=7,thickness=4.5;digit=1,slant=0.3"
+    from gensynth.data import conditions  # pylint: disable=g-import-not-at-top
+    if model.spec is None or model.spec['kind'] != 'vector':
+      raise errors.InputError('--vectors with named fields: this model is not '
+                              'conditioned on vectors.')
+    rows = []
+    for row in filter(str.strip, spec.split(';')):
+      items = [item.partition('=') for item in row.split(',') if item.strip()]
+      if any(not eq for _, eq, _ in items):
+        raise app.UsageError(f'--vectors={spec!r}: write every value of a '
+                             'named row as field=value.')
+      rows.append({k.strip(): v.strip() for k, _, v in items})
+    return conditions.named_vectors(rows, model.spec)
   if spec.endswith('.npy'):
     if not os.path.isfile(spec):
       raise app.UsageError(f'--vectors: file {spec!r} does not exist.')
@@ -169,7 +187,7 @@ def _conditioned(model):
     prompts = [p.strip() for p in FLAGS.prompts.split(';') if p.strip()]
     conds = model.conditions(prompts=prompts, unknown=FLAGS.unknown_words)
   else:
-    conds = model.conditions(vectors=_vectors())
+    conds = model.conditions(vectors=_vectors(model))
   if FLAGS.combine == 'interpolate':
     return model.condition_path(FLAGS.seed, conds, num_paths=FLAGS.num_paths,
                                 num_steps=FLAGS.num_steps)

@@ -2,6 +2,9 @@
 
 Variants: '' (TFDS mnist), 'idx' (four MNIST IDX files in --config.data.path),
 'cond' (class-conditional: conditional normalisation in G, projection D),
+'vector' / 'text' (conditioned on Morpho-MNIST measurements of each digit:
+a vector of the one-hot digit, thickness, slant, width, height and area, or
+a caption such as "a thick seven slanting right"; gensynth.data.morpho),
 'smooth' (nearest 2x upsampling + 3x3 convs in G instead of transposed convs,
 minibatch-std feature in D; the default stays the pytorch/examples DCGAN
 layout that the throughput benchmark compares), 'r1' (hinge loss and lazy R1,
@@ -9,7 +12,8 @@ gamma 1 every 16 steps), 'adam0' (both optimizers Adam lr 4e-4, b1 0,
 b2 0.99), 'shared' (one fake batch per step for D's and G's update, as
 pytorch/examples' DCGAN), 'wide' (D widths 64-128 instead of 32-64), 'smoke'
 (28x28 grey procedural shapes, seconds). 'idx,cond,smooth,r1,adam0,shared,wide'
-is the 30-minute FID benchmark recipe in BUILD_NOTES.md.
+is the 30-minute FID benchmark recipe in BUILD_NOTES.md; with 'vector' or
+'text' in place of 'cond' it is the condition-fidelity benchmark's.
 """
 
 from gensynth.configs import common
@@ -18,8 +22,9 @@ from gensynth.configs import gan_common
 
 def get_config(arg=None):
   variants = common.parse_variants('gan_mnist', arg,
-                                       ('idx', 'cond', 'smooth', 'r1',
-                                        'adam0', 'shared', 'wide', 'smoke'))
+                                       ('idx', 'cond', 'vector', 'text',
+                                        'smooth', 'r1', 'adam0', 'shared',
+                                        'wide', 'smoke'))
   c = gan_common.base_config()
   c.num_steps = 40_000
   c.data.update(source='tfds', name='mnist', download=True, channels=1)
@@ -27,8 +32,7 @@ def get_config(arg=None):
   c.loss.update(kind='ns')
   if 'idx' in variants:
     c.data.update(source='idx', path='~/data/mnist', download=False)
-  if 'cond' in variants:
-    c.model.conditional = True
+  common.condition_variants(c, variants)
   if 'smooth' in variants:
     c.model.update(g_upsample='nearest', d_mbstd_group=4)
   if 'r1' in variants:

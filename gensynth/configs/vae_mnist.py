@@ -1,7 +1,8 @@
 """Conv VAE on binarized MNIST (the NLL benchmark in BUILD_NOTES.md).
 
 Variants: '' (TFDS mnist), 'idx' (four MNIST IDX files in --config.data.path),
-'cond' (class-conditional), 'smoke' (28x28 grey procedural shapes, seconds).
+'cond' (class-conditional), 'vector' / 'text' (a CVAE conditioned on
+Morpho-MNIST vectors or captions, as gan_mnist.py's), 'smoke' (28x28 grey procedural shapes, seconds).
 """
 
 from gensynth.configs import common
@@ -9,7 +10,8 @@ from gensynth.configs import vae_common
 
 
 def get_config(arg=None):
-  variants = common.parse_variants('vae_mnist', arg, ('idx', 'cond', 'smoke'))
+  variants = common.parse_variants('vae_mnist', arg, ('idx', 'cond', 'vector',
+                                                'text', 'smoke'))
   c = vae_common.base_config()
   c.batch_size = 128
   c.num_steps = 18_000  # more than the 60-minute NLL benchmark reaches
@@ -31,8 +33,7 @@ def get_config(arg=None):
   c.eval.update(batch_size=100, final_samples=1000, chunk_size=50)
   if 'idx' in variants:
     c.data.update(source='idx', path='~/data/mnist', download=False)
-  if 'cond' in variants:
-    c.model.conditional = True
+  common.condition_variants(c, variants)
   if 'smoke' in variants:
     c.data.update(source='shapes', image_size=28, channels=1, download=False)
     vae_common.smoke(c)

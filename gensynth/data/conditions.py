@@ -124,12 +124,64 @@ def spec_of(kind, conditions=None, *, num_classes=0, vocab=None, names=None):
       spec['names'] = list(names)
     # The encoder standardises each component with the training split's
     # statistics (fields on very different scales, e.g. a one-hot next to
-    # a radius of 0.13-0.26, then weigh alike).
+    # a radius of 0.13-0.26, then weigh alike). A field constant in training
+    # (e.g. a class the split lacks) keeps its scale: std 1, not a tiny
+    # divisor that would turn any other value into a huge input.
     spec['mean'] = [float(x) for x in v.mean(0)]
-    spec['std'] = [float(x) for x in np.maximum(v.std(0), 1e-6)]
+    std = v.std(0)
+    spec['std'] = [float(x) for x in np.where(std > 1e-6, std, 1.0)]
   else:
     spec.update(vocab.to_json())
   return spec
+
+
+def named_vectors(rows, spec):
+  """float32 [N, D] from rows of named values, e.g.
+  [{'digit': '7', 'thickness': '4.5'}, {'kind': 'ring', 'x': '0.3'}].
+
+  A name is one of the vector's fields (spec['names']) or the stem of a
+  one-hot group: 'digit=7' sets digit_7 to 1 and the rest of digit_* to 0.
+  Fields a row leaves out take the training mean (spec['mean']); a one-hot
+  group left out stays at its mean (a blend of the classes).
+
+  Raises:
+    InputError: naming an unknown field or value and listing the known ones.
+  """
+  names = list(spec.get('names') or [])
+  if not names:
+    raise errors.InputError(
+        'this model\'s condition vectors have no field names: give plain '
+        f'numbers ({spec["dim"]} per vector).')
+  index = {n: i for i, n in enumerate(names)}
+  groups = {}
+  for i, n in enumerate(names):
+    stem, _, value = n.rpartition('_')
+    if stem and stem not in index:
+      groups.setdefault(stem, {})[value] = i
+  out = np.tile(np.asarray(spec['mean'], np.float32), (len(rows), 1))
+  known = ', '.join(names + [f'{g}=<{"|".join(v)}>' for g, v in
+                             groups.items()])
+  for r, row in enumerate(rows):
+    for name, value in row.items():
+      if name in groups:
+        if value not in groups[name]:
+          raise errors.InputError(
+              f'condition vector field {name}={value!r}: expected one of '
+              f'{sorted(groups[name])}.')
+        out[r, list(groups[name].values())] = 0.0
+        out[r, groups[name][value]] = 1.0
+      elif name in index:
+        try:
+          out[r, index[name]] = float(value)
+        except ValueError:
+          raise errors.InputError(
+              f'condition vector field {name}={value!r}: not a number.'
+          ) from None
+      else:
+        raise errors.InputError(
+            f'condition vector field {name!r} unknown; this model knows '
+            f'{known}.')
+  return check_vectors(out, spec['dim'])
 
 
 def check_vectors(vectors, dim, what='condition vectors'):

@@ -10,8 +10,12 @@ half intensity and measured with array ops over the whole set at once:
   width, height  of the bounding box (pixels)
   area       foreground pixels
 
-Captions name the digit and, when it is clearly thin or thick, slanted or
-upright, those too: "a thick seven slanting right", "a thin two", "a four".
+Conditions of a digit (`vectors`, `captions`) name its class as well as its
+shape, so a model conditioned on them alone is asked for a digit: vectors
+are the one-hot class (digit_0..digit_9) followed by FIELDS; captions name
+the digit and, when it is clearly thin or thick or leans, that too: "a
+thick seven slanting right", "a thin two", "a four" (a four of middling
+thickness, upright: the words left out are the middle category, not "any").
 """
 
 import numpy as np
@@ -19,6 +23,7 @@ import numpy as np
 from gensynth import errors
 
 FIELDS = ('thickness', 'slant', 'width', 'height', 'area')
+VECTOR_FIELDS = tuple(f'digit_{i}' for i in range(10)) + FIELDS
 DIGITS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven',
           'eight', 'nine')
 # Caption thresholds: near the terciles of thickness and slant over the
@@ -75,19 +80,31 @@ def morphometrics(images):
       np.float32)
 
 
+def categories(metrics):
+  """The captions' words as categories of morphometrics [N, >= 2]: int
+  [N, 2] of (thickness 0 thin / 1 middling / 2 thick, slant 0 left /
+  1 upright / 2 right)."""
+  m = np.asarray(metrics, np.float64)
+  thick = np.where(m[:, 0] < THIN, 0, np.where(m[:, 0] > THICK, 2, 1))
+  slant = np.where(m[:, 1] < -SLANT, 0, np.where(m[:, 1] > SLANT, 2, 1))
+  return np.stack([thick, slant], -1)
+
+
+def vectors(labels, metrics):
+  """float32 [N, 15] (VECTOR_FIELDS): the one-hot digit, then FIELDS."""
+  labels = np.asarray(labels)
+  if labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
+    raise errors.DataError(f'digit labels must be 0..9, got '
+                           f'{labels.min()}..{labels.max()}.')
+  return np.concatenate([np.eye(10, dtype=np.float32)[labels],
+                         np.asarray(metrics, np.float32)], -1)
+
+
 def captions(labels, metrics):
   """One caption per digit from its label and morphometrics."""
-  out = []
-  for label, (thick, slant, *_) in zip(np.asarray(labels), metrics):
-    words = ['a']
-    if thick < THIN:
-      words.append('thin')
-    elif thick > THICK:
-      words.append('thick')
-    words.append(DIGITS[int(label)])
-    if slant > SLANT:
-      words.append('slanting right')
-    elif slant < -SLANT:
-      words.append('slanting left')
-    out.append(' '.join(words))
-  return np.array(out)
+  thick_words = ('thin ', '', 'thick ')
+  slant_words = (' slanting left', '', ' slanting right')
+  cats = categories(metrics)
+  return np.array([
+      f'a {thick_words[t]}{DIGITS[int(label)]}{slant_words[s]}'
+      for label, (t, s) in zip(np.asarray(labels), cats)])

@@ -242,13 +242,14 @@ def _shapes(cfg, split):
 
 
 def _morpho(images, labels, condition):
-  """Morpho-MNIST conditions of grey digits: vectors or captions."""
+  """Morpho-MNIST conditions of grey digits: vectors (one-hot digit and
+  morphometrics) or captions."""
   if images.shape[-1] != 1:
     raise DataError(f'morphometrics measure grey digits; these images have '
                     f'{images.shape[-1]} channels.')
   metrics = morpho_lib.morphometrics(images)
   if condition == 'vector':
-    return metrics, morpho_lib.FIELDS
+    return morpho_lib.vectors(labels, metrics), morpho_lib.VECTOR_FIELDS
   return morpho_lib.captions(labels, metrics), None
 
 

@@ -1,19 +1,40 @@
-"""Condition fidelity of a trained GAN or VAE on the attribute shapes.
+"""Condition fidelity of a trained GAN or VAE: on the attribute shapes, or
+on digits conditioned on Morpho-MNIST vectors or captions.
 
-For each evaluated split (test, and 'heldout' when the run held colour x
+Shapes: for each evaluated split (test, and 'heldout' when the run held colour x
 kind pairs out of training) the model draws one sample per test condition;
 gensynth.data.shapes.read_attributes reads kind, colour, size and position
 back, and gensynth.metrics.conditions scores them against what was asked.
 The same scores on the split's real images are the ceiling; a class-only
 model (variant 'attributes') scored the same way is the baseline.
+
+Digits (an MNIST run: IDX files, or TFDS with condition_key
+'morphometrics'): one sample per test condition; a gensynth classifier reads
+the digit, gensynth.data.morpho measures thickness, slant, width, height and
+area, and gensynth.metrics.conditions.digit_fidelity scores them against
+the digit and measurements of the test image the condition came from. A
+class-only run (gan_mnist.py:cond) scored the same way is the baseline: it
+is asked for the digit only.
 """
+
+import numpy as np
 
 
 from gensynth import errors
+from gensynth.data import morpho
+from gensynth.evaluation import features
 from gensynth.evaluation import runs
 from gensynth.evaluation import sampling
 from gensynth.evaluation import text_match
 from gensynth.metrics import conditions as metrics
+
+
+def is_digits(config):
+  """Whether `config` trains on MNIST-like digits with Morpho-MNIST
+  conditions (or on their class ids: the baseline)."""
+  data = config.data
+  return data.source == 'idx' or data.get('condition_key') == 'morphometrics' \
+      or (data.source == 'tfds' and data.get('name') == 'mnist')
 
 
 def _check(config):
@@ -33,8 +54,12 @@ def splits_of(config):
 
 
 def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
-             score_as=None, r_precision_steps=800):
+             score_as=None, r_precision_steps=800, classifier=None):
   """{split: {'generated': scores, 'real': scores}} for a trained run.
+
+  Shapes runs and digit runs (`is_digits`; these need `classifier`, the
+  workdir of a gensynth classifier that reads the digit, and are scored on
+  split 'test' by `digit_fidelity`).
 
   Args:
     score_as: 'text' scores only the attributes each test caption names (as
@@ -43,8 +68,11 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
       score all attributes, as 'vector' without continuous fields).
     r_precision_steps: text runs also get R-precision from an evaluator
       dual encoder trained this many steps on the real training pairs
-      (gensynth.evaluation.text_match); 0 skips it.
+      (gensynth.evaluation.text_match); 0 skips it. Shapes only.
   """
+  if is_digits(config):
+    return digit_fidelity(config, workdir, classifier=classifier,
+                          num_samples=num_samples, seed=seed, step=step)
   _check(config)
   model = sampling.load(config, workdir, step=step)
   kind = model.info['condition']['kind'] if config.model.conditional else None
@@ -79,6 +107,36 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
             text_match.embed(*matcher, images=x), texts, num_candidates=k,
             seed=seed)
         out[name][side]['r_precision_candidates'] = k
+  return out
+
+
+def digit_fidelity(config, workdir, *, classifier, num_samples=1000, seed=0,
+                   step=None):
+  """Fidelity of a digits run to its test conditions (see the module doc)."""
+  if not classifier:
+    raise errors.InputError(
+        'condition fidelity on digits reads each sample\'s digit with a '
+        'gensynth classifier: pass --classifier=WORKDIR of a run of '
+        'gensynth/configs/classifier_mnist.py.')
+  model = sampling.load(config, workdir, step=step)
+  kind = model.info['condition']['kind'] if config.model.conditional else None
+  if kind is None:
+    raise errors.InputError(
+        f'{workdir!r} holds an unconditional run: there is no condition to '
+        'obey (the class-only baseline is gan_mnist.py:cond).')
+  (src,) = runs.load_splits(config, model.info, ('test',))
+  sub = src.subset(slice(0, min(num_samples, len(src))))
+  conds = sub.conditions if model.spec is not None else sub.labels
+  images = model.generate(seed, conds)
+  reader = features.ClassifierFeatures(classifier)
+  requested = morpho.morphometrics(sub.images)
+  out = {'step': model.step, 'condition': kind, 'scored_as': kind}
+  out['test'] = {}
+  for side, x in (('generated', images),
+                  ('real', sub.images.astype(np.float32) / 255.0)):
+    digits = reader.features_and_logits(x)[1].argmax(-1)
+    out['test'][side] = metrics.digit_fidelity(
+        sub.labels, digits, requested, morpho.morphometrics(x))
   return out
 
 

@@ -8,6 +8,10 @@ images (e.g. by gensynth.data.shapes.read_attributes):
   shapes_fidelity        all of the above for the procedural attribute shapes,
                          per attribute and jointly, counting for text only the
                          attributes each caption names
+  digit_fidelity         the same for digits conditioned on Morpho-MNIST
+                         conditions: the digit a classifier reads, the
+                         captions' thickness and slant words, and r / MAE per
+                         morphometric
 
 All inputs are host arrays; every function returns plain floats and lists
 (JSON-ready).
@@ -16,6 +20,7 @@ All inputs are host arrays; every function returns plain floats and lists
 import numpy as np
 
 from gensynth import errors
+from gensynth.data import morpho as morpho_lib
 from gensynth.data import shapes as shapes_lib
 
 SHAPE_ATTRIBUTES = ('kind', 'colour', 'size', 'position')
@@ -106,4 +111,45 @@ def shapes_fidelity(images, requested, *, mentions=None, attributes=None):
     for field, col in _CONTINUOUS.items():
       agree = continuous_agreement(req[:, col], measured['vector'][:, col])
       out[f'{field}_r'], out[f'{field}_mae'] = agree['pearson_r'], agree['mae']
+  return out
+
+
+def digit_fidelity(requested_digits, measured_digits, requested_metrics,
+                   measured_metrics):
+  """Fidelity of digits to Morpho-MNIST conditions.
+
+  Args:
+    requested_digits: int [N], the digit each condition asks for.
+    measured_digits: int [N], the digit a classifier reads on each image.
+    requested_metrics: [N, 5] morphometrics asked for (gensynth.data.morpho
+      FIELDS; for captions, those of the image the caption describes).
+    measured_metrics: [N, 5] morphometrics measured on the images.
+
+  Returns:
+    {'digit_accuracy', 'digit_per_value', 'thickness_word_accuracy' and
+    'slant_word_accuracy' (the caption's three-way category: thin /
+    middling / thick, left / upright / right), 'joint_accuracy' (digit and
+    both words right), '<field>_r' and '<field>_mae' per morphometric}.
+  """
+  req_m = np.asarray(requested_metrics, np.float64)
+  got_m = np.asarray(measured_metrics, np.float64)
+  if req_m.ndim != 2 or req_m.shape[1] != len(morpho_lib.FIELDS):
+    raise errors.InputError(
+        f'digit_fidelity: morphometrics must be [N, {len(morpho_lib.FIELDS)}] '
+        f'({", ".join(morpho_lib.FIELDS)}), got shape {req_m.shape}.')
+  req_m, got_m = _pair(req_m, got_m, 'digit_fidelity')
+  digits = categorical_agreement(requested_digits, measured_digits, 10)
+  req_c, got_c = morpho_lib.categories(req_m), morpho_lib.categories(got_m)
+  hit = np.asarray(requested_digits) == np.asarray(measured_digits)
+  out = {'num_samples': len(req_m), 'digit_accuracy': digits['accuracy'],
+         'digit_per_value': digits['per_value']}
+  for i, name in enumerate(('thickness_word', 'slant_word')):
+    agree = categorical_agreement(req_c[:, i], got_c[:, i], 3)
+    out[f'{name}_accuracy'] = agree['accuracy']
+    out[f'{name}_per_value'] = agree['per_value']
+    hit &= req_c[:, i] == got_c[:, i]
+  out['joint_accuracy'] = float(hit.mean())
+  for i, field in enumerate(morpho_lib.FIELDS):
+    agree = continuous_agreement(req_m[:, i], got_m[:, i])
+    out[f'{field}_r'], out[f'{field}_mae'] = agree['pearson_r'], agree['mae']
   return out

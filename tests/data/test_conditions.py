@@ -218,6 +218,8 @@ def test_morphometrics_measure_slant_thickness_and_box():
   caps = morpho.captions([7, 7, 2, 1], m)
   assert list(caps) == ['a thin seven', 'a thin seven slanting right',
                         'a thin two slanting left', 'a thick one']
+  np.testing.assert_array_equal(morpho.categories(m),
+                                [[0, 1], [0, 2], [0, 0], [2, 1]])
   with pytest.raises(errors.InputError, match=r'\[N, H, W\]'):
     morpho.morphometrics(np.zeros((2, 28, 28, 3)))
 
@@ -233,9 +235,15 @@ def test_idx_digits_get_morphometric_conditions(tmp_path):
   assert set(vocab.words) & {'zero', 'one', 'two', 'three', 'four', 'five'}
   cfg.condition = 'vector'
   vec = data_lib.load_split(cfg, 'train')
-  assert vec.conditions.shape == (32, 5)
-  assert vec.condition_spec['names'] == list(
-      ('thickness', 'slant', 'width', 'height', 'area'))
+  assert vec.conditions.shape == (32, 15)
+  assert vec.condition_spec['names'] == [f'digit_{i}' for i in range(10)] + [
+      'thickness', 'slant', 'width', 'height', 'area']
+  # The one-hot digit is the label; the rest are the digit's measurements.
+  np.testing.assert_array_equal(vec.conditions[:, :10].argmax(-1), vec.labels)
+  np.testing.assert_array_equal(vec.conditions[:, :10].sum(-1), 1)
+  from gensynth.data import morpho  # pylint: disable=g-import-not-at-top
+  np.testing.assert_allclose(vec.conditions[:, 10:],
+                             morpho.morphometrics(vec.images))
 
 
 def test_tfds_conditions_by_feature_name():
@@ -257,3 +265,24 @@ def test_tfds_conditions_by_feature_name():
     (digits,), vocab = data_lib.encode_text([data_lib.load_split(mnist,
                                                                  'train')])
   assert digits.conditions.shape[0] == 6 and vocab.words[0] == 'a'
+
+
+def test_named_vectors_fill_one_hot_groups_and_means():
+  from gensynth.data import conditions  # pylint: disable=g-import-not-at-top
+  from gensynth.data import morpho  # pylint: disable=g-import-not-at-top
+  names = list(morpho.VECTOR_FIELDS)
+  mean = [0.1] * 10 + [3.0, 0.1, 15.0, 19.0, 150.0]
+  spec = {'kind': 'vector', 'dim': 15, 'names': names, 'mean': mean}
+  v = conditions.named_vectors(
+      [{'digit': '7', 'thickness': '4.5'}, {'slant': '-0.3'}], spec)
+  assert v.shape == (2, 15) and v.dtype == np.float32
+  np.testing.assert_array_equal(v[0, :10], np.eye(10)[7])
+  np.testing.assert_allclose(v[0, 10:], [4.5, 0.1, 15.0, 19.0, 150.0])
+  np.testing.assert_allclose(v[1, :11], mean[:11])  # left out: the mean
+  assert v[1, 11] == np.float32(-0.3)
+  np.testing.assert_allclose(v[1, 12:], mean[12:])
+  for row, message in (({'colour': 'red'}, "'colour' unknown.*digit=<0"),
+                       ({'digit': '12'}, "digit='12': expected one of"),
+                       ({'slant': 'steep'}, 'not a number')):
+    with pytest.raises(errors.InputError, match=message):
+      conditions.named_vectors([row], spec)

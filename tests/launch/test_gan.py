@@ -119,6 +119,43 @@ def test_shared_fakes_with_several_d_steps_is_rejected(tmp_path):
   assert 'shared_fakes=True needs config.loss.d_steps=1' in proc.stderr
 
 
+def test_digit_fidelity_of_a_morphometry_vector_run(tmp_path, classifier):
+  idx = helpers.make_idx_dir(str(tmp_path / 'idx'), n_train=64, n_test=16)
+  workdir = str(tmp_path / 'run')
+  helpers.run_launch('train', '--config=gensynth/configs/gan_mnist.py:smoke,'
+                     'vector', '--config.data.source=idx',
+                     f'--config.data.path={idx}', '--config.num_steps=2',
+                     f'--workdir={workdir}')
+  info = json.load(open(os.path.join(workdir, 'info.json')))
+  assert info['condition']['names'][:2] == ['digit_0', 'digit_1']
+  assert info['condition']['dim'] == 15
+  out = json.loads(helpers.run_launch(
+      'evaluate', f'--workdir={workdir}', '--fidelity', '--num_generated=12',
+      f'--classifier={classifier}').stdout)
+  gen, real = out['run']['test']['generated'], out['run']['test']['real']
+  assert gen['num_samples'] == real['num_samples'] == 12
+  assert 0.0 <= gen['digit_accuracy'] <= 1.0
+  # The real digits are measured by the same function that set the request.
+  assert real['thickness_r'] == pytest.approx(1.0)
+  assert real['thickness_word_accuracy'] == real['slant_word_accuracy'] == 1.0
+  assert set(out['summary']['test_generated']) >= {
+      'digit_accuracy', 'thickness_r', 'slant_mae', 'joint_accuracy'}
+  proc = helpers.run_launch('evaluate', f'--workdir={workdir}', '--fidelity',
+                            check=False)
+  assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+  assert 'pass --classifier=WORKDIR' in proc.stderr
+  # Vectors by field name: a row per vector.
+  out = json.loads(helpers.run_launch(
+      'sample', f'--workdir={workdir}', '--mode=vector', '--per_class=3',
+      '--vectors=digit=7,thickness=4.5;digit=1,slant=0.3',
+      f'--output={tmp_path}').stdout)
+  assert out['shape'] == [6, 28, 28, 1]
+  proc = helpers.run_launch('sample', f'--workdir={workdir}', '--mode=vector',
+                            '--vectors=digit=7,colour=red', check=False)
+  assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+  assert "'colour' unknown" in proc.stderr
+
+
 @pytest.mark.parametrize('config', ['gan_shapes.py:smoke',
                                     'gan_cifar10.py:smoke,cond',
                                     'gan_mnist.py:smoke'])

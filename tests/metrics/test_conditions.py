@@ -38,6 +38,40 @@ def test_shapes_fidelity_scores_named_attributes_only():
   assert vec['colour_accuracy'] < 0.95 and vec['joint_accuracy'] < 0.95
 
 
+def _bar(shift_per_row, width, size=28):
+  img = np.zeros((size, size), np.uint8)
+  for r in range(4, 24):
+    c = int(round(14 + shift_per_row * (14 - r)))
+    img[r, c - width // 2:c - width // 2 + width] = 255
+  return img
+
+
+def test_digit_fidelity_scores_digit_words_and_measurements():
+  from gensynth.data import morpho  # pylint: disable=g-import-not-at-top
+  shifts, widths = [0.0, 0.4, -0.4, 0.0, 0.2, -0.2], [2, 2, 2, 5, 3, 4]
+  digits = np.stack([_bar(s, w) for s, w in zip(shifts, widths)])
+  asked = morpho.morphometrics(digits)
+  labels = np.array([1, 1, 7, 7, 4, 4])
+  same = metrics.digit_fidelity(labels, labels, asked, asked)
+  assert same['digit_accuracy'] == 1.0 and same['joint_accuracy'] == 1.0
+  assert same['thickness_word_accuracy'] == 1.0
+  assert same['thickness_r'] == pytest.approx(1.0)
+  assert same['slant_mae'] == 0.0
+  # Every bar drawn two pixels thicker: slant still obeyed, thickness not.
+  thick = morpho.morphometrics(np.stack([_bar(s, w + 2) for s, w in
+                                         zip(shifts, widths)]))
+  got = metrics.digit_fidelity(labels, [1, 2, 7, 7, 4, 5], asked, thick)
+  assert got['digit_accuracy'] == pytest.approx(4 / 6)
+  assert got['digit_per_value'][1] == 0.5 and got['digit_per_value'][0] \
+      is None
+  assert got['slant_word_accuracy'] == 1.0
+  assert got['thickness_word_accuracy'] < 1.0
+  assert got['thickness_mae'] > 1.0
+  assert got['joint_accuracy'] <= got['thickness_word_accuracy']
+  with pytest.raises(errors.InputError, match=r'\[N, 5\]'):
+    metrics.digit_fidelity(labels, labels, asked[:, :3], asked[:, :3])
+
+
 def test_r_precision_separates_matching_from_shuffled_pairs():
   images, attrs = shapes.make_attribute_shapes(400, seed=5)
   vocab = conditions.Vocabulary.build(attrs['caption'])
