@@ -44,3 +44,14 @@ def test_upgrade_fills_fields_an_older_run_lacked_and_keeps_the_rest():
 def test_upgrade_rejects_a_config_of_no_known_trainer():
   with pytest.raises(errors.ConfigError, match="trainer='bogus'"):
     common.upgrade({'trainer': 'bogus'})
+
+
+def test_mnist_condition_variants():
+  from gensynth.configs import vae_mnist  # pylint: disable=g-import-not-at-top
+  c = gan_mnist.get_config('idx,vector,smooth')
+  assert c.model.conditional and c.data.condition == 'vector'
+  assert c.data.source == 'idx'
+  assert vae_mnist.get_config('text').data.condition == 'text'
+  assert gan_mnist.get_config('cond').data.condition == 'label'
+  with pytest.raises(errors.ConfigError, match='each pick the condition'):
+    gan_mnist.get_config('cond,text')

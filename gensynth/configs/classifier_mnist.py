@@ -2,7 +2,9 @@
 
 Variants: '' (TFDS mnist), 'idx' (four MNIST IDX files in --config.data.path),
 'shapes' (28x28 grey procedural shapes, for the gan_shapes/gan_mnist smoke
-metrics), 'smoke' (a few steps on tiny shapes data, seconds).
+metrics), 'attribute_shapes' (the 32x32 RGB attribute shapes' six kinds:
+the features behind FID of the text- and vector-conditioned shapes GANs),
+'smoke' (a few steps on tiny shapes data, seconds).
 """
 
 import ml_collections
@@ -12,7 +14,8 @@ from gensynth.configs import common
 
 def get_config(arg=None):
   variants = common.parse_variants('classifier_mnist', arg,
-                                   ('idx', 'shapes', 'smoke'))
+                                   ('idx', 'shapes', 'attribute_shapes',
+                                    'smoke'))
   c = ml_collections.ConfigDict()
   c.trainer = 'classifier'
   c.seed = 0
@@ -45,6 +48,12 @@ def get_config(arg=None):
     c.num_steps = 600
     c.eval_every = 300
     c.checkpoint_every = 300
+  if 'attribute_shapes' in variants:
+    c.data.update(source='shapes', image_size=32, channels=3, download=False,
+                  num_train=20_000, num_test=1000, shapes_attributes=True)
+    c.num_steps = 1500
+    c.eval_every = 500
+    c.checkpoint_every = 500
   if 'smoke' in variants:
     c.data.update(num_train=64, num_test=32)
     c.update(batch_size=16, num_steps=4, log_every=2, checkpoint_every=2,

@@ -1,6 +1,7 @@
 """Two cooperating processes (jax.distributed, gloo), 2 CPU devices each."""
 
 import os
+import re
 import socket
 import subprocess
 import time
@@ -85,6 +86,9 @@ def test_killing_both_then_restarting_resumes(single, tmp_path):
     assert time.time() - t0 < 240, 'no checkpoint in time'
     assert all(p.poll() is None for p in procs), procs[0].stderr.read()[-2000:]
     time.sleep(0.05)
+  # Killed mid-run: had both already finished, the restart below would only
+  # reload the final checkpoint and test nothing.
+  assert all(p.poll() is None for p in procs), 'the run ended before the kill'
   for p in procs:
     p.kill()
     p.wait()
@@ -92,7 +96,8 @@ def test_killing_both_then_restarting_resumes(single, tmp_path):
   procs = [_start(multi, port, p) for p in (0, 1)]
   errs = [p.communicate(timeout=300)[1] for p in procs]
   assert [p.returncode for p in procs] == [0, 0], errs[0][-3000:]
-  assert 'Restored checkpoint step' in errs[0] + errs[1]
+  restored = re.search(r'Restored checkpoint step (\d+)', errs[0] + errs[1])
+  assert restored and int(restored.group(1)) < 12, errs[0][-3000:]
   s1, p1 = helpers.restore_params(single)
   s2, p2 = helpers.restore_params(multi)
   assert s1 == s2 == 12
