@@ -17,9 +17,7 @@ class-only run (gan_mnist.py:cond) scored the same way is the baseline: it
 is asked for the digit only.
 """
 
-import numpy as np
-
-
+from gensynth import data as data_lib
 from gensynth import errors
 from gensynth.data import morpho
 from gensynth.evaluation import features
@@ -133,7 +131,7 @@ def digit_fidelity(config, workdir, *, classifier, num_samples=1000, seed=0,
   out = {'step': model.step, 'condition': kind, 'scored_as': kind}
   out['test'] = {}
   for side, x in (('generated', images),
-                  ('real', sub.images.astype(np.float32) / 255.0)):
+                  ('real', data_lib.preprocess(sub.images))):
     digits = reader.features_and_logits(x)[1].argmax(-1)
     out['test'][side] = metrics.digit_fidelity(
         sub.labels, digits, requested, morpho.morphometrics(x))
