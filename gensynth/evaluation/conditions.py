@@ -100,10 +100,14 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
     if matcher is not None:
       texts = text_match.embed(*matcher, tokens=sub.conditions)
       k = min(100, len(sub))
+      describes = metrics.caption_describes(attrs, attrs['mentions'])
       for side, x in (('generated', images), ('real', sub.images)):
+        emb = text_match.embed(*matcher, images=x)
         out[name][side]['r_precision'] = text_match.r_precision(
-            text_match.embed(*matcher, images=x), texts, num_candidates=k,
-            seed=seed)
+            emb, texts, num_candidates=k, seed=seed)
+        # Candidates only among captions false of the condition.
+        out[name][side]['r_precision_mismatched'] = text_match.r_precision(
+            emb, texts, num_candidates=k, seed=seed, describes=describes)
         out[name][side]['r_precision_candidates'] = k
   return out
 
@@ -151,5 +155,5 @@ def summary(record):
           k: (None if v is None else round(float(v), 4))
           for k, v in scores.items()
           if k.endswith(('_accuracy', '_r', '_mae')) or
-          k in ('found', 'r_precision')}
+          k in ('found', 'r_precision', 'r_precision_mismatched')}
   return lines

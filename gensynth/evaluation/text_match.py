@@ -12,6 +12,13 @@ R-precision (Xu et al., AttnGAN 2018): for each image, its own caption and
 similarity; the score is the fraction of images whose own caption ranks
 first (chance: 1 / num_candidates). It is reported for generated images and
 for the real test images (the ceiling).
+
+Captions that leave attributes out ("a disc") also describe other images
+("a small red disc" is one), so a random other caption can be just as true
+of an image as its own. With `describes` (bool [N, N]: caption j is true of
+image i) candidates are drawn only from captions that are false of the
+image, the "mismatched" captions AttnGAN's protocol means; without it, from
+any other row.
 """
 
 import functools
@@ -137,9 +144,11 @@ def embed(model, params, images=None, tokens=None, *, batch_size=500):
   return np.concatenate(out)
 
 
-def r_precision(image_emb, text_emb, *, num_candidates=100, seed=0):
+def r_precision(image_emb, text_emb, *, num_candidates=100, seed=0,
+                describes=None):
   """Fraction of rows i whose own text (row i of text_emb) is the most
-  similar to image i among it and num_candidates - 1 other rows' texts."""
+  similar to image i among it and num_candidates - 1 other rows' texts
+  (with `describes`, only rows j whose caption is false of image i)."""
   image_emb, text_emb = np.asarray(image_emb), np.asarray(text_emb)
   n = len(image_emb)
   if text_emb.shape != image_emb.shape or n < num_candidates:
@@ -148,9 +157,28 @@ def r_precision(image_emb, text_emb, *, num_candidates=100, seed=0):
         f'num_candidates={num_candidates}; got {image_emb.shape} and '
         f'{text_emb.shape}.')
   rng = np.random.default_rng(seed)
-  # Candidates: other rows, drawn without the row itself.
-  others = rng.integers(0, n - 1, (n, num_candidates - 1))
-  others += others >= np.arange(n)[:, None]
+  if describes is None:
+    # Candidates: other rows, drawn without the row itself.
+    others = rng.integers(0, n - 1, (n, num_candidates - 1))
+    others += others >= np.arange(n)[:, None]
+  else:
+    allowed = ~np.asarray(describes, bool)
+    if allowed.shape != (n, n):
+      raise errors.InputError(f'describes must be [{n}, {n}], got '
+                              f'{allowed.shape}.')
+    allowed[np.arange(n), np.arange(n)] = False
+    count = allowed.sum(1)
+    if count.min() < num_candidates - 1:
+      raise errors.InputError(
+          f'row {int(count.argmin())} has {int(count.min())} mismatched '
+          f'captions, fewer than num_candidates - 1 = {num_candidates - 1}.')
+    # A uniform draw k among each row's allowed columns: the first column
+    # whose running count reaches k + 1. Offsetting row i's counts by
+    # i * (n + 1) makes one sorted array, searched for all rows at once.
+    picks = (rng.random((n, num_candidates - 1)) * count[:, None]).astype(int)
+    offset = np.arange(n)[:, None] * (n + 1)
+    flat = (np.cumsum(allowed, 1) + offset).ravel()
+    others = np.searchsorted(flat, picks + 1 + offset) - np.arange(n)[:, None] * n
   cand = np.concatenate([np.arange(n)[:, None], others], 1)
   sims = np.einsum('nd,nkd->nk', image_emb, text_emb[cand])
   return float(np.mean(np.argmax(sims, 1) == 0))

@@ -153,3 +153,16 @@ def digit_fidelity(requested_digits, measured_digits, requested_metrics,
     agree = continuous_agreement(req_m[:, i], got_m[:, i])
     out[f'{field}_r'], out[f'{field}_mae'] = agree['pearson_r'], agree['mae']
   return out
+
+
+def caption_describes(requested, mentions):
+  """bool [N, N]: [i, j] is True where caption j (its kind, and the colour,
+  size and position it names per mentions[j]) is true of image i, whose
+  attributes are requested[...][i] (attribute-shapes captions)."""
+  kind = np.asarray(requested['kind'])
+  out = kind[:, None] == kind[None, :]
+  for m, attr in enumerate(('colour', 'size', 'position')):
+    a = np.asarray(requested[attr])
+    named = np.asarray(mentions)[:, m]
+    out &= ~named[None, :] | (a[:, None] == a[None, :])
+  return out

@@ -72,6 +72,32 @@ def test_digit_fidelity_scores_digit_words_and_measurements():
     metrics.digit_fidelity(labels, labels, asked[:, :3], asked[:, :3])
 
 
+def test_caption_describes_and_r_precision_among_mismatched_captions():
+  images, attrs = shapes.make_attribute_shapes(300, seed=6)
+  del images
+  d = metrics.caption_describes(attrs, attrs['mentions'])
+  assert d.shape == (300, 300) and d.diagonal().all()
+  assert not d[attrs['kind'][:, None] != attrs['kind'][None, :]].any()
+  i, j = np.argwhere(d & ~np.eye(300, dtype=bool))[0]
+  for m, attr in enumerate(('colour', 'size', 'position')):
+    assert not attrs['mentions'][j, m] or attrs[attr][i] == attrs[attr][j]
+  # Twenty groups of five rows with one embedding per group: a caption of
+  # the same group is as true of an image as its own, and with a little
+  # noise often ranks above it; drawn only among mismatched captions, every
+  # image finds its own.
+  rng = np.random.default_rng(0)
+  group = np.repeat(np.arange(20), 5)
+  base = rng.normal(size=(20, 16))[group]
+  texts = base + 0.05 * rng.normal(size=base.shape)
+  same = group[:, None] == group[None, :]
+  plain = text_match.r_precision(base, texts, num_candidates=40)
+  mismatched = text_match.r_precision(base, texts, num_candidates=40,
+                                      describes=same)
+  assert mismatched == 1.0 and plain < 0.9
+  with pytest.raises(errors.InputError, match='mismatched captions'):
+    text_match.r_precision(base, texts, num_candidates=97, describes=same)
+
+
 def test_r_precision_separates_matching_from_shuffled_pairs():
   images, attrs = shapes.make_attribute_shapes(400, seed=5)
   vocab = conditions.Vocabulary.build(attrs['caption'])
