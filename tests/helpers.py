@@ -71,6 +71,17 @@ def write_idx(path, array, *, compress=False):
       f.write(data)
 
 
+def slanted_bar(shift_per_row, width=3, size=28):
+  """A digit-like vertical bar (uint8 [size, size]) of `width` pixels whose
+  column moves by shift_per_row per row going up (positive: the top leans
+  right)."""
+  img = np.zeros((size, size), np.uint8)
+  for r in range(4, 24):
+    c = int(round(14 + shift_per_row * (14 - r)))
+    img[r, c - width // 2:c - width // 2 + width] = 255
+  return img
+
+
 def make_idx_dir(directory, *, n_train=64, n_test=16, size=28, compress=True,
                  seed=0):
   """An MNIST-format IDX directory of random digits-like data."""

@@ -11,6 +11,7 @@ from gensynth import errors
 from gensynth.configs import common
 from gensynth.data import conditions
 from gensynth.data import shapes
+from tests import helpers
 
 
 @pytest.fixture(scope='module')
@@ -193,20 +194,10 @@ def test_folder_reads_captions_and_vectors(tmp_path):
     data_lib.load_split(_shapes_cfg(**base, condition='text'), 'train')
 
 
-def _bar(shift_per_row, width=3, size=28):
-  """A vertical bar of `width` pixels whose column moves by shift_per_row
-  per row going up (positive: the top leans right)."""
-  img = np.zeros((size, size), np.uint8)
-  for r in range(4, 24):
-    c = int(round(14 + shift_per_row * (14 - r)))
-    img[r, c - width // 2:c - width // 2 + width] = 255
-  return img
-
-
 def test_morphometrics_measure_slant_thickness_and_box():
   from gensynth.data import morpho  # pylint: disable=g-import-not-at-top
-  digits = np.stack([_bar(0.0, width=2), _bar(0.4, width=2),
-                     _bar(-0.4, width=2), _bar(0.0, width=5)])
+  digits = np.stack([helpers.slanted_bar(0.0, width=2), helpers.slanted_bar(0.4, width=2),
+                     helpers.slanted_bar(-0.4, width=2), helpers.slanted_bar(0.0, width=5)])
   m = morpho.morphometrics(digits[..., None])
   thickness, slant, width, height, area = m.T
   assert abs(slant[0]) < 0.02
@@ -225,7 +216,6 @@ def test_morphometrics_measure_slant_thickness_and_box():
 
 
 def test_idx_digits_get_morphometric_conditions(tmp_path):
-  from tests import helpers  # pylint: disable=g-import-not-at-top
   helpers.make_idx_dir(str(tmp_path), n_train=32, n_test=8)
   cfg = _shapes_cfg(source='idx', path=str(tmp_path), condition='text',
                     image_size=0)

@@ -8,6 +8,7 @@ from gensynth.data import conditions
 from gensynth.data import shapes
 from gensynth.evaluation import text_match
 from gensynth.metrics import conditions as metrics
+from tests import helpers
 
 
 def test_categorical_and_continuous_agreement():
@@ -38,18 +39,10 @@ def test_shapes_fidelity_scores_named_attributes_only():
   assert vec['colour_accuracy'] < 0.95 and vec['joint_accuracy'] < 0.95
 
 
-def _bar(shift_per_row, width, size=28):
-  img = np.zeros((size, size), np.uint8)
-  for r in range(4, 24):
-    c = int(round(14 + shift_per_row * (14 - r)))
-    img[r, c - width // 2:c - width // 2 + width] = 255
-  return img
-
-
 def test_digit_fidelity_scores_digit_words_and_measurements():
   from gensynth.data import morpho  # pylint: disable=g-import-not-at-top
   shifts, widths = [0.0, 0.4, -0.4, 0.0, 0.2, -0.2], [2, 2, 2, 5, 3, 4]
-  digits = np.stack([_bar(s, w) for s, w in zip(shifts, widths)])
+  digits = np.stack([helpers.slanted_bar(s, w) for s, w in zip(shifts, widths)])
   asked = morpho.morphometrics(digits)
   labels = np.array([1, 1, 7, 7, 4, 4])
   same = metrics.digit_fidelity(labels, labels, asked, asked)
@@ -58,7 +51,7 @@ def test_digit_fidelity_scores_digit_words_and_measurements():
   assert same['thickness_r'] == pytest.approx(1.0)
   assert same['slant_mae'] == 0.0
   # Every bar drawn two pixels thicker: slant still obeyed, thickness not.
-  thick = morpho.morphometrics(np.stack([_bar(s, w + 2) for s, w in
+  thick = morpho.morphometrics(np.stack([helpers.slanted_bar(s, w + 2) for s, w in
                                          zip(shifts, widths)]))
   got = metrics.digit_fidelity(labels, [1, 2, 7, 7, 4, 5], asked, thick)
   assert got['digit_accuracy'] == pytest.approx(4 / 6)
