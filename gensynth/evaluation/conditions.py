@@ -105,10 +105,15 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
         emb = text_match.embed(*matcher, images=x)
         out[name][side]['r_precision'] = text_match.r_precision(
             emb, texts, num_candidates=k, seed=seed)
-        # Candidates only among captions false of the condition.
-        out[name][side]['r_precision_mismatched'] = text_match.r_precision(
-            emb, texts, num_candidates=k, seed=seed, describes=describes)
+        # Candidates only among captions false of the condition (fewer
+        # than k when a small split has fewer such captions for some row).
+        k_mis = min(k, 1 + int((~describes).sum(1).min()))
+        out[name][side]['r_precision_mismatched'] = (
+            text_match.r_precision(emb, texts, num_candidates=k_mis,
+                                   seed=seed, describes=describes)
+            if k_mis >= 2 else None)
         out[name][side]['r_precision_candidates'] = k
+        out[name][side]['r_precision_mismatched_candidates'] = k_mis
   return out
 
 

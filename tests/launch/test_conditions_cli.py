@@ -116,6 +116,10 @@ def test_fidelity_reports_generated_real_and_heldout(gan_text):
     assert 0.0 <= gen['joint_accuracy'] <= gen['kind_accuracy'] <= 1.0
     assert gen['r_precision_candidates'] == 40
     assert 0.0 <= gen['r_precision'] <= 1.0
+    # 40 captions of which some are true of several images: fewer
+    # mismatched candidates than 40, never more.
+    assert 2 <= gen['r_precision_mismatched_candidates'] <= 40
+    assert 0.0 <= gen['r_precision_mismatched'] <= 1.0
   assert set(out['summary']) == {'test_generated', 'test_real',
                                  'heldout_generated', 'heldout_real'}
 
