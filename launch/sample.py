@@ -37,8 +37,8 @@ flags.DEFINE_string('prompts', None, "text: captions separated by ';'.")
 flags.DEFINE_string('vectors', None, "vector: a .npy file [N, D], rows of "
                     "comma-separated numbers separated by ';', or rows of "
                     "named values (field=value; a one-hot group by its stem, "
-                    "e.g. digit=7; fields left out take the training "
-                    "mean).")
+                    "e.g. digit=7; fields left out take their training "
+                    "mean given the named ones).")
 flags.DEFINE_enum('combine', 'none', ['none', 'interpolate', 'mix'],
                   'text/vector: none (a row per condition), interpolate '
                   '(a path between the embeddings of two conditions) or mix '

@@ -109,6 +109,11 @@ class Vocabulary:
     return cls(words=tuple(record['words']), max_len=int(record['max_len']))
 
 
+# Vector specs up to this width keep the training covariance (dim^2 floats
+# in info.json).
+MAX_COV_DIM = 64
+
+
 def spec_of(kind, conditions=None, *, num_classes=0, vocab=None, names=None):
   """The JSON-able description of a condition that model builders read."""
   if kind not in KINDS:
@@ -130,6 +135,10 @@ def spec_of(kind, conditions=None, *, num_classes=0, vocab=None, names=None):
     spec['mean'] = [float(x) for x in v.mean(0)]
     std = v.std(0)
     spec['std'] = [float(x) for x in np.where(std > 1e-6, std, 1.0)]
+    if v.shape[-1] <= MAX_COV_DIM and len(v) > 1:
+      # Row-major covariance: what `named_vectors` fills left-out fields
+      # from (their mean given the named ones).
+      spec['cov'] = [float(x) for x in np.cov(v, rowvar=False).ravel()]
   else:
     spec.update(vocab.to_json())
   return spec
@@ -141,8 +150,10 @@ def named_vectors(rows, spec):
 
   A name is one of the vector's fields (spec['names']) or the stem of a
   one-hot group: 'digit=7' sets digit_7 to 1 and the rest of digit_* to 0.
-  Fields a row leaves out take the training mean (spec['mean']); a one-hot
-  group left out stays at its mean (a blend of the classes).
+  Fields a row leaves out take their mean given the named ones under a
+  Gaussian with the training mean and covariance (spec['cov']; fields are
+  correlated: a thin digit has a smaller area), or the plain training mean
+  for specs without a covariance (runs from before it was saved).
 
   Raises:
     InputError: naming an unknown field or value and listing the known ones.
@@ -158,7 +169,9 @@ def named_vectors(rows, spec):
     stem, _, value = n.rpartition('_')
     if stem and stem not in index:
       groups.setdefault(stem, {})[value] = i
-  out = np.tile(np.asarray(spec['mean'], np.float32), (len(rows), 1))
+  mean = np.asarray(spec['mean'], np.float64)
+  out = np.tile(mean, (len(rows), 1))
+  named = np.zeros(out.shape, bool)
   known = ', '.join(names + [f'{g}=<{"|".join(v)}>' for g, v in
                              groups.items()])
   for r, row in enumerate(rows):
@@ -170,7 +183,9 @@ def named_vectors(rows, spec):
               f'{sorted(groups[name])}.')
         out[r, list(groups[name].values())] = 0.0
         out[r, groups[name][value]] = 1.0
+        named[r, list(groups[name].values())] = True
       elif name in index:
+        named[r, index[name]] = True
         try:
           out[r, index[name]] = float(value)
         except ValueError:
@@ -181,6 +196,14 @@ def named_vectors(rows, spec):
         raise errors.InputError(
             f'condition vector field {name!r} unknown; this model knows '
             f'{known}.')
+  if spec.get('cov') is not None:
+    dim = len(mean)
+    cov = np.asarray(spec['cov'], np.float64).reshape(dim, dim)
+    for r in range(len(rows)):  # a handful of prompts: one solve each
+      n, u = named[r], ~named[r]
+      if n.any() and u.any():
+        gain = cov[np.ix_(u, n)] @ np.linalg.pinv(cov[np.ix_(n, n)])
+        out[r, u] = mean[u] + gain @ (out[r, n] - mean[n])
   return check_vectors(out, spec['dim'])
 
 

@@ -276,3 +276,22 @@ def test_named_vectors_fill_one_hot_groups_and_means():
                        ({'slant': 'steep'}, 'not a number')):
     with pytest.raises(errors.InputError, match=message):
       conditions.named_vectors([row], spec)
+
+
+def test_named_vectors_fill_left_out_fields_given_the_named_ones():
+  from gensynth.data import conditions  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  a = rng.normal(3.0, 1.0, 4000)
+  b = 2.0 * a + rng.normal(0.0, 0.1, 4000)  # correlated with a
+  c = rng.normal(-1.0, 1.0, 4000)  # independent of both
+  spec = conditions.spec_of('vector', np.stack([a, b, c], -1),
+                            names=('a', 'b', 'c'))
+  assert len(spec['cov']) == 9
+  v = conditions.named_vectors([{'a': '5'}, {'b': '2', 'c': '0.5'}], spec)
+  assert abs(v[0, 1] - 10.0) < 0.2  # b given a = 5
+  assert abs(v[0, 2] - spec['mean'][2]) < 0.1  # c: no information
+  assert abs(v[1, 0] - 1.0) < 0.1 and v[1, 2] == np.float32(0.5)
+  # A spec from before the covariance was saved: the plain mean.
+  del spec['cov']
+  v = conditions.named_vectors([{'a': '5'}], spec)
+  np.testing.assert_allclose(v[0, 1:], spec['mean'][1:], rtol=1e-6)
