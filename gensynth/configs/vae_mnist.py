@@ -2,7 +2,8 @@
 
 Variants: '' (TFDS mnist), 'idx' (four MNIST IDX files in --config.data.path),
 'cond' (class-conditional), 'vector' / 'text' (a CVAE conditioned on
-Morpho-MNIST vectors or captions, as gan_mnist.py's), 'smoke' (28x28 grey procedural shapes, seconds).
+Morpho-MNIST vectors or captions, as gan_mnist.py's), 'smoke' (28x28 grey
+procedural shapes, seconds).
 """
 
 from gensynth.configs import common

@@ -101,13 +101,13 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
       texts = text_match.embed(*matcher, tokens=sub.conditions)
       k = min(100, len(sub))
       describes = metrics.caption_describes(attrs, attrs['mentions'])
+      # Candidates only among captions false of the condition (fewer than
+      # k when a small split has fewer such captions for some row).
+      k_mis = min(k, 1 + int((~describes).sum(1).min()))
       for side, x in (('generated', images), ('real', sub.images)):
         emb = text_match.embed(*matcher, images=x)
         out[name][side]['r_precision'] = text_match.r_precision(
             emb, texts, num_candidates=k, seed=seed)
-        # Candidates only among captions false of the condition (fewer
-        # than k when a small split has fewer such captions for some row).
-        k_mis = min(k, 1 + int((~describes).sum(1).min()))
         out[name][side]['r_precision_mismatched'] = (
             text_match.r_precision(emb, texts, num_candidates=k_mis,
                                    seed=seed, describes=describes)

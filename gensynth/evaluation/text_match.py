@@ -178,7 +178,7 @@ def r_precision(image_emb, text_emb, *, num_candidates=100, seed=0,
     picks = (rng.random((n, num_candidates - 1)) * count[:, None]).astype(int)
     offset = np.arange(n)[:, None] * (n + 1)
     flat = (np.cumsum(allowed, 1) + offset).ravel()
-    others = np.searchsorted(flat, picks + 1 + offset) - np.arange(n)[:, None] * n
+    others = np.searchsorted(flat, picks + 1 + offset) - offset // (n + 1) * n
   cand = np.concatenate([np.arange(n)[:, None], others], 1)
   sims = np.einsum('nd,nkd->nk', image_emb, text_emb[cand])
   return float(np.mean(np.argmax(sims, 1) == 0))

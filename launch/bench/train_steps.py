@@ -325,6 +325,30 @@ def gan_throughput():
           'torch_version': torch.__version__, 'jax_version': jax.__version__}
 
 
+def _alternating_rounds(cases):
+  """{name: images/s} of jitted train steps {name: (step_fn, state, batch)}:
+  each compiled and run once on a copy of its state, then FLAGS.rounds
+  alternating rounds of FLAGS.steps steps each; medians."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  key = jax.random.key(0)
+  runs = {}
+  for name, (fn, state, batch) in cases.items():
+    step = jax.jit(fn, donate_argnums=0)
+    st, m = step(jax.tree.map(jnp.copy, state), batch, key)
+    jax.block_until_ready(m)
+    runs[name] = [step, st, batch, []]
+  for _ in range(FLAGS.rounds):
+    for run in runs.values():
+      t = time.perf_counter()
+      for _ in range(FLAGS.steps):
+        run[1], m = run[0](run[1], run[2], key)
+      jax.block_until_ready(m)
+      run[3].append(time.perf_counter() - t)
+  return {name: run[2]['image'].shape[0] * FLAGS.steps /
+          float(np.median(run[3])) for name, run in runs.items()}
+
+
 def layer_impl():
   """Train-step images/s of the VAE and two GAN recipes on JAX's default
   backend under `config.model.conv_impl='fast'` (gensynth.models.fast_conv)
@@ -333,7 +357,6 @@ def layer_impl():
   import functools  # pylint: disable=g-import-not-at-top
 
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
   from gensynth.configs import gan_mnist  # pylint: disable=g-import-not-at-top
   from gensynth.configs import vae_mnist  # pylint: disable=g-import-not-at-top
@@ -372,25 +395,10 @@ def layer_impl():
     y = (np.arange(n) % 10).astype(np.int32)
     cases.append((f'gan_mnist:{variant}', functools.partial(gan_case, variant),
                   sharding.shard_batch({'image': x, 'label': y}, data)))
-  key = jax.random.key(0)
   rows = []
   for name, make, batch in cases:
-    runs = {}
-    for impl in ('fast', 'xla'):
-      fn, state = make(impl)
-      step = jax.jit(fn, donate_argnums=0)
-      st, m = step(jax.tree.map(jnp.copy, state), batch, key)
-      jax.block_until_ready(m)
-      runs[impl] = [step, st, []]
-    for _ in range(FLAGS.rounds):
-      for run in runs.values():
-        t = time.perf_counter()
-        for _ in range(FLAGS.steps):
-          run[1], m = run[0](run[1], batch, key)
-        jax.block_until_ready(m)
-        run[2].append(time.perf_counter() - t)
-    ips = {k: batch['image'].shape[0] * FLAGS.steps / float(np.median(v[2]))
-           for k, v in runs.items()}
+    ips = _alternating_rounds({impl: make(impl) + (batch,)
+                               for impl in ('fast', 'xla')})
     rows.append({'step': name,
                  'fast_images_per_s': round(ips['fast'], 1),
                  'xla_images_per_s': round(ips['xla'], 1),
@@ -408,7 +416,6 @@ def condition_cost():
   import functools  # pylint: disable=g-import-not-at-top
 
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
   from gensynth.configs import gan_mnist  # pylint: disable=g-import-not-at-top
   from gensynth.configs import vae_mnist  # pylint: disable=g-import-not-at-top
@@ -462,33 +469,18 @@ def condition_cost():
     x = (rng.random((c.batch_size, 28, 28, 1)) < 0.3).astype(np.float32)
     return fn, state, batch_of(kind, x)
 
-  key = jax.random.key(0)
   rows = []
   for model, make in (('gan_mnist', gan_case), ('vae_mnist', vae_case)):
-    runs = {}
-    for kind in ('cond', 'vector', 'text'):
-      fn, state, batch = make(kind)
-      step = jax.jit(fn, donate_argnums=0)
-      st, m = step(jax.tree.map(jnp.copy, state), batch, key)
-      jax.block_until_ready(m)
+    cases = {kind: make(kind) for kind in ('cond', 'vector', 'text')}
+    ips = _alternating_rounds(cases)
+    for kind, (_, state, _) in cases.items():
       params = (state.params if hasattr(state, 'params') else
                 (state.g_params, state.d_params))
-      runs[kind] = [step, st, batch, [], int(sum(
-          p.size for p in jax.tree.leaves(params)))]
-    for _ in range(FLAGS.rounds):
-      for run in runs.values():
-        t = time.perf_counter()
-        for _ in range(FLAGS.steps):
-          run[1], m = run[0](run[1], run[2], key)
-        jax.block_until_ready(m)
-        run[3].append(time.perf_counter() - t)
-    ips = {k: v[2]['image'].shape[0] * FLAGS.steps / float(np.median(v[3]))
-           for k, v in runs.items()}
-    for kind in runs:
       rows.append({'model': model, 'condition': kind,
                    'images_per_s': round(ips[kind], 1),
                    'over_class_ids': round(ips[kind] / ips['cond'], 3),
-                   'params': runs[kind][4]})
+                   'params': int(sum(p.size for p in
+                                     jax.tree.leaves(params)))})
   return {'bench': 'condition_cost', 'device': jax.devices()[0].device_kind,
           'steps': FLAGS.steps, 'rounds': FLAGS.rounds, 'rows': rows,
           'jax_version': jax.__version__}
