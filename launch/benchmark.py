@@ -42,6 +42,7 @@ if __name__ == '__main__':
 
 import importlib
 import os
+import platform
 
 from absl import app
 from absl import flags
@@ -98,6 +99,9 @@ def main(argv):
   xla_flags = runtime.configure_xla_cpu()
   module, name = BENCHES[FLAGS.bench]
   record = getattr(importlib.import_module(f'launch.bench.{module}'), name)()
+  import jax  # pylint: disable=g-import-not-at-top
+  record.setdefault('jax_version', jax.__version__)
+  record['python_version'] = platform.python_version()
   record['xla_flags'] = xla_flags
   record['glibc_tunables'] = os.environ.get('GLIBC_TUNABLES', '')
   distributed.emit_json(record, FLAGS.output)

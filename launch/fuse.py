@@ -58,8 +58,9 @@ def _load(paths):
 
 
 def _fuse(x):
+  # The ops run as one compiled program each (gensynth.synth.compiled), from
+  # the trace and compilation caches when an earlier command made them.
   # pylint: disable=g-import-not-at-top
-  import jax
   import numpy as np
   from gensynth.synth import blend
   from gensynth.synth import fusion
@@ -75,7 +76,7 @@ def _fuse(x):
     w = [float(v) for v in FLAGS.weights] if FLAGS.weights else [1.0 / n] * n
     if len(w) != n:
       raise app.UsageError(f'--weights has {len(w)} values for {n} inputs.')
-    return jax.jit(blend.weighted_blend)(x, np.asarray(w, np.float32))
+    return blend.weighted_blend(x, np.asarray(w, np.float32))
   levels = FLAGS.levels
   if method in ('pyramid', 'poisson'):
     if FLAGS.mask is None:
@@ -89,16 +90,14 @@ def _fuse(x):
     mask = (mask[..., :1] if mask.shape[-1] < 3 else
             mask[..., :3].mean(-1, keepdims=True))
     if method == 'poisson':
-      return jax.jit(blend.poisson_blend)(x[1], x[0], mask)
-    return jax.jit(blend.multiband_blend, static_argnames='levels')(
-        x, blend.two_image_masks(mask), levels=levels or 6)
+      return blend.poisson_blend(x[1], x[0], mask)
+    return blend.multiband_blend(x, blend.two_image_masks(mask),
+                                 levels=levels or 6)
   if method == 'multifocus':
-    return jax.jit(fusion.multifocus_fusion, static_argnames='levels')(
-        x, levels=levels or 5)
+    return fusion.multifocus_fusion(x, levels=levels or 5)
   if x.shape[-1] != 3:
     raise app.UsageError('--method=exposure needs RGB inputs.')
-  return jax.jit(fusion.exposure_fusion, static_argnames='levels')(
-      x, levels=levels)
+  return fusion.exposure_fusion(x, levels=levels)
 
 
 def _learned(x):

@@ -17,7 +17,8 @@ BUILD_NOTES.md.
 * `enable_compilation_cache()`: JAX's persistent compilation cache, on by
   default in a per-user directory (--compilation_cache_dir; '' turns it
   off), so a second command on the same shapes loads its programs instead
-  of compiling them. Several processes may share it: entries are read and
+  of compiling them, and gensynth's trace cache in its `gensynth-traces`
+  subdirectory, so it does not trace them either. Several processes may share it: entries are read and
   written under a file lock (jax's size-bounded cache). With
   GENSYNTH_COMPILE_REPORT=1 the process logs at exit how many programs it
   compiled and how many it loaded from the cache.
@@ -57,6 +58,7 @@ flags.DEFINE_integer('compilation_cache_max_mb', 2048,
                      'used entries go first).')
 
 _TUNABLE = 'glibc.malloc.hugetlb'
+TRACE_SUBDIR = 'gensynth-traces'
 
 
 def restart_with_huge_pages():
@@ -158,6 +160,12 @@ def enable_compilation_cache():
   # is what makes one directory safe for several processes at once.
   jax.config.update('jax_compilation_cache_max_size',
                     FLAGS.compilation_cache_max_mb * 2**20)
+  # Beside it, the traced programs (gensynth.synth.compiled's trace cache):
+  # a warm command then neither traces nor compiles. jax's size bound counts
+  # only its own *-cache files, so the subdirectory is bounded on its own.
+  from gensynth.synth import compiled  # pylint: disable=g-import-not-at-top
+  compiled.set_trace_cache(os.path.join(path, TRACE_SUBDIR),
+                           max_mb=max(FLAGS.compilation_cache_max_mb // 8, 1))
   return path
 
 
@@ -220,9 +228,12 @@ def _report_compiles_at_exit():
   monitoring.register_event_listener(on_event)
 
   def report():
+    from gensynth.synth import compiled  # pylint: disable=g-import-not-at-top
     hits = counts['hits']
+    traces = compiled.trace_cache_counts()
     sys.stderr.write('gensynth compile report: compiled='
                      f'{counts["compiles_or_loads"] - hits} '
-                     f'cache_hits={hits}\n')
+                     f'cache_hits={hits} traced={traces["exported"]} '
+                     f'traces_loaded={traces["loaded"]}\n')
 
   atexit.register(report)

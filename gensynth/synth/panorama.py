@@ -24,10 +24,12 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from gensynth import errors
 from gensynth.synth import blend as blend_lib
 from gensynth.synth import checks
+from gensynth.synth import compiled
 from gensynth.synth import features
 from gensynth.synth import homography
 from gensynth.synth import keypoints
@@ -65,8 +67,13 @@ def detect_orb(image, *, num_keypoints=2000, registration_pixels=0.6e6):
   return xy.astype(np.float32), orb.descriptors.astype(bool)
 
 
-_detect = jax.jit(keypoints.detect_and_describe,
-                  static_argnames=('num_keypoints',))
+# compiled.jit: jax.jit that, with the trace cache on (the launch scripts),
+# loads the traced stage instead of tracing it in every process.
+@functools.partial(compiled.jit, static_argnames=('num_keypoints',))
+def _detect(image, *, num_keypoints):
+  xy, desc, ok, _ = keypoints.detect_and_describe(
+      image, num_keypoints=num_keypoints)
+  return xy, desc.astype(jnp.float32), ok
 
 
 def _pad(xy, desc, n):
@@ -82,15 +89,15 @@ def detect(image, *, detector='harris', num_keypoints=2000):
   """Stage 1. (xy [K, 2], descriptors [K, 256] float 0/1, valid [K]) of one
   [H, W, C] image: on-device Harris/rBRIEF, or host ORB (detector='orb')."""
   if detector == 'harris':
-    xy, desc, ok, _ = _detect(image, num_keypoints=num_keypoints)
-    return xy, desc.astype(jnp.float32), ok
+    return _detect(image, num_keypoints=num_keypoints)
   return _pad(*detect_orb(image, num_keypoints=num_keypoints), num_keypoints)
 
 
-@functools.partial(jax.jit, static_argnames=('ratio', 'threshold',
-                                             'num_hypotheses'))
-def _register_pair(key, xy_a, desc_a, ok_a, xy_b, desc_b, ok_b, *, ratio,
-                   threshold, num_hypotheses):
+@functools.partial(compiled.jit, static_argnames=('ratio', 'threshold',
+                                                  'num_hypotheses'))
+def _register_pair(key, pair, xy_a, desc_a, ok_a, xy_b, desc_b, ok_b, *,
+                   ratio, threshold, num_hypotheses):
+  key = jax.random.fold_in(key, pair)
   idx, valid = homography.match(desc_a, desc_b, binary=True, ratio=ratio,
                                 valid_a=ok_a, valid_b=ok_b)
   h, inliers, rmse = homography.ransac_homography(
@@ -113,7 +120,7 @@ def match(key, feats, *, ratio=0.8, threshold=3.0, num_hypotheses=2048):
   for i in range(n):
     for j in range(i + 1, n):
       h, m, k, rmse = _register_pair(
-          jax.random.fold_in(key, i * n + j), *feats[i], *feats[j],
+          key, np.int32(i * n + j), *feats[i], *feats[j],
           ratio=ratio, threshold=threshold, num_hypotheses=num_hypotheses)
       hs[(i, j)] = np.asarray(h, np.float64)
       inl[i, j] = inl[j, i] = int(k)
@@ -206,8 +213,9 @@ def _check_images(images, detector, blend):
                             f'{DETECTORS}.')
   if blend not in BLENDS:
     raise errors.InputError(f'blend={blend!r}; expected one of {BLENDS}.')
-  imgs = [np.asarray(checks.image(jnp.asarray(x), f'images[{i}]', min_hw=32))
-          for i, x in enumerate(images)]
+  # On the host: the images go to the stages as NumPy arrays anyway.
+  imgs = [np.asarray(checks.image(np.asarray(x), f'images[{i}]', min_hw=32),
+                     np.float32) for i, x in enumerate(images)]
   if len({x.shape[-1] for x in imgs}) > 1:
     raise errors.InputError('images: channel counts differ '
                             f'({[x.shape[-1] for x in imgs]}).')
@@ -261,9 +269,59 @@ def stitch(images, *, key, detector='harris', num_keypoints=2000,
     stack[i, :x.shape[0], :x.shape[1]] = x
   out, cover = render(stack, np.array(sizes, np.int32),
                       np.stack(homs).astype(np.float32), out_hw=out_hw,
-                      blend=blend, levels=levels,
-                      gain_compensation=gain_compensation)
+                      boxes=footprints(sizes, homs, out_hw), blend=blend,
+                      levels=levels, gain_compensation=gain_compensation)
   return Panorama(np.asarray(out), np.asarray(cover), homs, pairs, root)
+
+
+def footprints(sizes, homs, out_hw, margin=2):
+  """Each image's bounding box on the canvas, (y0, x0, height, width), with
+  `margin` pixels to spare. A homography that keeps every corner in front of
+  the camera (as `canvas` checks) maps the image onto the convex quadrangle
+  of its corners, so no pixel it covers lies outside this box."""
+  oh, ow = out_hw
+  boxes = []
+  for (h, w), hom in zip(sizes, homs):
+    c = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]],
+                 np.float64) @ np.asarray(hom, np.float64).T
+    xy = c[:, :2] / c[:, 2:]
+    x0, y0 = (max(int(np.floor(v)) - margin, 0) for v in xy.min(0))
+    x1, y1 = (min(int(np.ceil(v)) + margin + 1, n)
+              for v, n in zip(xy.max(0), (ow, oh)))
+    boxes.append((y0, x0, max(y1 - y0, 1), max(x1 - x0, 1)))
+  return tuple(boxes)
+
+
+def seam_region(boxes, out_hw, levels):
+  """The canvas box (y0, x0, height, width) that multi-band blending has to
+  cover, or None for the whole canvas.
+
+  Where one image alone covers the canvas, every image's fill there is that
+  image (`render`), so the pyramid's band differences vanish and the blend
+  is that image. Only the pixels two or more footprints share, widened by
+  the pyramid filters' reach (the 5-tap kernel spreads about 2^(l+1) pixels
+  by level l, there and back: 8 * 2^levels is ample), need the pyramid; the
+  box starts on a multiple of 2^levels so that every level samples the same
+  canvas pixels as a whole-canvas pyramid would.
+  """
+  oh, ow = out_hw
+  shared = []
+  for i, (ay, ax, ah, aw) in enumerate(boxes):
+    for by, bx, bh, bw in boxes[i + 1:]:
+      y0, x0 = max(ay, by), max(ax, bx)
+      y1, x1 = min(ay + ah, by + bh), min(ax + aw, bx + bw)
+      if y1 > y0 and x1 > x0:
+        shared.append((y0, x0, y1, x1))
+  if not shared:
+    return None
+  step, margin = 2**levels, 8 * 2**levels
+  y0 = max(min(b[0] for b in shared) - margin, 0) // step * step
+  x0 = max(min(b[1] for b in shared) - margin, 0) // step * step
+  y1 = min(max(b[2] for b in shared) + margin, oh)
+  x1 = min(max(b[3] for b in shared) + margin, ow)
+  if (y0, x0, y1, x1) == (0, 0, oh, ow):
+    return None
+  return (y0, x0, y1 - y0, x1 - x0)
 
 
 def _centre_weight(sx, sy, h, w):
@@ -274,13 +332,16 @@ def _centre_weight(sx, sy, h, w):
   return jnp.clip(wx, 0.0, 1.0) * jnp.clip(wy, 0.0, 1.0)
 
 
-def _warp_one(image, hw, h_src_to_canvas, out_hw):
+def _warp_one(image, hw, h_src_to_canvas, out_hw, box=None):
   """One image (zero-padded to a common [Hm, Wm]; true size hw) onto the
-  canvas: (warped [oh, ow, C], weight [oh, ow], 0 where not covered)."""
+  canvas: (warped [oh, ow, C], weight [oh, ow], covered [oh, ow]), 0 where
+  not covered. Only the canvas pixels of `box` (y0, x0, height, width; the
+  whole canvas if None) are sampled: the image covers none outside it."""
   oh, ow = out_hw
+  y0, x0, bh, bw = box if box is not None else (0, 0, oh, ow)
   hinv = jnp.linalg.inv(h_src_to_canvas)
-  ys = jnp.arange(oh, dtype=jnp.float32)[:, None]
-  xs = jnp.arange(ow, dtype=jnp.float32)[None, :]
+  ys = jnp.arange(y0, y0 + bh, dtype=jnp.float32)[:, None]
+  xs = jnp.arange(x0, x0 + bw, dtype=jnp.float32)[None, :]
   z = hinv[2, 0] * xs + hinv[2, 1] * ys + hinv[2, 2]
   ahead = z > 1e-12
   z = jnp.where(ahead, z, 1.0)
@@ -294,7 +355,9 @@ def _warp_one(image, hw, h_src_to_canvas, out_hw):
   # + 1e-6: a covered pixel on the source's very border (centre weight 0)
   # still outweighs images that do not cover it.
   weight = jnp.where(inside, _centre_weight(sx, sy, h, w) + 1e-6, 0.0)
-  return jnp.where(inside[..., None], vals, 0.0), weight, inside
+  pad = ((y0, oh - y0 - bh), (x0, ow - x0 - bw))
+  return (jnp.pad(jnp.where(inside[..., None], vals, 0.0), pad + ((0, 0),)),
+          jnp.pad(weight, pad), jnp.pad(inside, pad))
 
 
 def gain_factors(grey, covered, sigma_n=10.0 / 255, sigma_g=0.1):
@@ -318,15 +381,20 @@ def gain_factors(grey, covered, sigma_n=10.0 / 255, sigma_g=0.1):
   return jnp.linalg.solve(a, b)
 
 
-@functools.partial(jax.jit, static_argnames=('out_hw', 'blend', 'levels',
-                                             'gain_compensation'))
-def render(images, sizes, homs, *, out_hw, blend, levels, gain_compensation):
+@functools.partial(compiled.jit, static_argnames=(
+    'out_hw', 'boxes', 'blend', 'levels', 'gain_compensation'))
+def render(images, sizes, homs, *, out_hw, blend, levels, gain_compensation,
+           boxes=None):
   """Stage 6. Warps N images [N, Hm, Wm, C] (true sizes [N, 2]) by homs
-  [N, 3, 3] onto one canvas, equalises gains and blends the seams."""
+  [N, 3, 3] onto one canvas, equalises gains and blends the seams. boxes:
+  each image's footprint on the canvas (`footprints`), so that its warp
+  samples only there; None samples the whole canvas (the same result,
+  slower)."""
   # One warp per image, not jax.vmap: XLA:CPU runs the batched gathers vmap
   # makes slower (`launch.benchmark --bench=panorama`). Materialised: fused
   # into their consumers the gathers would be redone.
-  parts = [_warp_one(images[i], sizes[i], homs[i], out_hw)
+  parts = [_warp_one(images[i], sizes[i], homs[i], out_hw,
+                     None if boxes is None else boxes[i])
            for i in range(images.shape[0])]
   warped, weight, covered = (jnp.stack(p) for p in zip(*parts))
   if gain_compensation:
@@ -357,5 +425,13 @@ def render(images, sizes, homs, *, out_hw, blend, levels, gain_compensation):
     hard = (best[None] == jnp.arange(n)[:, None, None]).astype(warped.dtype)
     filled = xla_hints.materialise(
         jnp.where(covered[..., None], warped, feathered[None]))
-    out = blend_lib.multiband_blend(filled, hard[..., None], levels=levels)
+    region = seam_region(boxes, out_hw, levels) if boxes else None
+    if region is None:
+      out = blend_lib.multiband_blend(filled, hard[..., None], levels=levels)
+    else:  # the pyramid only where images meet; elsewhere every fill agrees
+      y0, x0, bh, bw = region
+      seams = blend_lib.multiband_blend(
+          filled[:, y0:y0 + bh, x0:x0 + bw],
+          hard[:, y0:y0 + bh, x0:x0 + bw, None], levels=levels)
+      out = lax.dynamic_update_slice(filled[-1], seams, (y0, x0, 0))
   return jnp.where(cover[..., None], out, 0.0), cover

@@ -223,7 +223,9 @@ def panorama():
   """gensynth.synth.panorama.stitch vs cv2.Stitcher (PANORAMA mode)."""
   root = os.path.join(FLAGS.data_dir, 'panorama')
   sets = {'weir': sorted(glob.glob(os.path.join(root, 'weir_*.jpg'))),
-          'arches': sorted(glob.glob(os.path.join(root, 'arches', '*.jpg')))}
+          'arches': sorted(glob.glob(os.path.join(root, 'arches', '*.jpg'))),
+          'exposure_error': sorted(glob.glob(
+              os.path.join(root, 'exposure_error_*.jpg')))}
   out = {'bench': 'panorama', 'sets': []}
   for name, files in sets.items():
     bgr = [cv2.imread(f) for f in files]

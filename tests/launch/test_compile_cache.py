@@ -23,7 +23,7 @@ def _inputs(tmp_path):
   return ','.join(paths)
 
 
-def _fuse(tmp_path, *flags, stderr=None, **env_extra):
+def _fuse(tmp_path, *flags, stderr=None, traces=None, **env_extra):
   env = helpers.env(GENSYNTH_COMPILE_REPORT='1', **env_extra)
   env.pop('JAX_COMPILATION_CACHE_DIR', None)
   proc = subprocess.run(
@@ -32,20 +32,31 @@ def _fuse(tmp_path, *flags, stderr=None, **env_extra):
                          f'--output={tmp_path / "out.png"}', *flags),
       cwd=helpers.REPO, env=env, capture_output=True, text=True, timeout=300,
       check=True)
-  m = re.search(r'compile report: compiled=(\d+) cache_hits=(\d+)',
-                proc.stderr)
+  m = re.search(r'compile report: compiled=(\d+) cache_hits=(\d+) '
+                r'traced=(\d+) traces_loaded=(\d+)', proc.stderr)
   assert m, proc.stderr[-2000:]
   if stderr is not None:
     stderr.append(proc.stderr)
+  if traces is not None:
+    traces.append((int(m.group(3)), int(m.group(4))))
   return int(m.group(1)), int(m.group(2))
 
 
 def test_second_run_loads_every_program_from_the_cache(tmp_path):
   cache = tmp_path / 'cache'
-  compiled, _ = _fuse(tmp_path, f'--compilation_cache_dir={cache}')
+  traces = []
+  compiled, _ = _fuse(tmp_path, f'--compilation_cache_dir={cache}',
+                      traces=traces)
   assert compiled > 0 and os.listdir(cache)
-  compiled, hits = _fuse(tmp_path, f'--compilation_cache_dir={cache}')
+  compiled, hits = _fuse(tmp_path, f'--compilation_cache_dir={cache}',
+                         traces=traces)
   assert compiled == 0 and hits > 0
+  # Nor does it trace them: the fusion and the metrics it prints come from
+  # the trace cache beside the programs.
+  (traced, loaded), (traced_again, loaded_again) = traces
+  assert traced > 0 and loaded == 0
+  assert traced_again == 0 and loaded_again == traced
+  assert len(os.listdir(cache / 'gensynth-traces')) == traced
   # A process killed between writing an entry and its access time leaves
   # the program alone; without the repair every later write to the
   # directory fails (here: the programs of another pyramid depth). The next
@@ -59,7 +70,11 @@ def test_second_run_loads_every_program_from_the_cache(tmp_path):
   assert compiled > 0
   assert 'left half-written by a killed process' in err[0]
   assert 'Error writing persistent compilation cache' not in err[0]
-  assert not (cache / programs[0]).exists()
+  # The orphan is gone (or written again whole, when this run needed the
+  # same program): every program has its access time.
+  names = set(os.listdir(cache))
+  assert all(n[:-len('-cache')] + '-atime' in names
+             for n in names if n.endswith('-cache'))
   compiled, _ = _fuse(tmp_path, f'--compilation_cache_dir={cache}',
                       '--levels=2')
   assert compiled == 0

@@ -1,5 +1,7 @@
 """Public ops called eagerly run as one compiled program per shape/setting."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -99,3 +101,78 @@ def test_an_ops_own_value_checks_run_on_the_host(rng):
   before = warp.warp_perspective.compiled._cache_size()
   warp.warp_perspective(img * 0.5, h * 1.01, (12, 10))
   assert warp.warp_perspective.compiled._cache_size() == before
+
+
+@pytest.fixture
+def trace_cache(tmp_path):
+  """The trace cache on in a fresh directory for one test (it is process
+  state, like JAX's compilation cache directory), off again after."""
+  compiled.set_trace_cache(tmp_path / 'traces')
+  yield tmp_path / 'traces'
+  compiled.set_trace_cache(None)
+
+
+def _counting(calls):
+  def f(x, y, *, scale):
+    calls.append(x.shape)
+    return jnp.sin(x) * scale + y
+  return f
+
+
+def test_trace_cache_loads_what_another_process_traced(trace_cache):
+  calls = []
+  x = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
+  first = compiled.jit(_counting(calls), static_argnames='scale')
+  want = np.sin(x) * 2.0 + 1.0
+  np.testing.assert_allclose(first(x, 1.0, scale=2.0), want, rtol=1e-6)
+  assert len(calls) == 1 and len(os.listdir(trace_cache)) == 1
+  # A new wrapper of the same function stands for a new process: it loads
+  # the program and never runs the Python body.
+  counts = compiled.trace_cache_counts()
+  again = compiled.jit(_counting(calls), static_argnames='scale')
+  np.testing.assert_allclose(again(x, 1.0, scale=2.0), want, rtol=1e-6)
+  assert len(calls) == 1
+  assert compiled.trace_cache_counts()['loaded'] == counts['loaded'] + 1
+  # A new static setting, a new shape or dtype: traced and saved anew.
+  again(x, 1.0, scale=3.0)
+  again(x[:2], 1.0, scale=3.0)
+  again(x.astype(np.float16), 1.0, scale=3.0)
+  assert len(calls) == 4 and len(os.listdir(trace_cache)) == 4
+  # Inside the caller's own jit the function is traced inline, not cached.
+  jax.jit(lambda a: again(a, 0.0, scale=2.0))(x)
+  assert len(calls) == 5 and len(os.listdir(trace_cache)) == 4
+
+
+def test_trace_cache_keys_on_gensynths_source(trace_cache, monkeypatch):
+  calls = []
+  x = np.ones(3, np.float32)
+  compiled.jit(_counting(calls), static_argnames='scale')(x, 0.0, scale=1.0)
+  monkeypatch.setattr(compiled, '_source_digest', lambda: 'edited')
+  compiled.jit(_counting(calls), static_argnames='scale')(x, 0.0, scale=1.0)
+  assert len(calls) == 2 and len(os.listdir(trace_cache)) == 2
+
+
+def test_trace_cache_replaces_a_damaged_entry(trace_cache, caplog):
+  calls = []
+  x = np.ones(3, np.float32)
+  compiled.jit(_counting(calls), static_argnames='scale')(x, 0.0, scale=1.0)
+  (entry,) = os.listdir(trace_cache)
+  (trace_cache / entry).write_bytes(b'not a program')
+  out = compiled.jit(_counting(calls), static_argnames='scale')(
+      x, 0.0, scale=1.0)
+  np.testing.assert_allclose(out, np.sin(x), rtol=1e-6)
+  assert len(calls) == 2 and 'unreadable' in caplog.text
+  assert (trace_cache / entry).read_bytes() != b'not a program'
+
+
+def test_trace_cache_keeps_input_errors_and_its_size_bound(trace_cache, rng):
+  a, b = _imgs(rng)
+  with pytest.raises(errors.InputError, match=r'inputs must share one shape'):
+    fusion.multifocus_fusion([a, b[:10]], levels=2)
+  np.testing.assert_allclose(
+      fusion.multifocus_fusion([a, b], levels=2),
+      jax.jit(fusion.multifocus_fusion, static_argnames='levels')(
+          [a, b], levels=2), atol=1e-6)
+  compiled.set_trace_cache(trace_cache, max_mb=0)  # room for nothing
+  compiled.jit(_counting([]), static_argnames='scale')(a, 0.0, scale=1.0)
+  assert not [n for n in os.listdir(trace_cache) if n.endswith('.exported')]

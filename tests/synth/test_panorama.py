@@ -136,3 +136,58 @@ def test_panorama_cli(tmp_path):
                             f'--output={tmp_path}/p.png')
   assert 'panorama: 2 images' in proc.stdout and '"inliers"' in proc.stdout
   assert np.asarray(Image.open(tmp_path / 'p.png')).shape[1] > 330
+
+
+def _three_view_render_inputs():
+  """Three overlapping views of one scene and their canvas homographies
+  (known, not estimated), as `stitch` hands them to `render`."""
+  scene = skimage.data.astronaut().astype(np.float32) / 255
+  shifts = [(0.0, 0.0), (150.0, 20.0), (300.0, -10.0)]
+  views, homs = [], []
+  for i, (dx, dy) in enumerate(shifts):
+    to_scene = np.array([[1.0, 0.02 * i, dx], [-0.01 * i, 1.0, dy + 40],
+                         [2e-5 * i, 0.0, 1.0]])
+    v, _ = warp.warp_perspective(scene, np.linalg.inv(to_scene).astype(
+        np.float32), (300, 200))
+    views.append(np.asarray(v))
+    homs.append(to_scene)
+  sizes = [v.shape[:2] for v in views]
+  homs, out_hw = panorama.canvas(sizes, homs)
+  return (np.stack(views), np.array(sizes, np.int32),
+          np.stack(homs).astype(np.float32)), sizes, homs, out_hw
+
+
+@pytest.mark.parametrize('blend', ['multiband', 'none'])
+def test_render_in_footprints_and_seam_region_equals_whole_canvas(blend):
+  args, sizes, homs, out_hw = _three_view_render_inputs()
+  boxes = panorama.footprints(sizes, homs, out_hw)
+  region = panorama.seam_region(boxes, out_hw, 3)
+  # The seams need less than the whole canvas here, so the shortcut runs.
+  assert region is not None and region[2] * region[3] < out_hw[0] * out_hw[1]
+  assert region[0] % 8 == 0 and region[1] % 8 == 0
+  kw = dict(out_hw=out_hw, blend=blend, levels=3, gain_compensation=True)
+  whole, cover = panorama.render(*args, **kw)
+  fast, fast_cover = panorama.render(*args, boxes=boxes, **kw)
+  np.testing.assert_array_equal(fast_cover, cover)
+  np.testing.assert_allclose(fast, whole, atol=2e-5)
+  # Every covered pixel lies inside its image's footprint.
+  for (y0, x0, bh, bw), (h, w), hom in zip(boxes, sizes, homs):
+    ys, xs = np.mgrid[:out_hw[0], :out_hw[1]]
+    p = np.stack([xs, ys, np.ones_like(xs)], -1) @ np.linalg.inv(hom).T
+    sx, sy = p[..., 0] / p[..., 2], p[..., 1] / p[..., 2]
+    inside = (sx >= 0) & (sy >= 0) & (sx <= w - 1) & (sy <= h - 1)
+    yy, xx = np.nonzero(inside)
+    assert yy.min() >= y0 and yy.max() < y0 + bh
+    assert xx.min() >= x0 and xx.max() < x0 + bw
+
+
+def test_seam_region_is_none_without_overlaps_or_when_it_is_everything():
+  assert panorama.seam_region(((0, 0, 10, 10), (20, 20, 10, 10)), (40, 40),
+                              2) is None
+  assert panorama.seam_region(((0, 0, 40, 30), (0, 10, 40, 30)), (40, 40),
+                              2) is None  # the margin reaches every edge
+  y0, x0, h, w = panorama.seam_region(
+      ((0, 0, 500, 300), (0, 250, 500, 300)), (500, 550), 2)
+  # shared columns 250..300, 8 * 2^2 = 32 pixels either side, from a
+  # multiple of 2^2
+  assert (y0, h) == (0, 500) and x0 == 216 and x0 + w == 332
