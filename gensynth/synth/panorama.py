@@ -254,6 +254,10 @@ def stitch(images, *, key, detector='harris', num_keypoints=2000,
     Panorama.
   """
   imgs = _check_images(images, detector, blend)
+  if detector == 'harris':
+    # On the device once, for detection and rendering both: a 3 Mpx photo
+    # costs tens of ms per copy into fresh memory.
+    imgs = [jax.device_put(x) for x in imgs]
   feats = [detect(x, detector=detector, num_keypoints=num_keypoints)
            for x in imgs]
   hs, inliers, pairs = match(key, feats, ratio=ratio,
@@ -263,12 +267,7 @@ def stitch(images, *, key, detector='harris', num_keypoints=2000,
   sizes = [x.shape[:2] for x in imgs]
   homs, out_hw = canvas(sizes, estimate(hs, root, parent),
                         max_canvas_pixels=max_canvas_pixels)
-  stack = np.zeros((len(imgs), max(h for h, _ in sizes),
-                    max(w for _, w in sizes), imgs[0].shape[-1]), np.float32)
-  for i, x in enumerate(imgs):
-    stack[i, :x.shape[0], :x.shape[1]] = x
-  out, cover = render(stack, np.array(sizes, np.int32),
-                      np.stack(homs).astype(np.float32), out_hw=out_hw,
+  out, cover = render(imgs, np.stack(homs).astype(np.float32), out_hw=out_hw,
                       boxes=footprints(sizes, homs, out_hw), blend=blend,
                       levels=levels, gain_compensation=gain_compensation)
   return Panorama(np.asarray(out), np.asarray(cover), homs, pairs, root)
@@ -332,9 +331,8 @@ def _centre_weight(sx, sy, h, w):
   return jnp.clip(wx, 0.0, 1.0) * jnp.clip(wy, 0.0, 1.0)
 
 
-def _warp_one(image, hw, h_src_to_canvas, out_hw, box=None):
-  """One image (zero-padded to a common [Hm, Wm]; true size hw) onto the
-  canvas: (warped [oh, ow, C], weight [oh, ow], covered [oh, ow]), 0 where
+def _warp_one(image, h_src_to_canvas, out_hw, box=None):
+  """One image [H, W, C] onto the canvas: (warped [oh, ow, C], weight [oh, ow], covered [oh, ow]), 0 where
   not covered. Only the canvas pixels of `box` (y0, x0, height, width; the
   whole canvas if None) are sampled: the image covers none outside it."""
   oh, ow = out_hw
@@ -349,7 +347,7 @@ def _warp_one(image, hw, h_src_to_canvas, out_hw, box=None):
                  -1.0)
   sy = jnp.where(ahead, (hinv[1, 0] * xs + hinv[1, 1] * ys + hinv[1, 2]) / z,
                  -1.0)
-  h, w = hw[0].astype(jnp.float32), hw[1].astype(jnp.float32)
+  h, w = float(image.shape[0]), float(image.shape[1])
   inside = (sx >= 0) & (sy >= 0) & (sx <= w - 1) & (sy <= h - 1)
   vals, _ = warp.bilinear_unchecked(image, sx, sy)
   # + 1e-6: a covered pixel on the source's very border (centre weight 0)
@@ -383,9 +381,9 @@ def gain_factors(grey, covered, sigma_n=10.0 / 255, sigma_g=0.1):
 
 @functools.partial(compiled.jit, static_argnames=(
     'out_hw', 'boxes', 'blend', 'levels', 'gain_compensation'))
-def render(images, sizes, homs, *, out_hw, blend, levels, gain_compensation,
+def render(images, homs, *, out_hw, blend, levels, gain_compensation,
            boxes=None):
-  """Stage 6. Warps N images [N, Hm, Wm, C] (true sizes [N, 2]) by homs
+  """Stage 6. Warps N images [Hi, Wi, C] (a list; sizes may differ) by homs
   [N, 3, 3] onto one canvas, equalises gains and blends the seams. boxes:
   each image's footprint on the canvas (`footprints`), so that its warp
   samples only there; None samples the whole canvas (the same result,
@@ -393,9 +391,8 @@ def render(images, sizes, homs, *, out_hw, blend, levels, gain_compensation,
   # One warp per image, not jax.vmap: XLA:CPU runs the batched gathers vmap
   # makes slower (`launch.benchmark --bench=panorama`). Materialised: fused
   # into their consumers the gathers would be redone.
-  parts = [_warp_one(images[i], sizes[i], homs[i], out_hw,
-                     None if boxes is None else boxes[i])
-           for i in range(images.shape[0])]
+  parts = [_warp_one(x, homs[i], out_hw, None if boxes is None else boxes[i])
+           for i, x in enumerate(images)]
   warped, weight, covered = (jnp.stack(p) for p in zip(*parts))
   if gain_compensation:
     step = 4  # gains are means over overlaps: a quarter resolution will do
@@ -410,28 +407,30 @@ def render(images, sizes, homs, *, out_hw, blend, levels, gain_compensation,
   # Feathered composite: centre weights normalised per pixel.
   soft = weight / jnp.maximum(total, 1e-12)
   feathered = xla_hints.sum_leading(warped * soft[..., None])
+  # Each composite below is already 0 where no image reaches.
   if blend == 'none':  # last image on top
     out = warped[0]
     for k in range(1, n):
       out = jnp.where(covered[k][..., None], warped[k], out)
-  elif blend == 'feather':
-    out = feathered
-  else:
-    # Multi-band (Brown & Lowe 2007): each pixel goes to the image whose
-    # centre weight is largest there, and the pyramid smooths that seam per
-    # band. Outside its own coverage each image is filled with the feathered
-    # composite, so the low bands do not pull black in from beyond its edge.
-    best = jnp.argmax(weight, axis=0)
-    hard = (best[None] == jnp.arange(n)[:, None, None]).astype(warped.dtype)
-    filled = xla_hints.materialise(
-        jnp.where(covered[..., None], warped, feathered[None]))
-    region = seam_region(boxes, out_hw, levels) if boxes else None
-    if region is None:
-      out = blend_lib.multiband_blend(filled, hard[..., None], levels=levels)
-    else:  # the pyramid only where images meet; elsewhere every fill agrees
-      y0, x0, bh, bw = region
-      seams = blend_lib.multiband_blend(
-          filled[:, y0:y0 + bh, x0:x0 + bw],
-          hard[:, y0:y0 + bh, x0:x0 + bw, None], levels=levels)
-      out = lax.dynamic_update_slice(filled[-1], seams, (y0, x0, 0))
-  return jnp.where(cover[..., None], out, 0.0), cover
+    return out, cover
+  if blend == 'feather':
+    return feathered, cover
+  # Multi-band (Brown & Lowe 2007): each pixel goes to the image whose centre
+  # weight is largest there, and the pyramid smooths that seam per band.
+  # Outside its own coverage each image is filled with the feathered
+  # composite, so the low bands do not pull black in from beyond its edge.
+  # Where one image alone covers the canvas every fill is that image and the
+  # blend is too, so the pyramid runs only on the seams' region (the whole
+  # canvas without footprints) and the last image's fill is the rest.
+  y0, x0, bh, bw = ((seam_region(boxes, out_hw, levels) if boxes else None)
+                    or (0, 0) + tuple(out_hw))
+  part = (slice(None), slice(y0, y0 + bh), slice(x0, x0 + bw))
+  best = jnp.argmax(weight[part], axis=0)
+  hard = (best[None] == jnp.arange(n)[:, None, None]).astype(warped.dtype)
+  filled = xla_hints.materialise(jnp.where(
+      covered[part][..., None], warped[part], feathered[None][part]))
+  seams = blend_lib.multiband_blend(filled, hard[..., None], levels=levels)
+  # The pyramid spreads a little past the images' edges: cut it there.
+  seams = jnp.where(cover[part[1:]][..., None], seams, 0.0)
+  last = jnp.where(covered[-1][..., None], warped[-1], feathered)
+  return lax.dynamic_update_slice(last, seams, (y0, x0, 0)), cover

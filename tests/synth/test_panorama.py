@@ -153,8 +153,7 @@ def _three_view_render_inputs():
     homs.append(to_scene)
   sizes = [v.shape[:2] for v in views]
   homs, out_hw = panorama.canvas(sizes, homs)
-  return (np.stack(views), np.array(sizes, np.int32),
-          np.stack(homs).astype(np.float32)), sizes, homs, out_hw
+  return (views, np.stack(homs).astype(np.float32)), sizes, homs, out_hw
 
 
 @pytest.mark.parametrize('blend', ['multiband', 'none'])
