@@ -27,18 +27,12 @@ runs the one --bench names.
       --checkpoints=runs/fusion_multifocus
   python -m launch.benchmark --bench=mef_ssim_numpy --rounds=5
 
-XLA:CPU pays for page faults on fresh large outputs; like every launch script
-this one restarts itself with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (see
-launch/__init__.py; GENSYNTH_HUGETLB=0 measures without). The record names the
-tunables in effect.
+The record names the glibc tunables in effect: the figures under "Synthesis
+vs OpenCV" taken with huge-page malloc came from
+`GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python -m launch.benchmark ...`.
 
 Each benchmark prints a JSON record; BUILD_NOTES.md holds measured figures.
 """
-
-from launch import runtime  # pylint: disable=g-bad-import-order
-
-if __name__ == '__main__':
-  runtime.restart_with_huge_pages()  # first, before the heavy imports below
 
 import importlib
 import os
@@ -48,6 +42,7 @@ from absl import app
 from absl import flags
 
 from launch import distributed
+from launch import runtime
 
 # --bench name: (module under launch/bench/, function there).
 BENCHES = {

@@ -4,14 +4,12 @@ Nothing here changes what gensynth computes, only how fast this process runs
 it. Each piece names the benchmark that justifies it; the figures are in
 BUILD_NOTES.md.
 
-* `restart_with_huge_pages()`: re-executes `python -m launch.X` with glibc's
-  malloc asked for transparent huge pages (GLIBC_TUNABLES=
-  glibc.malloc.hugetlb=1). XLA:CPU allocates fresh output buffers on every
-  call, and with 4 KiB pages their first touch costs page faults
-  (`launch.benchmark --bench=pyramid_blend` and `--bench=weighted_blend`).
-  Set GENSYNTH_HUGETLB=0 to keep the process as started; a GLIBC_TUNABLES
-  that already names glibc.malloc.hugetlb is left alone. Scripts call it
-  first thing, before the heavy imports.
+* Huge pages are not a launch setting. The scripts used to re-execute
+  themselves with GLIBC_TUNABLES=glibc.malloc.hugetlb=1; measured on current
+  JAX the train steps gained nothing from it and the panorama benchmark ran
+  erratically with it, so no script restarts (BUILD_NOTES.md, "Huge pages").
+  Whoever wants it sets the variable when starting the command; benchmark
+  records name the tunables they ran with.
 * `limit_malloc_arenas(n)`: few glibc malloc arenas keep RSS flat across
   thousands of asynchronous checkpoints (`--bench=checkpoint_rss`).
 * `enable_compilation_cache()`: JAX's persistent compilation cache, on by
@@ -57,30 +55,7 @@ flags.DEFINE_integer('compilation_cache_max_mb', 2048,
                      'Size bound of the compilation cache (least recently '
                      'used entries go first).')
 
-_TUNABLE = 'glibc.malloc.hugetlb'
 TRACE_SUBDIR = 'gensynth-traces'
-
-
-def restart_with_huge_pages():
-  """os.execve's this process (same interpreter and arguments) with the
-  tunable set. Call it only from a script's `__main__` block, before its
-  heavy imports; importing a launch module never restarts anything."""
-  if os.environ.get('GENSYNTH_HUGETLB', '1') == '0':
-    return
-  tunables = os.environ.get('GLIBC_TUNABLES', '')
-  if _TUNABLE in tunables or not sys.platform.startswith('linux'):
-    return
-  argv = getattr(sys, 'orig_argv', None)
-  if not argv:
-    return
-  import platform  # pylint: disable=g-import-not-at-top
-  if platform.libc_ver()[0] != 'glibc':
-    return
-  env = dict(os.environ)
-  env['GLIBC_TUNABLES'] = (f'{tunables}:' if tunables else '') + f'{_TUNABLE}=1'
-  sys.stdout.flush()
-  sys.stderr.flush()
-  os.execve(sys.executable, [sys.executable] + argv[1:], env)
 
 
 def limit_malloc_arenas(n):

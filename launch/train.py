@@ -6,11 +6,6 @@ r"""Trains a gensynth model.
 Re-running the same command resumes from the newest checkpoint in --workdir.
 """
 
-from launch import runtime  # pylint: disable=g-bad-import-order
-
-if __name__ == '__main__':
-  runtime.restart_with_huge_pages()  # first, before the heavy imports below
-
 import importlib
 import sys
 

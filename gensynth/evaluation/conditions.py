@@ -17,6 +17,8 @@ class-only run (gan_mnist.py:cond) scored the same way is the baseline: it
 is asked for the digit only.
 """
 
+import numpy as np
+
 from gensynth import data as data_lib
 from gensynth import errors
 from gensynth.data import morpho
@@ -25,6 +27,7 @@ from gensynth.evaluation import runs
 from gensynth.evaluation import sampling
 from gensynth.evaluation import text_match
 from gensynth.metrics import conditions as metrics
+from gensynth.metrics import generative
 
 
 def is_digits(config):
@@ -131,19 +134,32 @@ def digit_fidelity(config, workdir, *, classifier, num_samples=1000, seed=0,
     raise errors.InputError(
         f'{workdir!r} holds an unconditional run: there is no condition to '
         'obey (the class-only baseline is gan_mnist.py:cond).')
-  (src,) = runs.load_splits(config, model.info, ('test',))
-  sub = src.subset(slice(0, min(num_samples, len(src))))
+  train, src = runs.load_splits(config, model.info, ('train', 'test'))
+  n = min(num_samples, len(src))
+  sub = src.subset(slice(0, n))
   conds = sub.conditions if model.spec is not None else sub.labels
   images = model.generate(seed, conds)
   reader = features.ClassifierFeatures(classifier)
   requested = morpho.morphometrics(sub.images)
   out = {'step': model.step, 'condition': kind, 'scored_as': kind}
   out['test'] = {}
+  feats = {}
   for side, x in (('generated', images),
                   ('real', data_lib.preprocess(sub.images))):
-    digits = reader.features_and_logits(x)[1].argmax(-1)
+    feats[side], logits = reader.features_and_logits(x)
     out['test'][side] = metrics.digit_fidelity(
-        sub.labels, digits, requested, morpho.morphometrics(x))
+        sub.labels, logits.argmax(-1), requested, morpho.morphometrics(x))
+  # FID of the samples against the test digits whose conditions they were
+  # asked for, next to its floor: as many training digits against the same
+  # test digits (gensynth.evaluation.gan.generative_metrics' floor).
+  pick = np.random.default_rng(0).choice(len(train), min(n, len(train)),
+                                         replace=False)
+  f_train = reader(data_lib.preprocess(train.images[np.sort(pick)]))
+  out['test']['generated']['fid'] = generative.fid(feats['generated'],
+                                                   feats['real'])
+  out['test']['real']['fid'] = generative.fid(f_train, feats['real'])
+  out['test']['fid_over_floor'] = out['test']['generated']['fid'] / max(
+      out['test']['real']['fid'], 1e-12)
   return out
 
 
@@ -160,5 +176,5 @@ def summary(record):
           k: (None if v is None else round(float(v), 4))
           for k, v in scores.items()
           if k.endswith(('_accuracy', '_r', '_mae')) or
-          k in ('found', 'r_precision', 'r_precision_mismatched')}
+          k in ('found', 'fid', 'r_precision', 'r_precision_mismatched')}
   return lines

@@ -142,7 +142,11 @@ def test_digit_fidelity_of_a_morphometry_vector_run(tmp_path, classifier):
   assert real['thickness_r'] == pytest.approx(1.0)
   assert real['thickness_word_accuracy'] == real['slant_word_accuracy'] == 1.0
   assert set(out['summary']['test_generated']) >= {
-      'digit_accuracy', 'thickness_r', 'slant_mae', 'joint_accuracy'}
+      'digit_accuracy', 'thickness_r', 'slant_mae', 'joint_accuracy', 'fid'}
+  # FID against the test digits, next to its train-vs-test floor.
+  assert gen['fid'] > 0 and real['fid'] > 0
+  assert out['run']['test']['fid_over_floor'] == pytest.approx(
+      gen['fid'] / real['fid'])
   # Without a classifier to read the digit: one clear error (in-process;
   # the CLI's error path is tested for other errors above).
   with pytest.raises(errors.InputError, match='pass --classifier=WORKDIR'):
