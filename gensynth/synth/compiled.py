@@ -177,7 +177,7 @@ class _TraceCache:
     self.directory = None
     self.max_bytes = 0
     self.counts = {'exported': 0, 'loaded': 0}
-    self.lock = threading.Lock()
+    self.lock = threading.RLock()  # an op may call an op while traced
 
 
 _CACHE = _TraceCache()
@@ -231,6 +231,13 @@ def _plain_key(value):
   return None
 
 
+def _spread(x):
+  """An array laid out over several devices: programs are exported for one
+  device, so such calls run through jax.jit."""
+  sharding = getattr(x, 'sharding', None)
+  return sharding is not None and len(sharding.device_set) > 1
+
+
 def _entry_key(fn, avals, tree, static_key):
   code = getattr(fn, '__code__', None)
   parts = [
@@ -245,8 +252,14 @@ def _entry_key(fn, avals, tree, static_key):
 
 
 def _evict(directory, max_bytes):
+  """Removes the least recently used entries until `directory` holds at
+  most max_bytes of them."""
   entries = []
-  for entry in os.scandir(directory):
+  try:
+    listing = list(os.scandir(directory))
+  except OSError:
+    return
+  for entry in listing:
     if entry.name.endswith('.exported'):
       try:
         st = entry.stat()
@@ -288,14 +301,16 @@ def _load_or_export(jitted, fn, args, kwargs, key):
     # it, and re-raises here if the function itself is at fault.
     _log.info('trace cache: %s not exported (%s).', fn.__qualname__, e)
     return None
-  fd, tmp = tempfile.mkstemp(dir=_CACHE.directory, suffix='.tmp')
+  tmp = None
   try:
+    os.makedirs(_CACHE.directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=_CACHE.directory, suffix='.tmp')
     with os.fdopen(fd, 'wb') as f:
       f.write(blob)
     os.replace(tmp, path)  # atomic: readers see all of it or nothing
-  except OSError as e:
+  except OSError as e:  # a full disk, a directory removed meanwhile
     _log.warning('trace cache: cannot write %s (%s).', path, e)
-    if os.path.exists(tmp):
+    if tmp and os.path.exists(tmp):
       os.remove(tmp)
   _CACHE.counts['exported'] += 1
   _evict(_CACHE.directory, _CACHE.max_bytes)
@@ -330,8 +345,8 @@ def jit(fn, *, static_argnums=(), static_argnames=(), key_of_static=None):
     dynamic = ([a for i, a in enumerate(args) if i not in static_argnums],
                {k: v for k, v in kwargs.items() if k not in static_argnames})
     leaves, tree = jax.tree.flatten(dynamic)
-    if static_key is None or any(isinstance(x, jax.core.Tracer)
-                                 for x in leaves):
+    if static_key is None or any(
+        isinstance(x, jax.core.Tracer) or _spread(x) for x in leaves):
       return jitted(*args, **kwargs)
     try:
       avals = [jax.typeof(x) for x in leaves]

@@ -176,3 +176,22 @@ def test_trace_cache_keeps_input_errors_and_its_size_bound(trace_cache, rng):
   compiled.set_trace_cache(trace_cache, max_mb=0)  # room for nothing
   compiled.jit(_counting([]), static_argnames='scale')(a, 0.0, scale=1.0)
   assert not [n for n in os.listdir(trace_cache) if n.endswith('.exported')]
+
+
+def test_trace_cache_lets_a_traced_function_call_an_op_eagerly(trace_cache):
+  # While f is exported (under the cache's lock), it calls a public op on a
+  # concrete constant, which goes through the cache itself: no deadlock.
+  import threading  # pylint: disable=g-import-not-at-top
+  const = np.full((4, 5, 3), 0.25, np.float32)
+
+  def f(x):
+    return x + blend.weighted_blend([const, const], [0.5, 0.5])
+
+  out = []
+  worker = threading.Thread(
+      target=lambda: out.append(compiled.jit(f)(np.ones((4, 5, 3),
+                                                        np.float32))))
+  worker.start()
+  worker.join(120)
+  assert not worker.is_alive() and out
+  np.testing.assert_allclose(out[0], 1.25, rtol=1e-6)
