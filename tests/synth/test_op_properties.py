@@ -546,6 +546,10 @@ NOT_ARRAY_OPS = {
     'panorama.order': 'host graph stage of panorama.stitch (test_panorama)',
     'panorama.estimate': 'host stage of panorama.stitch (test_panorama)',
     'panorama.canvas': 'host stage of panorama.stitch (test_panorama)',
+    'panorama.footprints': 'host geometry for render (test_panorama)',
+    'panorama.seam_region': 'host geometry for render (test_panorama)',
+    'panorama.render': 'stage of panorama.stitch, against the '
+                       'whole-canvas render (test_panorama)',
     'panorama.gain_factors': 'against a NumPy solve (test_keypoints)',
     'warp.bilinear_unchecked': 'bilinear_sample minus its checks (its case)',
     'features.taps': 'unchecked stencil on [..., H, W] arrays (with or '
