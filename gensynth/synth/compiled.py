@@ -324,6 +324,11 @@ def jit(fn, *, static_argnums=(), static_argnames=(), key_of_static=None):
 
   key_of_static: maps a static argument to a plain value (numbers, strings,
     tuples) for the cache key; by default the argument itself must be one.
+
+  The key covers gensynth's source and the file that defines `fn`, not
+  other code `fn` calls: a function outside gensynth that calls into
+  other files of its caller's should use jax.jit (or an emptied cache
+  after editing them).
   """
   static_argnums = ((static_argnums,) if isinstance(static_argnums, int)
                     else tuple(static_argnums))
