@@ -326,9 +326,9 @@ def jit(fn, *, static_argnums=(), static_argnames=(), key_of_static=None):
     tuples) for the cache key; by default the argument itself must be one.
 
   The key covers gensynth's source and the file that defines `fn`, not
-  other code `fn` calls: a function outside gensynth that calls into
-  other files of its caller's should use jax.jit (or an emptied cache
-  after editing them).
+  other code `fn` calls: a function defined outside gensynth that calls
+  code in other files outside gensynth should use jax.jit (or empty the
+  cache after editing those files).
   """
   static_argnums = ((static_argnums,) if isinstance(static_argnums, int)
                     else tuple(static_argnums))
