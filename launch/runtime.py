@@ -5,9 +5,10 @@ it. Each piece names the benchmark that justifies it; the figures are in
 BUILD_NOTES.md.
 
 * Huge pages are not a launch setting. The scripts used to re-execute
-  themselves with GLIBC_TUNABLES=glibc.malloc.hugetlb=1; measured on current
-  JAX the train steps gained nothing from it and the panorama benchmark ran
-  erratically with it, so no script restarts (BUILD_NOTES.md, "Huge pages").
+  themselves with GLIBC_TUNABLES=glibc.malloc.hugetlb=1; on current JAX the
+  train steps gained nothing from it (`--bench=gan_throughput`,
+  `--bench=vae_throughput`) and one panorama set lost, so no script restarts
+  (BUILD_NOTES.md, "Huge pages and the restart").
   Whoever wants it sets the variable when starting the command; benchmark
   records name the tunables they ran with.
 * `limit_malloc_arenas(n)`: few glibc malloc arenas keep RSS flat across
@@ -16,8 +17,9 @@ BUILD_NOTES.md.
   default in a per-user directory (--compilation_cache_dir; '' turns it
   off), so a second command on the same shapes loads its programs instead
   of compiling them, and gensynth's trace cache in its `gensynth-traces`
-  subdirectory, so it does not trace them either. Several processes may share it: entries are read and
-  written under a file lock (jax's size-bounded cache). With
+  subdirectory, so it does not trace them either. Several processes may
+  share it: entries are read and written under a file lock (jax's
+  size-bounded cache). With
   GENSYNTH_COMPILE_REPORT=1 the process logs at exit how many programs it
   compiled and how many it loaded from the cache.
 * `configure_xla_cpu()`: the XLA:CPU YNNPACK switch (--xla_cpu_ynn_fusion_type;

@@ -346,21 +346,21 @@ def jit(fn, *, static_argnums=(), static_argnames=(), key_of_static=None):
     static = [(i, args[i]) for i in static_argnums if i < len(args)]
     static += sorted((k, v) for k, v in kwargs.items()
                      if k in static_argnames)
-    static_key = _plain_key(tuple(to_key(v) for _, v in static))
+    settings = _plain_key(tuple(to_key(v) for _, v in static))
     dynamic = ([a for i, a in enumerate(args) if i not in static_argnums],
                {k: v for k, v in kwargs.items() if k not in static_argnames})
     leaves, tree = jax.tree.flatten(dynamic)
-    if static_key is None or any(
+    if settings is None or any(
         isinstance(x, jax.core.Tracer) or _spread(x) for x in leaves):
       return jitted(*args, **kwargs)
     try:
       avals = [jax.typeof(x) for x in leaves]
     except TypeError:
       return jitted(*args, **kwargs)
-    static_key = f'{[i for i, _ in static]}{static_key}'
-    local = (tree, tuple(avals), static_key, _CACHE.directory)
+    settings = f'{[i for i, _ in static]}{settings}'  # positions and values
+    local = (tree, tuple(avals), settings, _CACHE.directory)
     if local not in programs:
-      key = _entry_key(fn, avals, tree, static_key)
+      key = _entry_key(fn, avals, tree, settings)
       with _CACHE.lock:
         exported = _load_or_export(jitted, fn, args, kwargs, key)
       programs[local] = None if exported is None else jax.jit(exported.call)

@@ -255,8 +255,8 @@ def stitch(images, *, key, detector='harris', num_keypoints=2000,
   """
   imgs = _check_images(images, detector, blend)
   if detector == 'harris':
-    # On the device once, for detection and rendering both: a 3 Mpx photo
-    # costs tens of ms per copy into fresh memory.
+    # On the device once, for detection and rendering both: each copy of a
+    # photo into fresh memory costs page faults (`--bench=panorama`).
     imgs = [jax.device_put(x) for x in imgs]
   feats = [detect(x, detector=detector, num_keypoints=num_keypoints)
            for x in imgs]
@@ -332,8 +332,8 @@ def _centre_weight(sx, sy, h, w):
 
 
 def _warp_one(image, h_src_to_canvas, out_hw, box=None):
-  """One image [H, W, C] onto the canvas: (warped [oh, ow, C], weight [oh, ow], covered [oh, ow]), 0 where
-  not covered. Only the canvas pixels of `box` (y0, x0, height, width; the
+  """One image [H, W, C] onto the canvas: (warped [oh, ow, C], weight
+  [oh, ow], covered [oh, ow]), 0 where not covered. Only the canvas pixels of `box` (y0, x0, height, width; the
   whole canvas if None) are sampled: the image covers none outside it."""
   oh, ow = out_hw
   y0, x0, bh, bw = box if box is not None else (0, 0, oh, ow)

@@ -1,6 +1,7 @@
 """Every launch command runs in the process it was started in: no script
 re-executes itself (the huge-page restart is gone; BUILD_NOTES.md, "Huge
-pages"), and a tunable the caller sets is what the process runs with."""
+pages and the restart"), and a tunable the caller sets is what the process
+runs with."""
 
 import json
 import pathlib
