@@ -22,6 +22,11 @@ condition came from; the captions' thin/thick and slant words as
 three-way categories). Each is scored beside the same scores on the real
 images (the ceiling) and, with --baseline, on a second run scored the same
 way (a class-only model: shapes variant 'attributes', gan_mnist.py:cond).
+It also reports diversity within a condition: --diversity_samples samples
+for each of --diversity_conditions test conditions, beside as many real
+images that satisfy the same condition (pixel distance and the spread of
+what a caption leaves open on the shapes; classifier-feature distance on
+digits), and each ratio generated / real.
 
   python -m launch.evaluate --workdir=runs/gan_mnist_vector --fidelity \
       --classifier=runs/classifier_mnist --baseline=runs/gan_mnist_cond
@@ -54,6 +59,12 @@ flags.DEFINE_string('baseline', None, '--fidelity: workdir of a second run '
 flags.DEFINE_integer('r_precision_steps', 800, '--fidelity on a text run: '
                      'training steps of the evaluator text-image encoder '
                      'behind R-precision (0: no R-precision).', lower_bound=0)
+flags.DEFINE_integer('diversity_conditions', 100, '--fidelity: diversity '
+                     'within a condition over this many test conditions (0: '
+                     'none).', lower_bound=0)
+flags.DEFINE_integer('diversity_samples', 10, '--fidelity: samples drawn, '
+                     'and real images taken, per condition for diversity.',
+                     lower_bound=2)
 flags.DEFINE_integer('chunk_size', 50, 'IWAE samples decoded at once.')
 flags.DEFINE_integer('batch_size', None, 'Test images per batch.')
 flags.DEFINE_integer('max_examples', None, 'Evaluate only the first N.')
@@ -76,6 +87,8 @@ def _main():
       raise app.UsageError('--fidelity needs a gan or vae run.')
     opts = dict(num_samples=FLAGS.num_generated or 1000, seed=FLAGS.seed,
                 r_precision_steps=FLAGS.r_precision_steps,
+                diversity_conditions=FLAGS.diversity_conditions,
+                diversity_samples=FLAGS.diversity_samples,
                 classifier=FLAGS.classifier or config.eval.get('classifier'))
     result = conditions.fidelity(config, FLAGS.workdir, step=FLAGS.step,
                                  **opts)

@@ -38,7 +38,10 @@ def base_config():
       d_steps=1, gp_weight=0.0, r1_weight=0.0, r1_every=16,
       # True: one fake batch per step serves D's and then G's update (one G
       # forward pass instead of two; needs d_steps=1).
-      shared_fakes=False))
+      shared_fakes=False,
+      # > 0: matching-aware D (real images with another example's condition
+      # count as fakes, weighted by this); needs a conditional GAN.
+      mismatch_weight=0.0))
   c.ema = ml_collections.ConfigDict(dict(decay=0.999, start=1000))
   c.g_optim = _optim(2e-4)
   c.d_optim = _optim(2e-4)

@@ -3,7 +3,9 @@
 32x32 RGB; trains for a few minutes on 2 CPU cores. Variants: condition on
 'cond' (class ids), 'text' (captions), 'vector' (attribute vectors) or
 'attributes' (class ids on the attribute shapes); 'heldout' (colour x kind
-pairs kept out of training); 'smoke' (seconds). The conditioned variants on
+pairs kept out of training); 'matching' (a matching-aware discriminator:
+real images with another example's condition count as fakes); 'smoke'
+(seconds). The conditioned variants on
 the attribute shapes ('text', 'vector', 'attributes') train with the
 recipe of gan_mnist's FID benchmark (nearest upsampling, minibatch std,
 hinge loss with lazy R1, Adam b1=0, one shared fake batch per step): the
@@ -18,7 +20,7 @@ from gensynth.configs import gan_common
 def get_config(arg=None):
   variants = common.parse_variants(
       'gan_shapes', arg, ('cond', 'text', 'vector', 'attributes', 'heldout',
-                      'smoke'))
+                      'matching', 'smoke'))
   c = gan_common.base_config()
   c.num_steps = 3000
   c.checkpoint_every = 500
@@ -33,6 +35,8 @@ def get_config(arg=None):
     c.loss.update(kind='hinge', r1_weight=1.0, r1_every=16, shared_fakes=True)
     for opt in (c.g_optim, c.d_optim):
       opt.update(lr=4e-4, b1=0.0, b2=0.99)
+  if 'matching' in variants:  # matching-aware D (steps.gan._d_update)
+    c.loss.mismatch_weight = 1.0
   if 'smoke' in variants:
     gan_common.smoke(c)
   return c

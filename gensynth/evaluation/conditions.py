@@ -15,6 +15,15 @@ area, and gensynth.metrics.conditions.digit_fidelity scores them against
 the digit and measurements of the test image the condition came from. A
 class-only run (gan_mnist.py:cond) scored the same way is the baseline: it
 is asked for the digit only.
+
+Diversity within a condition (`diversity_conditions` > 0): for the first M
+test conditions the model draws S samples each, and S real images that
+satisfy the same condition form the reference: on the shapes, images the
+caption is true of (text), the nearest attribute vectors (vector) or images
+of the class (class ids); on digits, images with the identical caption, the
+nearest standardised morphometry vectors, or the class. Shapes score pixel
+distance and the spread of the attributes a caption leaves open; digits the
+distance between classifier features (gensynth.metrics.conditions).
 """
 
 import numpy as np
@@ -50,12 +59,63 @@ def _check(config):
         'gensynth/configs/{vae,gan}_shapes.py:text, :vector or :attributes).')
 
 
+def _pool_groups(rows, size, rng):
+  """[M', S] indices: for each row of the bool candidate matrix [M, P] with
+  at least `size` candidates, `size` of them at random; and the kept rows."""
+  keep = np.flatnonzero(rows.sum(1) >= size)
+  idx = np.stack([rng.choice(np.flatnonzero(rows[m]), size, replace=False)
+                  for m in keep]) if len(keep) else np.zeros((0, size), int)
+  return idx, keep
+
+
+def _nearest(requested, pool, size):
+  """[M, S] indices of the `size` pool vectors nearest each requested vector
+  (each component scaled by the pool's standard deviation)."""
+  pool = np.asarray(pool, np.float64)
+  scale = np.where(pool.std(0) > 0, pool.std(0), 1.0)
+  d = (((np.asarray(requested, np.float64)[:, None] - pool[None]) / scale)
+       ** 2).sum(-1)
+  return np.argsort(d, axis=1)[:, :size]
+
+
+def _repeat_generate(model, seed, conds, size):
+  """[M, S, H, W, C] samples: S for each of the M conditions."""
+  conds = np.asarray(conds)
+  images = model.generate(seed + 1, np.repeat(conds, size, axis=0))
+  return images.reshape((len(conds), size) + images.shape[1:])
+
+
+def shapes_diversity(model, conds, attrs, pool_images, pool_attrs, *,
+                     score_as, conditions, samples, seed):
+  """Diversity within a condition on the attribute shapes (module doc)."""
+  m = min(conditions, len(conds))
+  rng = np.random.default_rng([seed, 23])
+  if score_as == 'vector':
+    idx, keep, open_mask = (_nearest(attrs['vector'][:m], pool_attrs['vector'],
+                                     samples), np.arange(m), None)
+  else:
+    named = (np.asarray(attrs['mentions'][:m], bool) if score_as == 'text'
+             else np.zeros((m, 3), bool))
+    rows = attrs['kind'][:m, None] == pool_attrs['kind'][None]
+    for i, attr in enumerate(('colour', 'size', 'position')):
+      rows &= ~named[:, i:i + 1] | (
+          attrs[attr][:m, None] == pool_attrs[attr][None])
+    idx, keep = _pool_groups(rows, samples, rng)
+    open_mask = ~named[keep]
+  if not len(keep):
+    return None
+  generated = _repeat_generate(model, seed, np.asarray(conds)[keep], samples)
+  out = metrics.shapes_diversity(generated, pool_images[idx], open_mask)
+  return dict(out, conditions=int(len(keep)), samples_per_condition=samples)
+
+
 def splits_of(config):
   return ('test', 'heldout') if config.data.holdout_pairs else ('test',)
 
 
 def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
-             score_as=None, r_precision_steps=800, classifier=None):
+             score_as=None, r_precision_steps=800, classifier=None,
+             diversity_conditions=100, diversity_samples=10):
   """{split: {'generated': scores, 'real': scores}} for a trained run.
 
   Shapes runs and digit runs (`is_digits`; these need `classifier`, the
@@ -70,10 +130,19 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
     r_precision_steps: text runs also get R-precision from an evaluator
       dual encoder trained this many steps on the real training pairs
       (gensynth.evaluation.text_match); 0 skips it. Shapes only.
+    diversity_conditions, diversity_samples: diversity within a condition
+      over this many test conditions with this many samples each (module
+      doc); 0 conditions skips it.
   """
+  if diversity_conditions and diversity_samples < 2:
+    raise errors.InputError(
+        f'diversity_samples={diversity_samples}: diversity within a '
+        'condition compares samples pairwise and needs at least 2.')
   if is_digits(config):
     return digit_fidelity(config, workdir, classifier=classifier,
-                          num_samples=num_samples, seed=seed, step=step)
+                          num_samples=num_samples, seed=seed, step=step,
+                          diversity_conditions=diversity_conditions,
+                          diversity_samples=diversity_samples)
   _check(config)
   model = sampling.load(config, workdir, step=step)
   kind = model.info['condition']['kind'] if config.model.conditional else None
@@ -117,11 +186,20 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
             if k_mis >= 2 else None)
         out[name][side]['r_precision_candidates'] = k
         out[name][side]['r_precision_mismatched_candidates'] = k_mis
+    if diversity_conditions:
+      pool = sources[0]
+      pool_attrs = {k: np.concatenate([pool.attributes[k], src.attributes[k]])
+                    for k in ('kind', 'colour', 'size', 'position', 'vector')}
+      out[name]['diversity'] = shapes_diversity(
+          model, conds, sub.attributes,
+          np.concatenate([pool.images, src.images]), pool_attrs,
+          score_as=score_as, conditions=diversity_conditions,
+          samples=diversity_samples, seed=seed)
   return out
 
 
 def digit_fidelity(config, workdir, *, classifier, num_samples=1000, seed=0,
-                   step=None):
+                   step=None, diversity_conditions=100, diversity_samples=10):
   """Fidelity of a digits run to its test conditions (see the module doc)."""
   if not classifier:
     raise errors.InputError(
@@ -160,7 +238,41 @@ def digit_fidelity(config, workdir, *, classifier, num_samples=1000, seed=0,
   out['test']['real']['fid'] = generative.fid(f_train, feats['real'])
   out['test']['fid_over_floor'] = out['test']['generated']['fid'] / max(
       out['test']['real']['fid'], 1e-12)
+  if diversity_conditions:
+    out['test']['diversity'] = _digit_diversity(
+        model, kind, conds, train, reader, conditions=diversity_conditions,
+        samples=diversity_samples, seed=seed)
   return out
+
+
+def _digit_diversity(model, kind, conds, pool, reader, *, conditions,
+                     samples, seed):
+  """Diversity within a condition on digits (module doc): the mean
+  distance between classifier features of one condition's samples, and of
+  as many training digits with the same condition."""
+  m = min(conditions, len(conds))
+  conds = np.asarray(conds)[:m]
+  rng = np.random.default_rng([seed, 23])
+  if kind == 'vector':
+    idx, keep = _nearest(conds, pool.conditions, samples), np.arange(m)
+  else:
+    other = pool.labels if kind == 'label' else pool.conditions
+    rows = (conds.reshape(m, -1)[:, None] ==
+            np.asarray(other).reshape(len(other), -1)[None]).all(-1)
+    idx, keep = _pool_groups(rows, samples, rng)
+  if not len(keep):
+    return None
+  generated = _repeat_generate(model, seed, conds[keep], samples)
+  shape = (len(keep), samples, -1)
+  gen = reader(generated.reshape((-1,) + generated.shape[2:]))
+  real = reader(data_lib.preprocess(pool.images[idx.reshape(-1)]))
+  out = {'generated': metrics.group_spread(np.reshape(gen, shape)),
+         'real': metrics.group_spread(np.reshape(real, shape))}
+  for side in ('generated', 'real'):
+    out[side] = {'feature_distance': out[side]['mean_distance']}
+  out['feature_distance_ratio'] = (out['generated']['feature_distance'] /
+                                   max(out['real']['feature_distance'], 1e-12))
+  return dict(out, conditions=int(len(keep)), samples_per_condition=samples)
 
 
 def summary(record):
@@ -177,4 +289,9 @@ def summary(record):
           for k, v in scores.items()
           if k.endswith(('_accuracy', '_r', '_mae')) or
           k in ('found', 'fid', 'r_precision', 'r_precision_mismatched')}
+    div = record[split].get('diversity')
+    if div:
+      lines[f'{split}_diversity'] = {
+          k: (None if v is None else round(float(v), 4))
+          for k, v in div.items() if k.endswith('_ratio')}
   return lines

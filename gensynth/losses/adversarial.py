@@ -30,6 +30,17 @@ def d_loss(real_logits, fake_logits, *, kind):
   return jnp.mean(fake_logits) - jnp.mean(real_logits)
 
 
+def d_fake_loss(fake_logits, *, kind):
+  """The fake half of `d_loss` alone: what D pays for calling these inputs
+  real (e.g. real images paired with another example's condition)."""
+  _check(kind)
+  if kind == 'ns':
+    return jnp.mean(jax.nn.softplus(fake_logits))
+  if kind == 'hinge':
+    return jnp.mean(jax.nn.relu(1.0 + fake_logits))
+  return jnp.mean(fake_logits)
+
+
 def g_loss(fake_logits, *, kind):
   """Generator loss: non-saturating -log D(G(z)) for 'ns', -D(G(z)) else."""
   _check(kind)

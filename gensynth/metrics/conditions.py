@@ -13,6 +13,15 @@ images (e.g. by gensynth.data.shapes.read_attributes):
                          captions' thickness and slant words, and r / MAE per
                          morphometric
 
+and how much samples of one condition differ from each other (diversity
+within a condition), beside real images that satisfy the same condition:
+
+  group_spread           mean distance between the members of each group
+  value_entropy          entropy of the categorical values in each group
+  shapes_diversity       both for attribute shapes: pixel distance, the
+                         spread of the attributes a caption leaves open,
+                         and of the measured centre and radius
+
 All inputs are host arrays; every function returns plain floats and lists
 (JSON-ready).
 """
@@ -165,4 +174,108 @@ def caption_describes(requested, mentions):
     a = np.asarray(requested[attr])
     named = np.asarray(mentions)[:, m]
     out &= ~named[None, :] | (a[:, None] == a[None, :])
+  return out
+
+
+def group_spread(groups):
+  """Diversity within groups of feature vectors.
+
+  Args:
+    groups: float [M, S, D]: M groups (e.g. conditions) of S >= 2 vectors
+      (e.g. samples, or real images that satisfy the condition).
+
+  Returns:
+    {'mean_distance': the mean over groups of the mean Euclidean distance
+    between a group's S (S - 1) / 2 pairs, 'per_group': those M means}.
+  """
+  g = np.asarray(groups, np.float64)
+  if g.ndim != 3 or g.shape[0] < 1 or g.shape[1] < 2:
+    raise errors.InputError(
+        f'group_spread needs groups [M, S, D] with M >= 1 and S >= 2, got '
+        f'shape {g.shape}.')
+  sq = np.sum(g**2, -1)
+  d2 = sq[:, :, None] + sq[:, None, :] - 2 * np.einsum('msd,mtd->mst', g, g)
+  rows, cols = np.triu_indices(g.shape[1], 1)
+  per = np.sqrt(np.maximum(d2[:, rows, cols], 0.0)).mean(-1)
+  return {'mean_distance': float(per.mean()), 'per_group': per.tolist()}
+
+
+def value_entropy(values, num_values):
+  """Plug-in entropy in nats of the values in each row: int [M, S] with
+  values in 0..num_values-1 -> float [M] (0: every value in the row alike;
+  log(min(S, num_values)) at most)."""
+  v = np.asarray(values)
+  if v.ndim != 2 or v.shape[1] < 1:
+    raise errors.InputError(
+        f'value_entropy needs values [M, S], got shape {v.shape}.')
+  if v.size and (v.min() < 0 or v.max() >= num_values):
+    raise errors.InputError(
+        f'value_entropy: values must lie in 0..{num_values - 1}, got '
+        f'{v.min()}..{v.max()}.')
+  p = (v[..., None] == np.arange(num_values)).mean(1)
+  with np.errstate(divide='ignore', invalid='ignore'):
+    return -np.sum(np.where(p > 0, p * np.log(p), 0.0), -1)
+
+
+_OPEN = ('colour', 'size', 'position')
+
+
+def shapes_diversity(generated, real, open_mask=None):
+  """Diversity within a condition for attribute shapes.
+
+  Args:
+    generated: images [M, S, H, W, 3] (uint8 or float in [0, 1]): S samples
+      for each of M conditions.
+    real: images of the same shape: for each condition, S real images that
+      satisfy it (the reference: how much the data itself varies there).
+    open_mask: bool [M, 3]: which of colour, size and position each condition
+      leaves open (a caption that does not name them); None: none open
+      (vector conditions).
+
+  Returns:
+    {'generated': scores, 'real': scores, '<score>_ratio': generated / real}
+    with scores 'pixel_distance' (mean RMS pixel difference in [0, 1]
+    between two images of one condition), '<attr>_open_entropy' (entropy in
+    nats of the read-back attribute over a condition's images, averaged over
+    the conditions that leave it open; None if none does) and 'x_std',
+    'y_std', 'radius_std' (spread of the read-back centre and radius within
+    a condition, as fractions of the side).
+  """
+  gen, ref = np.asarray(generated), np.asarray(real)
+  if gen.ndim != 5 or gen.shape[-1] != 3 or gen.shape != ref.shape or \
+      gen.shape[1] < 2:
+    raise errors.InputError(
+        'shapes_diversity needs generated and real images of one shape '
+        f'[M, S >= 2, H, W, 3], got {gen.shape} and {ref.shape}.')
+  m, s = gen.shape[:2]
+  opened = (np.zeros((m, 3), bool) if open_mask is None else
+            np.asarray(open_mask, bool))
+  if opened.shape != (m, 3):
+    raise errors.InputError(
+        f'shapes_diversity: open_mask must be [{m}, 3] (colour, size, '
+        f'position), got shape {opened.shape}.')
+  sizes = {'colour': len(shapes_lib.COLOUR_NAMES),
+           'size': len(shapes_lib.SIZE_NAMES),
+           'position': len(shapes_lib.POSITION_NAMES)}
+  out = {}
+  for side, x in (('generated', gen), ('real', ref)):
+    unit = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else \
+        x.astype(np.float64)
+    flat = unit.reshape(m, s, -1)
+    scores = {'pixel_distance': group_spread(flat)['mean_distance'] /
+                                np.sqrt(flat.shape[-1])}
+    read = shapes_lib.read_attributes(x.reshape((m * s,) + x.shape[2:]))
+    for i, attr in enumerate(_OPEN):
+      rows = opened[:, i]
+      scores[f'{attr}_open_entropy'] = (
+          float(value_entropy(read[attr].reshape(m, s)[rows],
+                              sizes[attr]).mean()) if rows.any() else None)
+    vec = read['vector'].reshape(m, s, -1)
+    for field in ('radius', 'x', 'y'):
+      col = _CONTINUOUS[field]
+      scores[f'{field}_std'] = float(vec[..., col].std(1).mean())
+    out[side] = scores
+  for k, v in out['generated'].items():
+    r = out['real'][k]
+    out[f'{k}_ratio'] = None if v is None or not r else float(v / r)
   return out

@@ -195,7 +195,11 @@ class Discriminator(nn.Module):
         x, update_stats=update_stats)
 
   @nn.compact
-  def __call__(self, x, labels=None, *, update_stats=False):
+  def __call__(self, x, labels=None, *, update_stats=False, parts=False):
+    """Logits [N]; with parts, (logit of the image alone [N], the condition's
+    projection vector [N, F] or None, the features phi [N, F]), whose
+    composition logit + sum(proj * phi, -1) is the logit: a caller can then
+    pair each image with other conditions at no further cost."""
     if x.ndim != 4:
       raise errors.ConfigError(
           f'Discriminator expects images [N, H, W, C], got shape '
@@ -210,6 +214,7 @@ class Discriminator(nn.Module):
       h = minibatch_std(h, self.mbstd_group)
     phi = h.reshape(h.shape[0], -1)
     logit = self._layer(nn.Dense(1), phi, update_stats)[:, 0]
+    proj = None
     if self.cond_spec is not None:
       if labels is None:
         raise errors.InputError(
@@ -218,15 +223,15 @@ class Discriminator(nn.Module):
       emb = _encoder(self.cond_spec, self.embed_dim, self.text)(labels)
       proj = nn.Dense(phi.shape[-1], kernel_init=nn.initializers.normal(0.02),
                       name='projection')(nn.silu(emb))
-      logit = logit + jnp.sum(proj * phi, axis=-1)
     elif self.num_classes:
       if labels is None:
         raise errors.ConfigError(
             'a class-conditional discriminator needs labels.')
       proj = nn.Embed(self.num_classes, phi.shape[-1],
                       embedding_init=nn.initializers.normal(0.02))(labels)
-      logit = logit + jnp.sum(proj * phi, axis=-1)
-    return logit
+    if parts:
+      return logit, proj, phi
+    return logit if proj is None else logit + jnp.sum(proj * phi, axis=-1)
 
 
 def _encoder(spec, features, text):

@@ -62,16 +62,29 @@ def generate(g_apply, params, z, labels=None):
   return g_apply({'params': params}, z, labels)
 
 
-def _discriminate(state, d_params, x, labels, *, update_stats):
-  """D logits, and D's updated spectral-norm vectors."""
+def _discriminate(state, d_params, x, labels, *, update_stats, parts=False):
+  """D logits (or with parts, D's (logit, proj, phi) parts), and D's updated
+  spectral-norm vectors."""
+  kw = dict(parts=True) if parts else {}
   if not state.d_stats:
-    return state.d_apply({'params': d_params}, x, labels), state.d_stats
+    return state.d_apply({'params': d_params}, x, labels, **kw), state.d_stats
   variables = {'params': d_params, 'spectral': state.d_stats}
   if not update_stats:
-    return state.d_apply(variables, x, labels), state.d_stats
+    return state.d_apply(variables, x, labels, **kw), state.d_stats
   logits, new = state.d_apply(variables, x, labels, update_stats=True,
-                              mutable=['spectral'])
+                              mutable=['spectral'], **kw)
   return logits, new['spectral']
+
+
+def mismatched_logits(base, proj, phi, labels):
+  """Logits of each image paired with the next row's condition (rows rolled
+  by one), from D's parts; and a mask that is 0 where that condition equals
+  the row's own (a pair that is not mismatched at all)."""
+  other = jnp.roll(proj, 1, axis=0)
+  logits = base + jnp.sum(other * phi, axis=-1)
+  flat = labels.reshape(labels.shape[0], -1)
+  differs = jnp.any(flat != jnp.roll(flat, 1, axis=0), axis=-1)
+  return logits, differs.astype(logits.dtype)
 
 
 def _fake_inputs(key, n, *, latent_dim, num_classes, conds=None):
@@ -88,13 +101,21 @@ def _fake_inputs(key, n, *, latent_dim, num_classes, conds=None):
 
 def _d_update(state, real, real_labels, key, *, loss, gp_weight, r1_weight,
               r1_every, r1_now, latent_dim, num_classes, fakes=None,
-              cond_from_data=False):
+              cond_from_data=False, mismatch_weight=0.0):
   """One discriminator step on one real micro-batch.
 
   `fakes` = (images, labels) is a fake batch the caller already generated;
   None draws and generates one here (conditioned on the real micro-batch's
-  conditions with cond_from_data).
+  conditions with cond_from_data). mismatch_weight > 0 adds the
+  matching-aware term: real images paired with another row's condition
+  count as fakes (Reed et al., 2016), from the same forward pass.
   """
+  if mismatch_weight and real_labels is None:
+    raise errors.InputError(
+        f'mismatch_weight={mismatch_weight} needs a conditional GAN (class '
+        'ids, vectors or captions): an unconditional D has no condition to '
+        'mismatch.')
+  mismatch = bool(mismatch_weight)
   z_key, gp_key = jax.random.split(key)
   if fakes is None:
     z, fake_labels = _fake_inputs(
@@ -110,12 +131,28 @@ def _d_update(state, real, real_labels, key, *, loss, gp_weight, r1_weight,
     both = jnp.concatenate([real, fake])
     labels = (None if real_labels is None else
               jnp.concatenate([real_labels, fake_labels]))
-    logits, stats = _discriminate(state, d_params, both, labels,
-                                  update_stats=True)
+    out, stats = _discriminate(state, d_params, both, labels,
+                               update_stats=True, parts=mismatch)
+    if mismatch:
+      base, proj, phi = out
+      logits = base + jnp.sum(proj * phi, axis=-1)
+    else:
+      logits = out
     real_logits, fake_logits = jnp.split(logits, 2)
     total = adversarial.d_loss(real_logits, fake_logits, kind=loss)
     aux = {'d_loss': total, 'd_real': jnp.mean(real_logits),
            'd_fake': jnp.mean(fake_logits)}
+    if mismatch:
+      n = real.shape[0]
+      mis, differs = mismatched_logits(base[:n], proj[:n], phi[:n],
+                                       real_labels)
+      # The fake-side loss over the rows whose rolled condition differs.
+      per_row = jax.vmap(lambda v: adversarial.d_fake_loss(v[None],
+                                                           kind=loss))(mis)
+      term = jnp.sum(per_row * differs) / jnp.maximum(jnp.sum(differs), 1.0)
+      total += mismatch_weight * term
+      aux['d_mismatch'] = jnp.sum(mis * differs) / jnp.maximum(
+          jnp.sum(differs), 1.0)
     d_fn = lambda lbl: (lambda x: _discriminate(
         state, d_params, x, lbl, update_stats=False)[0])
     if gp_weight:
@@ -186,7 +223,8 @@ def ema_decay_at(step, *, decay, start):
 def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
                d_steps=1, gp_weight=0.0, r1_weight=0.0, r1_every=1,
                r1_now=None, shared_fakes=False, ema_decay=0.999, ema_start=0,
-               skip_nonfinite=False, cond_from_data=False):
+               skip_nonfinite=False, cond_from_data=False,
+               mismatch_weight=0.0):
   """`d_steps` discriminator updates, one generator update, one EMA update.
 
   num_classes > 0 makes both networks class-conditional: real images keep
@@ -196,7 +234,9 @@ def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
   batch's (the data's joint distribution of conditions, which need not be
   uniform or even enumerable). With skip_nonfinite, a step
   with a NaN/Inf loss or gradient keeps the previous networks (the counter
-  still advances) and reports skipped=1.
+  still advances) and reports skipped=1. mismatch_weight > 0 makes D
+  matching-aware: it also learns to call real images with another example's
+  condition fake (`_d_update`).
 
   Lazy R1 (r1_weight > 0) runs on steps where state.step % r1_every == 0:
   with r1_now=None the step decides that itself (a `lax.cond`); r1_now=True
@@ -246,7 +286,8 @@ def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
         state, micro(images, j), real_conds(j) if real_conds else None,
         jax.random.fold_in(key, j), gp_weight=gp_weight, r1_weight=r1_weight,
         r1_every=r1_every, r1_now=r1_now, fakes=d_fakes,
-        cond_from_data=cond_from_data, **opts)
+        cond_from_data=cond_from_data, mismatch_weight=mismatch_weight,
+        **opts)
     metrics = m if not metrics else jax.tree.map(jnp.add, metrics, m)
   metrics = jax.tree.map(lambda v: v / d_steps, metrics)
   state, g_metrics = _g_update(state, n, g_key, fakes=g_fakes, conds=g_conds,

@@ -29,6 +29,14 @@ def _validate(config):
     raise errors.ConfigError(
         f'config.loss.shared_fakes=True needs '
         f'config.loss.d_steps=1 (got {config.loss.d_steps}).')
+  if config.loss.mismatch_weight < 0:
+    raise errors.ConfigError(
+        f'config.loss.mismatch_weight={config.loss.mismatch_weight} must be '
+        '>= 0.')
+  if config.loss.mismatch_weight and not config.model.conditional:
+    raise errors.ConfigError(
+        f'config.loss.mismatch_weight={config.loss.mismatch_weight} needs a '
+        'conditional GAN (config.model.conditional=True).')
   if not 0.0 <= config.ema.decay < 1.0:
     raise errors.ConfigError(
         f'config.ema.decay={config.ema.decay} must be in [0, 1).')
@@ -46,6 +54,7 @@ def step_kwargs(config, num_classes, spec=None):
               gp_weight=config.loss.gp_weight,
               r1_weight=config.loss.r1_weight, r1_every=config.loss.r1_every,
               shared_fakes=config.loss.shared_fakes,
+              mismatch_weight=config.loss.mismatch_weight,
               ema_decay=config.ema.decay, ema_start=config.ema.start,
               skip_nonfinite=config.skip_nonfinite)
 

@@ -104,7 +104,8 @@ def test_condition_paths_mixes_and_errors(text_model):
 def test_fidelity_reports_generated_real_and_heldout(gan_text):
   out = json.loads(helpers.run_launch(
       'evaluate', f'--workdir={gan_text}', '--fidelity',
-      '--num_generated=40', '--r_precision_steps=5').stdout)
+      '--num_generated=40', '--r_precision_steps=5',
+      '--diversity_conditions=12', '--diversity_samples=3').stdout)
   run = out['run']
   assert run['condition'] == 'text' and run['scored_as'] == 'text'
   for split in ('test', 'heldout'):
@@ -120,8 +121,24 @@ def test_fidelity_reports_generated_real_and_heldout(gan_text):
     # mismatched candidates than 40, never more.
     assert 2 <= gen['r_precision_mismatched_candidates'] <= 40
     assert 0.0 <= gen['r_precision_mismatched'] <= 1.0
-  assert set(out['summary']) == {'test_generated', 'test_real',
-                                 'heldout_generated', 'heldout_real'}
+  # Diversity within a condition: 3 samples for each test caption true of
+  # at least 3 real images, beside 3 of those images.
+  div = run['test']['diversity']
+  assert 1 <= div['conditions'] <= 12 and div['samples_per_condition'] == 3
+  for side in ('generated', 'real'):
+    assert div[side]['pixel_distance'] > 0
+  # The kind is always named, so never open; real images vary in what
+  # captions leave open (some of 12 captions omit the position).
+  assert 'kind_open_entropy' not in div['real']
+  assert div['real']['position_open_entropy'] > 0
+  assert div['pixel_distance_ratio'] == pytest.approx(
+      div['generated']['pixel_distance'] / div['real']['pixel_distance'])
+  assert set(out['summary']) >= {'test_generated', 'test_real',
+                                 'heldout_generated', 'heldout_real',
+                                 'test_diversity'}
+  with pytest.raises(errors.InputError, match='needs at least 2'):
+    fidelity_lib.fidelity(workdir_lib.load_config(gan_text), gan_text,
+                          diversity_samples=1)
 
 
 def test_vector_run_samples_vectors_from_text_and_npy(vae_vector, tmp_path):
@@ -146,10 +163,17 @@ def test_vector_run_samples_vectors_from_text_and_npy(vae_vector, tmp_path):
       atol=1 / 255 + 1e-6)
   with pytest.raises(errors.InputError, match='12 values'):
     model.conditions(vectors=[[1.0, 2.0, 3.0]])
-  record = fidelity_lib.fidelity(config, vae_vector, num_samples=16)
+  record = fidelity_lib.fidelity(config, vae_vector, num_samples=16,
+                                 diversity_conditions=4, diversity_samples=3)
   gen = record['test']['generated']
   assert record['scored_as'] == 'vector'
   assert {'red_r', 'radius_mae', 'x_r', 'position_accuracy'} <= set(gen)
+  # Vectors name every attribute: nothing is open, and the real reference
+  # is each vector's 3 nearest real images.
+  div = record['test']['diversity']
+  assert div['conditions'] == 4
+  assert div['real']['position_open_entropy'] is None
+  assert div['real']['pixel_distance'] > 0
 
 
 def _close(a, b, **tol):

@@ -134,7 +134,8 @@ def test_digit_fidelity_of_a_morphometry_vector_run(tmp_path, classifier):
   assert info['condition']['dim'] == 15
   out = json.loads(helpers.run_launch(
       'evaluate', f'--workdir={workdir}', '--fidelity', '--num_generated=12',
-      f'--classifier={classifier}').stdout)
+      f'--classifier={classifier}', '--diversity_conditions=5',
+      '--diversity_samples=4').stdout)
   gen, real = out['run']['test']['generated'], out['run']['test']['real']
   assert gen['num_samples'] == real['num_samples'] == 12
   assert 0.0 <= gen['digit_accuracy'] <= 1.0
@@ -147,6 +148,14 @@ def test_digit_fidelity_of_a_morphometry_vector_run(tmp_path, classifier):
   assert gen['fid'] > 0 and real['fid'] > 0
   assert out['run']['test']['fid_over_floor'] == pytest.approx(
       gen['fid'] / real['fid'])
+  # Diversity within a condition: 4 samples per vector beside the 4
+  # training digits with the nearest vectors, in classifier features.
+  div = out['run']['test']['diversity']
+  assert div['conditions'] == 5 and div['samples_per_condition'] == 4
+  assert div['real']['feature_distance'] > 0
+  assert div['feature_distance_ratio'] == pytest.approx(
+      div['generated']['feature_distance'] / div['real']['feature_distance'])
+  assert 'feature_distance_ratio' in out['summary']['test_diversity']
   # Without a classifier to read the digit: one clear error (in-process;
   # the CLI's error path is tested for other errors above).
   with pytest.raises(errors.InputError, match='pass --classifier=WORKDIR'):

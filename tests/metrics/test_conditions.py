@@ -105,3 +105,50 @@ def test_r_precision_separates_matching_from_shuffled_pairs():
   assert matched > 0.3 > 0.15 > shuffled
   with pytest.raises(errors.InputError, match='num_candidates'):
     text_match.r_precision(img[:10], txt[:10], num_candidates=20)
+
+
+def test_group_spread_and_value_entropy_are_exact_on_known_groups():
+  # Group 0: two points 3-4-5 apart plus their midpoint; group 1: one point
+  # three times (no spread).
+  groups = np.array([[[0.0, 0.0], [3.0, 4.0], [1.5, 2.0]],
+                     [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]])
+  got = metrics.group_spread(groups)
+  assert got['per_group'] == pytest.approx([(5.0 + 2.5 + 2.5) / 3, 0.0])
+  assert got['mean_distance'] == pytest.approx(5.0 / 3)
+  ent = metrics.value_entropy(np.array([[0, 1, 2, 3], [2, 2, 2, 2],
+                                        [0, 0, 1, 1]]), 4)
+  np.testing.assert_allclose(ent, [np.log(4), 0.0, np.log(2)])
+  with pytest.raises(errors.InputError, match=r'S >= 2'):
+    metrics.group_spread(np.zeros((3, 1, 2)))
+  with pytest.raises(errors.InputError, match=r'values must lie in 0\.\.3'):
+    metrics.value_entropy(np.array([[0, 4]]), 4)
+
+
+def test_shapes_diversity_tells_a_collapsed_model_from_the_data():
+  """Real images a caption is true of vary in what it leaves open; a
+  'model' that repeats one image per caption has zero spread, and one that
+  varies only the background has pixel spread but no attribute spread."""
+  images, attrs = shapes.make_attribute_shapes(4000, seed=2)
+  m, s = 12, 6
+  # Conditions: 'a <kind>' (colour, size and position open).
+  groups = np.stack([np.flatnonzero(attrs['kind'] == k % 6)[
+      (k // 6) * s:(k // 6 + 1) * s] for k in range(m)])
+  real = images[groups]
+  open_mask = np.ones((m, 3), bool)
+  same = np.repeat(real[:, :1], s, axis=1)
+  got = metrics.shapes_diversity(real, real, open_mask)
+  assert got['pixel_distance_ratio'] == pytest.approx(1.0)
+  assert got['real']['position_open_entropy'] > 1.0
+  assert got['real']['x_std'] > 0.1
+  collapsed = metrics.shapes_diversity(same, real, open_mask)
+  assert collapsed['generated']['pixel_distance'] == pytest.approx(0, abs=1e-6)
+  assert collapsed['position_open_entropy_ratio'] == 0.0
+  assert collapsed['x_std_ratio'] == pytest.approx(0, abs=1e-5)
+  # A condition that names everything leaves no attribute open.
+  named = metrics.shapes_diversity(real, real, None)
+  assert named['generated']['colour_open_entropy'] is None
+  assert named['colour_open_entropy_ratio'] is None
+  with pytest.raises(errors.InputError, match=r'open_mask must be \[12, 3\]'):
+    metrics.shapes_diversity(real, real, open_mask[:3])
+  with pytest.raises(errors.InputError, match='of one shape'):
+    metrics.shapes_diversity(real, real[:, :2], open_mask)

@@ -215,3 +215,60 @@ def test_shared_fakes_with_r1_matches_the_cond_form_and_needs_one_d_step():
   assert _max_diff(s_cond.g_params, s_fixed.g_params) < 1e-5
   with pytest.raises(ValueError, match='shared_fakes needs d_steps=1'):
     _step(shared_fakes=True, d_steps=2)(s0, b, key)
+
+
+@pytest.mark.parametrize('loss', ['ns', 'hinge'])
+def test_matching_aware_d_update_is_exact_and_skips_rows_that_match(loss):
+  """With SGD, mismatch_weight=w moves D by -lr * grad of D's loss plus w
+  times the fake-side loss of each real image paired with the previous row's
+  class id (D called afresh on the rolled ids), averaged over the rows whose
+  rolled id differs; rows 0 and 1 below share a class and are left out."""
+  from gensynth.losses import adversarial  # pylint: disable=g-import-not-at-top
+  g = gan.Generator(16, 1, (8, 8), num_classes=3, upsample='nearest')
+  d = gan.Discriminator((8, 8), num_classes=3)
+  lr, w = 0.05, 0.7
+  s0 = steps.create_state(jax.random.key(0), g, d, optax.sgd(lr),
+                          optax.sgd(lr), latent_dim=4, image_shape=(16, 16, 1))
+  b = dict(_batch(8), label=jnp.array([2, 2, 0, 1, 2, 0, 1, 0]))
+  key = jax.random.key(1)
+  kw = dict(num_classes=3, loss=loss, shared_fakes=True)
+  s1, m = _step(mismatch_weight=w, **kw)(s0, b, key)
+  z, fy = steps._fake_inputs(  # pylint: disable=protected-access
+      jax.random.fold_in(jax.random.fold_in(key, 0), 1), 8, latent_dim=4,
+      num_classes=3)
+  fake = g.apply({'params': s0.g_params}, z, fy)
+  rolled = jnp.roll(b['label'], 1)
+  differs = np.asarray(rolled != b['label'])
+  assert differs.sum() == 7 and not differs[1]
+
+  def d_loss(p):
+    logits = d.apply({'params': p}, jnp.concatenate([b['image'], fake]),
+                     jnp.concatenate([b['label'], fy]))
+    mis = d.apply({'params': p}, b['image'], rolled)[differs]
+    return (adversarial.d_loss(*jnp.split(logits, 2), kind=loss) +
+            w * adversarial.d_fake_loss(mis, kind=loss))
+
+  d_want = jax.tree.map(lambda p, gr: p - lr * gr, s0.d_params,
+                        jax.grad(d_loss)(s0.d_params))
+  assert _max_diff(s1.d_params, d_want) < 1e-5
+  # The term changes the update, and the plain step does not report it.
+  s_plain, m_plain = _step(**kw)(s0, b, key)
+  assert _max_diff(s_plain.d_params, s1.d_params) > 1e-4
+  assert 'd_mismatch' in m and 'd_mismatch' not in m_plain
+  with pytest.raises(ValueError, match='mismatch_weight=0.5 needs a '
+                     'conditional GAN'):
+    _step(mismatch_weight=0.5)(_state(), _batch(8), key)
+
+
+def test_discriminator_parts_compose_to_its_logits():
+  d = gan.Discriminator((8, 8), num_classes=3, mbstd_group=4)
+  x, y = _batch(8)['image'], _batch(8)['label']
+  params = d.init(jax.random.key(0), x, y)
+  base, proj, phi = d.apply(params, x, y, parts=True)
+  np.testing.assert_allclose(base + jnp.sum(proj * phi, -1),
+                             d.apply(params, x, y), atol=1e-6)
+  u = gan.Discriminator((8, 8))
+  up = u.init(jax.random.key(0), x)
+  base, proj, _ = u.apply(up, x, parts=True)
+  assert proj is None
+  np.testing.assert_allclose(base, u.apply(up, x), atol=1e-6)
