@@ -32,6 +32,9 @@ def base_config():
       crop=128,  # training crops (pixels a side)
       ks=(2, 3, 4),  # sources per example, drawn per step
       eval_examples=16, eval_seed=10_000,  # validation set (not trained on)
+      # multifocus: blur of the out-of-focus regions, gaussian | disc (a
+      # lens's circle of confusion) | mixed (either, per source)
+      defocus_blur='gaussian',
   ))
   c.model = ml_collections.ConfigDict(dict(
       widths=(16, 32), prior='mertens', blend='pyramid', low_res=32,
@@ -41,7 +44,10 @@ def base_config():
       weights_level=0))
   c.loss = ml_collections.ConfigDict(dict(
       kind='mef_ssim',  # mef_ssim | ssim_grad
-      smooth_weight=0.01, grad_weight=0.0))
+      smooth_weight=0.01, grad_weight=0.0,
+      # > 0: penalise the entropy of the per-pixel weights over the sources
+      # (divided by log K), pushing each pixel towards one source
+      decisive_weight=0.0))
   c.optim = ml_collections.ConfigDict(dict(
       lr=1e-3, warmup_steps=200, schedule='cosine', final_lr_fraction=0.05,
       b1=0.9, b2=0.999, weight_decay=0.0, grad_clip=1.0))

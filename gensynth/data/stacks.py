@@ -154,9 +154,41 @@ def simulate_exposures(rng, photo, k):
   return np.stack(out).astype(np.float32)
 
 
-def simulate_defocus(rng, photo, k):
+BLURS = ('gaussian', 'disc', 'mixed')
+
+
+def disc_kernel(radius):
+  """A normalised disc (a lens's defocus blur, the circle of confusion) of
+  `radius` pixels, its edge pixels weighted by their covered area."""
+  half = int(np.ceil(radius))
+  sub = (np.arange(4) + 0.5) / 4 - 0.5  # 4x4 samples per pixel
+  t = np.arange(-half, half + 1)
+  yy = (t[:, None, None, None] + sub[None, None, :, None])
+  xx = (t[None, :, None, None] + sub[None, None, None, :])
+  cover = ((yy**2 + xx**2) <= radius**2).mean((2, 3))
+  return (cover / cover.sum()).astype(np.float32)
+
+
+def _defocus(rng, x, blur):
+  """x [H, W, 3] blurred as one out-of-focus source: Gaussian of sigma 1-4
+  px, or a disc of radius 1.5-6 px; 'mixed' picks one of the two."""
+  if blur == 'mixed':
+    blur = ('gaussian', 'disc')[int(rng.integers(2))]
+  if blur == 'gaussian':
+    sigma = rng.uniform(1.0, 4.0)
+    return ndimage.gaussian_filter(x, (sigma, sigma, 0), mode='reflect')
+  kernel = disc_kernel(rng.uniform(1.5, 6.0))
+  return np.stack([ndimage.convolve(x[..., c], kernel, mode='reflect')
+                   for c in range(x.shape[-1])], -1)
+
+
+def simulate_defocus(rng, photo, k, *, blur='gaussian'):
   """(sources [K, H, W, 3], sharp target [H, W, 3]) float32 in [0, 1]: each
-  source in focus in its own region and blurred elsewhere."""
+  source in focus in its own region and blurred elsewhere (`blur`: one of
+  BLURS)."""
+  if blur not in BLURS:
+    raise errors.ConfigError(f'defocus blur {blur!r}; expected one of '
+                             f'{BLURS}.')
   x = photo.astype(np.float32) / 255.0
   hw = x.shape[:2]
   cells = int(rng.integers(2, 5))
@@ -168,8 +200,7 @@ def simulate_defocus(rng, photo, k):
   masks /= np.maximum(masks.sum(0, keepdims=True), 1e-6)
   out = []
   for i in range(k):
-    sigma = rng.uniform(1.0, 4.0)
-    blurred = ndimage.gaussian_filter(x, (sigma, sigma, 0), mode='reflect')
+    blurred = _defocus(rng, x, blur)
     m = masks[i][..., None]
     v = m * x + (1 - m) * blurred
     out.append(np.round(np.clip(v, 0, 1) * 255) / 255)
@@ -188,10 +219,12 @@ class FusionBatches:
     photos: uint8 [H, W, 3] photographs for synthetic sets.
     stacks: uint8 [N, H, W, 3] real exposure stacks (exposure only).
     real_fraction: share of examples drawn from `stacks` when there are any.
+    defocus_blur: multi-focus sets' blur, one of BLURS.
   """
 
   def __init__(self, task, *, photos, stacks=(), crop, ks, global_batch_size,
-               seed, real_fraction=0.5, process_index=0, process_count=1):
+               seed, real_fraction=0.5, process_index=0, process_count=1,
+               defocus_blur='gaussian'):
     if task not in TASKS:
       raise errors.ConfigError(f'task={task!r}; expected one of {TASKS}.')
     if global_batch_size <= 0 or global_batch_size % process_count:
@@ -207,6 +240,10 @@ class FusionBatches:
                              f'{crop} pixels.')
     if not photos and not stacks:
       raise errors.DataError('no photographs and no stacks to train on.')
+    if defocus_blur not in BLURS:
+      raise errors.ConfigError(f'defocus_blur={defocus_blur!r}; expected one '
+                               f'of {BLURS}.')
+    self.defocus_blur = defocus_blur
     self.task, self.crop, self.ks = task, crop, tuple(ks)
     self.seed, self.global_batch_size = seed, global_batch_size
     self.real_fraction = real_fraction if len(stacks) else 0.0
@@ -251,7 +288,7 @@ class FusionBatches:
     photo = np.ascontiguousarray(self._augment(rng, photo[win]))
     if self.task == 'exposure':
       return {'sources': simulate_exposures(rng, photo, k)}
-    src, target = simulate_defocus(rng, photo, k)
+    src, target = simulate_defocus(rng, photo, k, blur=self.defocus_blur)
     return {'sources': src, 'target': target}
 
   def num_sources(self, step):

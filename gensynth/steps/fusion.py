@@ -36,11 +36,21 @@ def _smoothness(delta):
   return jnp.mean(dy) + jnp.mean(dx)
 
 
+def weight_entropy(weights):
+  """Mean over pixels of the entropy of the weights over the K sources
+  (axis 1 of [B, K, H, W]), divided by log K: 0 where every pixel takes one
+  source, 1 where all weigh alike."""
+  k = weights.shape[1]
+  w = jnp.clip(weights, 1e-12, 1.0)
+  return jnp.mean(-jnp.sum(weights * jnp.log(w), axis=1)) / jnp.log(k)
+
+
 def fusion_loss(params, apply_fn, batch, *, loss, smooth_weight,
-                grad_weight):
-  """(scalar loss, metrics) of one batch; batch['sources'] [B, K, H, W, C]."""
-  (fused, _), inter = apply_fn({'params': params}, batch['sources'],
-                               mutable=['intermediates'])
+                grad_weight, decisive_weight=0.0):
+  """(scalar loss, metrics) of one batch; batch['sources'] [B, K, H, W, C].
+  decisive_weight > 0 adds that times `weight_entropy` of the weights."""
+  (fused, weights), inter = apply_fn({'params': params}, batch['sources'],
+                                     mutable=['intermediates'])
   delta = inter['intermediates']['delta'][0]
   fused = jnp.clip(fused, 0.0, 1.0)
   smooth = _smoothness(delta)
@@ -59,17 +69,22 @@ def fusion_loss(params, apply_fn, batch, *, loss, smooth_weight,
   else:
     raise ValueError(f'loss={loss!r}; expected one of {LOSSES}.')
   value = value + smooth_weight * smooth
-  metrics.update(loss=value, smoothness=smooth)
+  entropy = weight_entropy(weights)
+  if decisive_weight:
+    value = value + decisive_weight * entropy
+  metrics.update(loss=value, smoothness=smooth, weight_entropy=entropy)
   return value, metrics
 
 
-def train_step(state, batch, key, *, loss, smooth_weight=0.0, grad_weight=0.0):
+def train_step(state, batch, key, *, loss, smooth_weight=0.0, grad_weight=0.0,
+               decisive_weight=0.0):
   """One optimiser step; `key` is unused (the data carries the randomness)."""
   del key
 
   def loss_fn(params):
     return fusion_loss(params, state.apply_fn, batch, loss=loss,
-                       smooth_weight=smooth_weight, grad_weight=grad_weight)
+                       smooth_weight=smooth_weight, grad_weight=grad_weight,
+                       decisive_weight=decisive_weight)
 
   (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params)
@@ -87,3 +102,14 @@ def eval_step(params, batch, *, apply_fn, loss):
     return jnp.mean(image_metrics.mef_ssim(
         jnp.moveaxis(batch['sources'], 1, 0), fused))
   return jnp.mean(image_metrics.ssim(fused, batch['target']))
+
+
+def pair_scores(params, batch, *, apply_fn):
+  """Mean Q^AB/F and MI of a batch of two-source sets, the fused output
+  rounded to 8 bits as a file would hold it: the Lytro benchmark's scores,
+  on validation sets."""
+  fused, _ = apply_fn({'params': params}, batch['sources'])
+  fused = jnp.round(jnp.clip(fused, 0.0, 1.0) * 255.0) / 255.0
+  a, b = batch['sources'][:, 0], batch['sources'][:, 1]
+  return {'qabf': jnp.mean(image_metrics.qabf(a, b, fused)),
+          'mi': jnp.mean(image_metrics.mutual_information(a, b, fused))}

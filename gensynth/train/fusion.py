@@ -38,6 +38,14 @@ def _validate(config):
     raise errors.ConfigError(
         f'config.model.prior={m.prior!r}, blend={m.blend!r}; expected one of '
         f'{fusion_model.PRIORS} and one of {fusion_model.BLENDS}.')
+  if d.defocus_blur not in stacks_lib.BLURS:
+    raise errors.ConfigError(
+        f'config.data.defocus_blur={d.defocus_blur!r}; expected one of '
+        f'{stacks_lib.BLURS}.')
+  if config.loss.decisive_weight < 0:
+    raise errors.ConfigError(
+        f'config.loss.decisive_weight={config.loss.decisive_weight} must be '
+        '>= 0.')
   if min(d.ks) < 2:
     raise errors.ConfigError(f'config.data.ks={tuple(d.ks)}: fusion needs at '
                              'least two sources per example.')
@@ -105,7 +113,7 @@ def train_and_evaluate(config, workdir):
       d.task, photos=photos(d), stacks=stacks, crop=d.crop, ks=d.ks,
       global_batch_size=config.batch_size, seed=config.seed,
       real_fraction=d.real_fraction, process_index=jax.process_index(),
-      process_count=jax.process_count())
+      process_count=jax.process_count(), defocus_blur=d.defocus_blur)
   model, state = state_lib.fusion(config, mesh)
   ckpt, state, start, reporter = loop.resume(
       config, workdir, state, task=d.task, train_scenes=train_scenes,
@@ -114,18 +122,30 @@ def train_and_evaluate(config, workdir):
   train_step = loop.jit_train_step(functools.partial(
       fusion_steps.train_step, loss=kind,
       smooth_weight=config.loss.smooth_weight,
-      grad_weight=config.loss.grad_weight), mesh)
+      grad_weight=config.loss.grad_weight,
+      decisive_weight=config.loss.decisive_weight), mesh)
   eval_fn = jax.jit(functools.partial(fusion_steps.eval_step,
                                       apply_fn=model.apply, loss=kind))
   val = [jax.device_put(b, sharding.replicated(mesh))
          for b in _eval_batches(config, batches)]
   metric = 'mef_ssim' if kind == 'mef_ssim' else 'ssim'
 
+  pairs = [b for b in val if b['sources'].shape[1] == 2]
+  pair_fn = jax.jit(functools.partial(fusion_steps.pair_scores,
+                                      apply_fn=model.apply))
+
   def evaluate(params):
     learned = float(np.mean([eval_fn(params, b) for b in val]))
     prior = float(np.mean([eval_fn(prior_only(params), b) for b in val]))
-    return {metric: learned, f'{metric}_prior_only': prior,
-            f'{metric}_gain': learned - prior}
+    out = {metric: learned, f'{metric}_prior_only': prior,
+           f'{metric}_gain': learned - prior}
+    if d.task == 'multifocus' and pairs:
+      # The multi-focus benchmark's scores on validation pairs (K = 2).
+      for name, p in (('', params), ('_prior_only', prior_only(params))):
+        scores = [pair_fn(p, b) for b in pairs]
+        for k in ('qabf', 'mi'):
+          out[k + name] = float(np.mean([sc[k] for sc in scores]))
+    return out
 
   state, step, preempted, stats = loop.run(
       state, step_for=lambda _: train_step, batches=batches, start=start,

@@ -126,6 +126,68 @@ def test_training_lowers_the_loss_on_a_fixed_batch():
   assert losses[-1] < 0.9 * losses[0], losses
 
 
+def test_decisive_weight_adds_the_weight_entropy_and_lowers_it():
+  """weight_entropy is 1 for equal weights and 0 for a hard choice; the
+  decisive term adds w times it to the loss, and training with it leaves
+  pixels closer to one source than training without."""
+  half = jnp.full((1, 2, 3, 3), 0.5)
+  hard = jnp.stack([jnp.ones((1, 3, 3)), jnp.zeros((1, 3, 3))], 1)
+  assert float(fusion_steps.weight_entropy(half)) == pytest.approx(1.0)
+  assert float(fusion_steps.weight_entropy(hard)) == pytest.approx(0.0,
+                                                                 abs=1e-6)
+  batches = stacks.FusionBatches(
+      'multifocus', photos=[stacks.bundled_photos()[0]], crop=48, ks=(2,),
+      global_batch_size=2, seed=0, defocus_blur='mixed')
+  batch = batches.batch(0)
+  model = fusion_model.FusionNet(widths=(8, 8), prior='focus', blend='spatial',
+                                 low_res=12)
+  state0 = fusion_steps.create_state(jax.random.key(0), model,
+                                     optax.adam(3e-2), size=48)
+  kw = dict(apply_fn=model.apply, batch=batch, loss='ssim_grad',
+            smooth_weight=0.0, grad_weight=0.05)
+  plain, m = fusion_steps.fusion_loss(state0.params, **kw)
+  with_term, _ = fusion_steps.fusion_loss(state0.params, decisive_weight=0.3,
+                                          **kw)
+  assert float(with_term) == pytest.approx(
+      float(plain) + 0.3 * float(m['weight_entropy']), rel=1e-5)
+  entropies = {}
+  for w in (0.0, 0.5):
+    step = jax.jit(functools.partial(fusion_steps.train_step, loss='ssim_grad',
+                                     grad_weight=0.05, decisive_weight=w))
+    state = state0
+    for _ in range(10):
+      state, metrics = step(state, batch, None)
+    entropies[w] = float(metrics['weight_entropy'])
+  assert entropies[0.5] < entropies[0.0] - 0.01, entropies
+  scores = jax.jit(functools.partial(fusion_steps.pair_scores,
+                                     apply_fn=model.apply))(state.params,
+                                                            batch)
+  assert 0.0 < float(scores['qabf']) < 1.0 and float(scores['mi']) > 1.0
+
+
+def test_disc_defocus_blurs_like_a_lens_and_names_bad_blurs():
+  k = stacks.disc_kernel(3.0)
+  assert k.shape == (7, 7) and k.sum() == pytest.approx(1.0)
+  # Flat inside the disc, zero in the corners: unlike a Gaussian.
+  assert k[3, 3] == pytest.approx(k[3, 2]) and k[0, 0] == 0.0
+  rng = np.random.default_rng(1)
+  photo = stacks.bundled_photos()[0][:96, :96]
+  src, target = stacks.simulate_defocus(rng, photo, 2, blur='disc')
+  err = np.abs(src - target[None]).mean(-1)
+  assert np.mean(err.min(0) < 0.01) > 0.95
+  assert np.all(err.max(axis=(1, 2)) > 0.05)
+  # The default keeps the Gaussian sets earlier runs trained on.
+  a = stacks.simulate_defocus(np.random.default_rng(4), photo, 2)
+  b = stacks.simulate_defocus(np.random.default_rng(4), photo, 2,
+                              blur='gaussian')
+  np.testing.assert_array_equal(a[0], b[0])
+  with pytest.raises(ValueError, match="defocus blur 'box'; expected one of"):
+    stacks.simulate_defocus(rng, photo, 2, blur='box')
+  with pytest.raises(ValueError, match="defocus_blur='box'"):
+    stacks.FusionBatches('multifocus', photos=[photo], crop=48, ks=(2,),
+                         global_batch_size=2, seed=0, defocus_blur='box')
+
+
 @pytest.mark.parametrize('hw,low_res', [((540, 960), 8), ((97, 131), 32),
                                         ((33, 200), 8), ((1000, 3), 2)])
 def test_banded_upsampling_equals_the_chain_of_pyr_up_steps(hw, low_res):
