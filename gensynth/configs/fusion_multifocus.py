@@ -7,7 +7,9 @@ default scikit-image's bundled ones; add folders with
 L1 term on Sobel gradients. Weights are applied per pixel (blend 'spatial'),
 so in-focus pixels pass through unchanged. Variants: 'smoke', and 'bench'
 (the benchmark recipe: adds the panorama photos of the benchmark data,
-which holds no multi-focus set; the Lytro pairs are for evaluation only).
+which holds no multi-focus set; the Lytro pairs are for evaluation only),
+'decisive' (disc or Gaussian defocus per source, and a weight-entropy loss
+term that pushes each pixel towards one source).
 
   python -m launch.train --config=gensynth/configs/fusion_multifocus.py:bench \
       --workdir=runs/fusion_multifocus
@@ -17,7 +19,8 @@ from gensynth.configs import fusion_common
 
 
 def get_config(arg=None):
-  variants = fusion_common.variants('fusion_multifocus', arg, ('bench',))
+  variants = fusion_common.variants('fusion_multifocus', arg,
+                                     ('bench', 'decisive'))
   c = fusion_common.base_config()
   c.data.task = 'multifocus'
   c.data.ks = (2, 3)
@@ -26,6 +29,11 @@ def get_config(arg=None):
   if 'bench' in variants:
     c.data.photos = ('skimage,../shared/datasets/panorama,'
                      '../shared/datasets/panorama/arches')
+  if 'decisive' in variants:
+    # Disc (lens) or Gaussian blur per source, and a loss term that pushes
+    # each pixel towards one source (BUILD_NOTES.md, "Learned fusion").
+    c.data.defocus_blur = 'mixed'
+    c.loss.decisive_weight = 0.01
   if 'smoke' in variants:
     fusion_common.smoke(c)
   return c
