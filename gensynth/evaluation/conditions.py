@@ -73,8 +73,8 @@ def _nearest(requested, pool, size):
   (each component scaled by the pool's standard deviation)."""
   pool = np.asarray(pool, np.float64)
   scale = np.where(pool.std(0) > 0, pool.std(0), 1.0)
-  d = (((np.asarray(requested, np.float64)[:, None] - pool[None]) / scale)
-       ** 2).sum(-1)
+  a, b = np.asarray(requested, np.float64) / scale, pool / scale
+  d = (a**2).sum(1)[:, None] + (b**2).sum(1)[None] - 2 * a @ b.T  # [M, P]
   return np.argsort(d, axis=1)[:, :size]
 
 

@@ -152,3 +152,18 @@ def test_shapes_diversity_tells_a_collapsed_model_from_the_data():
     metrics.shapes_diversity(real, real, open_mask[:3])
   with pytest.raises(errors.InputError, match='of one shape'):
     metrics.shapes_diversity(real, real[:, :2], open_mask)
+
+
+def test_diversity_reference_groups_are_the_nearest_or_the_described():
+  from gensynth.evaluation import conditions as ev  # pylint: disable=g-import-not-at-top
+  pool = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 1.0], [9.0, 0.5],
+                   [0.1, 0.2]])
+  # Each component is scaled by the pool's std (4.65 and 0.38): for
+  # (10, 0.4), row 3 (9, 0.5) is nearer than row 1 (10, 0), which unscaled
+  # distances would rank first.
+  got = ev._nearest(np.array([[0.0, 0.0], [10.0, 0.4]]), pool, 2)  # pylint: disable=protected-access
+  assert got.tolist() == [[0, 4], [3, 1]]
+  rows = np.array([[True, False, True, True], [True, False, False, False]])
+  idx, keep = ev._pool_groups(rows, 2, np.random.default_rng(0))  # pylint: disable=protected-access
+  assert keep.tolist() == [0] and set(idx[0]) <= {0, 2, 3}
+  assert len(set(idx[0])) == 2
