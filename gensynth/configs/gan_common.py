@@ -41,7 +41,10 @@ def base_config():
       shared_fakes=False,
       # > 0: matching-aware D (real images with another example's condition
       # count as fakes, weighted by this); needs a conditional GAN.
-      mismatch_weight=0.0))
+      mismatch_weight=0.0,
+      # > 0: MSGAN's mode-seeking term in G's loss, this weight (diversity
+      # among samples of one condition); needs an even batch.
+      mode_seeking_weight=0.0))
   c.ema = ml_collections.ConfigDict(dict(decay=0.999, start=1000))
   c.g_optim = _optim(2e-4)
   c.d_optim = _optim(2e-4)

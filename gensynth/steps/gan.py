@@ -187,32 +187,63 @@ def _d_update(state, real, real_labels, key, *, loss, gp_weight, r1_weight,
   return state, dict(aux, d_grad_norm=optax.global_norm(grads))
 
 
-def _g_update(state, n, key, *, loss, latent_dim, num_classes, fakes=None,
-              conds=None):
-  """One generator step on n fresh fakes (conditioned on `conds` if given),
-  or on `fakes` = (images, labels, vjp of the generator at state.g_params)
-  generated before D's update."""
+def mode_seeking_loss(fake, z):
+  """MSGAN's term (Mao et al., 2019): 1 / (lz + 1e-5) with lz = mean |G(z1, c)
+  - G(z2, c)| / mean |z1 - z2|, the two halves of the batch being the same
+  conditions under other latents. Minimising it pushes samples of one
+  condition apart in proportion to their latents' distance."""
+  half = fake.shape[0] // 2
+  lz = jnp.mean(jnp.abs(fake[:half] - fake[half:2 * half])) / jnp.mean(
+      jnp.abs(z[:half] - z[half:2 * half]))
+  return 1.0 / (lz + 1e-5)
 
-  def d_loss_of(fake, labels):
+
+def paired_conditions(labels):
+  """The batch's conditions with the second half a copy of the first (for
+  `mode_seeking_loss`); None stays None."""
+  if labels is None:
+    return None
+  half = labels.shape[0] // 2
+  return jnp.concatenate([labels[:half], labels[:half]])
+
+
+def _g_update(state, n, key, *, loss, latent_dim, num_classes, fakes=None,
+              conds=None, mode_seeking_weight=0.0):
+  """One generator step on n fresh fakes (conditioned on `conds` if given),
+  or on `fakes` = (images, labels, vjp of the generator at state.g_params,
+  latents) generated before D's update. mode_seeking_weight > 0 adds that
+  times `mode_seeking_loss` (the fakes' halves then share conditions)."""
+
+  def loss_of(fake, labels, z):
     logits, _ = _discriminate(state, state.d_params, fake, labels,
                               update_stats=False)
-    return adversarial.g_loss(logits, kind=loss)
+    value = adversarial.g_loss(logits, kind=loss)
+    if mode_seeking_weight:
+      ms = mode_seeking_loss(fake, z)
+      return value + mode_seeking_weight * ms, (value, ms)
+    return value, (value, None)
 
   if fakes is None:
     z, labels = _fake_inputs(key, n, latent_dim=latent_dim,
                              num_classes=num_classes, conds=conds)
-    g_loss, grads = jax.value_and_grad(
-        lambda p: d_loss_of(generate(state.g_apply, p, z, labels), labels))(
-            state.g_params)
+    if mode_seeking_weight:
+      labels = paired_conditions(labels)
+    (_, (g_loss, ms)), grads = jax.value_and_grad(
+        lambda p: loss_of(generate(state.g_apply, p, z, labels), labels, z),
+        has_aux=True)(state.g_params)
   else:
-    fake, labels, g_vjp = fakes
-    g_loss, d_fake = jax.value_and_grad(d_loss_of)(fake, labels)
+    fake, labels, g_vjp, z = fakes
+    (_, (g_loss, ms)), d_fake = jax.value_and_grad(loss_of, has_aux=True)(
+        fake, labels, z)
     grads, = g_vjp(d_fake)
   updates, g_opt_state = state.g_tx.update(grads, state.g_opt_state,
                                            state.g_params)
   state = state.replace(g_params=optax.apply_updates(state.g_params, updates),
                         g_opt_state=g_opt_state)
-  return state, {'g_loss': g_loss, 'g_grad_norm': optax.global_norm(grads)}
+  metrics = {'g_loss': g_loss, 'g_grad_norm': optax.global_norm(grads)}
+  if ms is not None:
+    metrics['mode_seeking'] = ms
+  return state, metrics
 
 
 def ema_decay_at(step, *, decay, start):
@@ -224,7 +255,7 @@ def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
                d_steps=1, gp_weight=0.0, r1_weight=0.0, r1_every=1,
                r1_now=None, shared_fakes=False, ema_decay=0.999, ema_start=0,
                skip_nonfinite=False, cond_from_data=False,
-               mismatch_weight=0.0):
+               mismatch_weight=0.0, mode_seeking_weight=0.0):
   """`d_steps` discriminator updates, one generator update, one EMA update.
 
   num_classes > 0 makes both networks class-conditional: real images keep
@@ -236,7 +267,9 @@ def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
   with a NaN/Inf loss or gradient keeps the previous networks (the counter
   still advances) and reports skipped=1. mismatch_weight > 0 makes D
   matching-aware: it also learns to call real images with another example's
-  condition fake (`_d_update`).
+  condition fake (`_d_update`). mode_seeking_weight > 0 adds MSGAN's
+  diversity term to G's loss (`mode_seeking_loss`); G's fakes then come in
+  two halves with the same conditions, and the batch must be even.
 
   Lazy R1 (r1_weight > 0) runs on steps where state.step % r1_every == 0:
   with r1_now=None the step decides that itself (a `lax.cond`); r1_now=True
@@ -268,6 +301,13 @@ def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
     g_conds = conds[perm]
   elif num_classes:
     real_conds = lambda j: micro(batch['label'], j)
+  if mode_seeking_weight:
+    if n % 2:
+      raise errors.InputError(
+          f'mode_seeking_weight={mode_seeking_weight} pairs the fakes in two '
+          f'halves: the batch of {n} per update must be even.')
+    if g_conds is not None:
+      g_conds = paired_conditions(g_conds)
   d_fakes = g_fakes = None
   if shared_fakes:
     if d_steps != 1:
@@ -277,9 +317,11 @@ def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
     z, fake_labels = _fake_inputs(
         g_key, n, latent_dim=latent_dim, num_classes=num_classes,
         conds=real_conds(0) if cond_from_data else None)
+    if mode_seeking_weight:
+      fake_labels = paired_conditions(fake_labels)
     fake, g_vjp = jax.vjp(
         lambda p: generate(state.g_apply, p, z, fake_labels), state.g_params)
-    d_fakes, g_fakes = (fake, fake_labels), (fake, fake_labels, g_vjp)
+    d_fakes, g_fakes = (fake, fake_labels), (fake, fake_labels, g_vjp, z)
   metrics = {}
   for j in range(d_steps):
     state, m = _d_update(
@@ -291,6 +333,7 @@ def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
     metrics = m if not metrics else jax.tree.map(jnp.add, metrics, m)
   metrics = jax.tree.map(lambda v: v / d_steps, metrics)
   state, g_metrics = _g_update(state, n, g_key, fakes=g_fakes, conds=g_conds,
+                               mode_seeking_weight=mode_seeking_weight,
                                **opts)
   beta = ema_decay_at(state.step, decay=ema_decay, start=ema_start)
   ema = jax.tree.map(lambda e, p: beta * e + (1.0 - beta) * p,

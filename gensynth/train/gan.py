@@ -33,6 +33,12 @@ def _validate(config):
     raise errors.ConfigError(
         f'config.loss.mismatch_weight={config.loss.mismatch_weight} must be '
         '>= 0.')
+  if config.loss.mode_seeking_weight < 0 or config.batch_size % 2:
+    if config.loss.mode_seeking_weight:
+      raise errors.ConfigError(
+          f'config.loss.mode_seeking_weight={config.loss.mode_seeking_weight}'
+          f' must be >= 0 and needs an even config.batch_size (got '
+          f'{config.batch_size}).')
   if config.loss.mismatch_weight and not config.model.conditional:
     raise errors.ConfigError(
         f'config.loss.mismatch_weight={config.loss.mismatch_weight} needs a '
@@ -55,6 +61,7 @@ def step_kwargs(config, num_classes, spec=None):
               r1_weight=config.loss.r1_weight, r1_every=config.loss.r1_every,
               shared_fakes=config.loss.shared_fakes,
               mismatch_weight=config.loss.mismatch_weight,
+              mode_seeking_weight=config.loss.mode_seeking_weight,
               ema_decay=config.ema.decay, ema_start=config.ema.start,
               skip_nonfinite=config.skip_nonfinite)
 

@@ -272,3 +272,49 @@ def test_discriminator_parts_compose_to_its_logits():
   base, proj, _ = u.apply(up, x, parts=True)
   assert proj is None
   np.testing.assert_allclose(base, u.apply(up, x), atol=1e-6)
+
+
+def test_mode_seeking_term_pairs_conditions_and_is_exact():
+  """With SGD and shared fakes, mode_seeking_weight=w pairs the fakes'
+  class ids in two equal halves and moves G by -lr * grad of G's loss plus
+  w / (lz + 1e-5), lz = mean |G(z1) - G(z2)| / mean |z1 - z2|."""
+  from gensynth.losses import adversarial  # pylint: disable=g-import-not-at-top
+  g = gan.Generator(16, 1, (8, 8), num_classes=3, upsample='nearest')
+  d = gan.Discriminator((8, 8), num_classes=3)
+  lr, w = 0.05, 0.5
+  s0 = steps.create_state(jax.random.key(0), g, d, optax.sgd(lr),
+                          optax.sgd(lr), latent_dim=4, image_shape=(16, 16, 1))
+  b, key = _batch(8), jax.random.key(1)
+  kw = dict(num_classes=3, loss='hinge', shared_fakes=True)
+  s1, m = _step(mode_seeking_weight=w, **kw)(s0, b, key)
+  z, fy = steps._fake_inputs(  # pylint: disable=protected-access
+      jax.random.fold_in(jax.random.fold_in(key, 0), 1), 8, latent_dim=4,
+      num_classes=3)
+  fy = jnp.concatenate([fy[:4], fy[:4]])
+  fake = g.apply({'params': s0.g_params}, z, fy)
+
+  def d_loss(p):
+    logits = d.apply({'params': p}, jnp.concatenate([b['image'], fake]),
+                     jnp.concatenate([b['label'], fy]))
+    return adversarial.d_loss(*jnp.split(logits, 2), kind='hinge')
+
+  d_want = jax.tree.map(lambda p, gr: p - lr * gr, s0.d_params,
+                        jax.grad(d_loss)(s0.d_params))
+  assert _max_diff(s1.d_params, d_want) < 1e-5
+
+  def g_loss(p):
+    x = g.apply({'params': p}, z, fy)
+    lz = jnp.mean(jnp.abs(x[:4] - x[4:])) / jnp.mean(jnp.abs(z[:4] - z[4:]))
+    return (adversarial.g_loss(d.apply({'params': d_want}, x, fy),
+                               kind='hinge') + w / (lz + 1e-5))
+
+  g_want = jax.tree.map(lambda p, gr: p - lr * gr, s0.g_params,
+                        jax.grad(g_loss)(s0.g_params))
+  assert _max_diff(s1.g_params, g_want) < 1e-5
+  assert float(m['mode_seeking']) > 0
+  # Without shared fakes the term still applies (and G's update differs).
+  s2, m2 = _step(num_classes=3, loss='hinge', mode_seeking_weight=w)(s0, b,
+                                                                     key)
+  assert 'mode_seeking' in m2 and np.isfinite(float(m2['g_loss']))
+  with pytest.raises(ValueError, match='must be even'):
+    _step(mode_seeking_weight=w, **kw)(s0, _batch(7), key)
