@@ -143,3 +143,14 @@ def upgrade(config):
       if k not in data:
         data[k] = v
   return c
+
+
+def require_non_negative(config, *fields):
+  """ConfigError naming the first of the dotted `fields` (e.g.
+  'loss.mismatch_weight') whose value is negative."""
+  for field in fields:
+    value = config
+    for part in field.split('.'):
+      value = value[part]
+    if value < 0:
+      raise errors.ConfigError(f'config.{field}={value} must be >= 0.')

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 
 from gensynth import errors
+from gensynth.configs import common
 from gensynth.data import stacks as stacks_lib
 from gensynth.models import fusion as fusion_model
 from gensynth.steps import fusion as fusion_steps
@@ -42,10 +43,7 @@ def _validate(config):
     raise errors.ConfigError(
         f'config.data.defocus_blur={d.defocus_blur!r}; expected one of '
         f'{stacks_lib.BLURS}.')
-  if config.loss.decisive_weight < 0:
-    raise errors.ConfigError(
-        f'config.loss.decisive_weight={config.loss.decisive_weight} must be '
-        '>= 0.')
+  common.require_non_negative(config, 'loss.decisive_weight')
   if min(d.ks) < 2:
     raise errors.ConfigError(f'config.data.ks={tuple(d.ks)}: fusion needs at '
                              'least two sources per example.')

@@ -7,6 +7,7 @@ import jax
 import numpy as np
 
 from gensynth import errors
+from gensynth.configs import common
 from gensynth.evaluation import features as features_lib
 from gensynth.evaluation import gan as gan_eval
 from gensynth.steps import gan as gan_steps
@@ -29,16 +30,13 @@ def _validate(config):
     raise errors.ConfigError(
         f'config.loss.shared_fakes=True needs '
         f'config.loss.d_steps=1 (got {config.loss.d_steps}).')
-  if config.loss.mismatch_weight < 0:
+  common.require_non_negative(config, 'loss.mismatch_weight',
+                              'loss.mode_seeking_weight')
+  if config.loss.mode_seeking_weight and config.batch_size % 2:
     raise errors.ConfigError(
-        f'config.loss.mismatch_weight={config.loss.mismatch_weight} must be '
-        '>= 0.')
-  if config.loss.mode_seeking_weight < 0 or config.batch_size % 2:
-    if config.loss.mode_seeking_weight:
-      raise errors.ConfigError(
-          f'config.loss.mode_seeking_weight={config.loss.mode_seeking_weight}'
-          f' must be >= 0 and needs an even config.batch_size (got '
-          f'{config.batch_size}).')
+        f'config.loss.mode_seeking_weight={config.loss.mode_seeking_weight} '
+        'pairs the fakes in two halves: config.batch_size must be even (got '
+        f'{config.batch_size}).')
   if config.loss.mismatch_weight and not config.model.conditional:
     raise errors.ConfigError(
         f'config.loss.mismatch_weight={config.loss.mismatch_weight} needs a '

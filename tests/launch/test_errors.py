@@ -31,3 +31,23 @@ def test_train_cli_bad_config_is_one_line(tmp_path):
   assert proc.returncode == 1
   assert 'ConfigError: config.batch_size=0 must be positive.' in proc.stderr
   assert 'Traceback' not in proc.stderr
+
+
+@pytest.mark.parametrize('config,args,message', [
+    ('gan_shapes.py:smoke', ['--config.loss.mismatch_weight=1'],
+     'config.loss.mismatch_weight=1.0 needs a conditional GAN'),
+    ('gan_shapes.py:smoke,text', ['--config.loss.mode_seeking_weight=-1'],
+     'config.loss.mode_seeking_weight=-1.0 must be >= 0.'),
+    ('gan_shapes.py:smoke,text', ['--config.loss.mode_seeking_weight=1',
+                                  '--config.batch_size=7'],
+     'config.batch_size must be even (got 7)'),
+    ('fusion_multifocus.py:smoke', ['--config.data.defocus_blur=box'],
+     "config.data.defocus_blur='box'; expected one of"),
+])
+def test_new_loss_and_data_settings_are_checked_before_training(
+    tmp_path, config, args, message):
+  proc = helpers.run_launch('train', f'--config=gensynth/configs/{config}',
+                            f'--workdir={tmp_path}', *args, check=False)
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert message in proc.stderr
+  assert 'Traceback' not in proc.stderr
