@@ -77,9 +77,10 @@ def _discriminate(state, d_params, x, labels, *, update_stats, parts=False):
 
 
 def mismatched_logits(base, proj, phi, labels):
-  """Logits of each image paired with the next row's condition (rows rolled
-  by one), from D's parts; and a mask that is 0 where that condition equals
-  the row's own (a pair that is not mismatched at all)."""
+  """Logits of each image paired with the previous row's condition (rows
+  rolled by one; row 0 takes the last row's), from D's parts; and a mask
+  that is 0 where that condition equals the row's own (a pair that is not
+  mismatched at all)."""
   other = jnp.roll(proj, 1, axis=0)
   logits = base + jnp.sum(other * phi, axis=-1)
   flat = labels.reshape(labels.shape[0], -1)
