@@ -178,8 +178,7 @@ def _defocus(rng, x, blur):
     sigma = rng.uniform(1.0, 4.0)
     return ndimage.gaussian_filter(x, (sigma, sigma, 0), mode='reflect')
   kernel = disc_kernel(rng.uniform(1.5, 6.0))
-  return np.stack([ndimage.convolve(x[..., c], kernel, mode='reflect')
-                   for c in range(x.shape[-1])], -1)
+  return ndimage.convolve(x, kernel[..., None], mode='reflect')
 
 
 def simulate_defocus(rng, photo, k, *, blur='gaussian'):

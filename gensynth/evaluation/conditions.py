@@ -85,7 +85,7 @@ def _repeat_generate(model, seed, conds, size):
   return images.reshape((len(conds), size) + images.shape[1:])
 
 
-def shapes_diversity(model, conds, attrs, pool_images, pool_attrs, *,
+def _shapes_diversity(model, conds, attrs, pool_images, pool_attrs, *,
                      score_as, conditions, samples, seed):
   """Diversity within a condition on the attribute shapes (module doc)."""
   m = min(conditions, len(conds))
@@ -190,7 +190,7 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
       pool = sources[0]
       pool_attrs = {k: np.concatenate([pool.attributes[k], src.attributes[k]])
                     for k in ('kind', 'colour', 'size', 'position', 'vector')}
-      out[name]['diversity'] = shapes_diversity(
+      out[name]['diversity'] = _shapes_diversity(
           model, conds, sub.attributes,
           np.concatenate([pool.images, src.images]), pool_attrs,
           score_as=score_as, conditions=diversity_conditions,
@@ -266,13 +266,13 @@ def _digit_diversity(model, kind, conds, pool, reader, *, conditions,
   shape = (len(keep), samples, -1)
   gen = reader(generated.reshape((-1,) + generated.shape[2:]))
   real = reader(data_lib.preprocess(pool.images[idx.reshape(-1)]))
-  out = {'generated': metrics.group_spread(np.reshape(gen, shape)),
-         'real': metrics.group_spread(np.reshape(real, shape))}
-  for side in ('generated', 'real'):
-    out[side] = {'feature_distance': out[side]['mean_distance']}
-  out['feature_distance_ratio'] = (out['generated']['feature_distance'] /
-                                   max(out['real']['feature_distance'], 1e-12))
-  return dict(out, conditions=int(len(keep)), samples_per_condition=samples)
+  spread = {side: metrics.group_spread(np.reshape(f, shape))['mean_distance']
+            for side, f in (('generated', gen), ('real', real))}
+  return {'generated': {'feature_distance': spread['generated']},
+          'real': {'feature_distance': spread['real']},
+          'feature_distance_ratio': spread['generated'] / max(
+              spread['real'], 1e-12),
+          'conditions': int(len(keep)), 'samples_per_condition': samples}
 
 
 def summary(record):

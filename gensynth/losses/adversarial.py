@@ -22,23 +22,24 @@ def d_loss(real_logits, fake_logits, *, kind):
   """Discriminator loss: 'ns' (logistic), 'hinge' or 'wgan' (critic)."""
   _check(kind)
   if kind == 'ns':
-    return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(
-        jax.nn.softplus(fake_logits))
-  if kind == 'hinge':
-    return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(
-        jax.nn.relu(1.0 + fake_logits))
-  return jnp.mean(fake_logits) - jnp.mean(real_logits)
+    real = jnp.mean(jax.nn.softplus(-real_logits))
+  elif kind == 'hinge':
+    real = jnp.mean(jax.nn.relu(1.0 - real_logits))
+  else:
+    real = -jnp.mean(real_logits)
+  return real + jnp.mean(d_fake_terms(fake_logits, kind=kind))
 
 
-def d_fake_loss(fake_logits, *, kind):
-  """The fake half of `d_loss` alone: what D pays for calling these inputs
-  real (e.g. real images paired with another example's condition)."""
+def d_fake_terms(fake_logits, *, kind):
+  """The fake half of `d_loss` per input (its mean is that half): what D
+  pays for calling each input real (e.g. a real image paired with another
+  example's condition)."""
   _check(kind)
   if kind == 'ns':
-    return jnp.mean(jax.nn.softplus(fake_logits))
+    return jax.nn.softplus(fake_logits)
   if kind == 'hinge':
-    return jnp.mean(jax.nn.relu(1.0 + fake_logits))
-  return jnp.mean(fake_logits)
+    return jax.nn.relu(1.0 + fake_logits)
+  return fake_logits
 
 
 def g_loss(fake_logits, *, kind):

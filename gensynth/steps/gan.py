@@ -147,13 +147,12 @@ def _d_update(state, real, real_labels, key, *, loss, gp_weight, r1_weight,
       n = real.shape[0]
       mis, differs = mismatched_logits(base[:n], proj[:n], phi[:n],
                                        real_labels)
-      # The fake-side loss over the rows whose rolled condition differs.
-      per_row = jax.vmap(lambda v: adversarial.d_fake_loss(v[None],
-                                                           kind=loss))(mis)
-      term = jnp.sum(per_row * differs) / jnp.maximum(jnp.sum(differs), 1.0)
-      total += mismatch_weight * term
-      aux['d_mismatch'] = jnp.sum(mis * differs) / jnp.maximum(
-          jnp.sum(differs), 1.0)
+      # Means over the rows whose rolled condition differs.
+      mean = lambda v: jnp.sum(v * differs) / jnp.maximum(jnp.sum(differs),
+                                                          1.0)
+      total += mismatch_weight * mean(adversarial.d_fake_terms(mis,
+                                                               kind=loss))
+      aux['d_mismatch'] = mean(mis)
     d_fn = lambda lbl: (lambda x: _discriminate(
         state, d_params, x, lbl, update_stats=False)[0])
     if gp_weight:

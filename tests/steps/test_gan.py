@@ -246,7 +246,7 @@ def test_matching_aware_d_update_is_exact_and_skips_rows_that_match(loss):
                      jnp.concatenate([b['label'], fy]))
     mis = d.apply({'params': p}, b['image'], rolled)[differs]
     return (adversarial.d_loss(*jnp.split(logits, 2), kind=loss) +
-            w * adversarial.d_fake_loss(mis, kind=loss))
+            w * jnp.mean(adversarial.d_fake_terms(mis, kind=loss)))
 
   d_want = jax.tree.map(lambda p, gr: p - lr * gr, s0.d_params,
                         jax.grad(d_loss)(s0.d_params))
