@@ -47,7 +47,10 @@ def base_config():
       smooth_weight=0.01, grad_weight=0.0,
       # > 0: penalise the entropy of the per-pixel weights over the sources
       # (divided by log K), pushing each pixel towards one source
-      decisive_weight=0.0))
+      decisive_weight=0.0,
+      # > 0: add this times 1 - Q^AB/F of the fused image against its
+      # sources (edge preservation, the multi-focus benchmark's score)
+      qabf_weight=0.0))
   c.optim = ml_collections.ConfigDict(dict(
       lr=1e-3, warmup_steps=200, schedule='cosine', final_lr_fraction=0.05,
       b1=0.9, b2=0.999, weight_decay=0.0, grad_clip=1.0))

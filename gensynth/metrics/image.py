@@ -111,6 +111,29 @@ def qabf(a, b, fused):
   return num / jnp.maximum(jnp.sum(ga + gb, axis=(-2, -1)), 1e-12)
 
 
+@compiled.op
+def qabf_sources(sources, fused):
+  """Q^AB/F for K >= 2 sources (list or [K, ..., H, W, C]): each source's
+  edge preservation in the fused image [..., H, W, C], weighted by that
+  source's edge strength, sum_k sum_px Q_kF g_k / sum_k sum_px g_k.
+  Equals `qabf(a, b, fused)` for K = 2. Differentiable: the multi-focus
+  training loss (gensynth.steps.fusion)."""
+  srcs = checks.stack(sources, 'sources')
+  if srcs.shape[0] < 2:
+    raise errors.InputError(f'sources: Q^AB/F needs at least 2 sources, got '
+                            f'{srcs.shape[0]}.')
+  f = _grey255(fused, 'fused')
+  if srcs.shape[1:-1] != f.shape:
+    raise errors.InputError(f'sources {tuple(srcs.shape[1:])} and fused '
+                            f'{tuple(jnp.shape(fused))} differ in size.')
+  g = _grey255(srcs, 'sources')
+  gs, angles = _edge(g)
+  gf, af = _edge(f)
+  q = _edge_preservation(gs, angles, gf[None], af[None], QABF_CONSTANTS)
+  num = jnp.sum(q * gs, axis=(0, -2, -1))
+  return num / jnp.maximum(jnp.sum(gs, axis=(0, -2, -1)), 1e-12)
+
+
 def _histogram2d(x, y, bins=256):
   """Joint histogram of two integer-valued [..., H, W] images."""
   xi = jnp.clip(jnp.round(x), 0, bins - 1).astype(jnp.int32)

@@ -46,9 +46,12 @@ def weight_entropy(weights):
 
 
 def fusion_loss(params, apply_fn, batch, *, loss, smooth_weight,
-                grad_weight, decisive_weight=0.0):
+                grad_weight, decisive_weight=0.0, qabf_weight=0.0):
   """(scalar loss, metrics) of one batch; batch['sources'] [B, K, H, W, C].
-  decisive_weight > 0 adds that times `weight_entropy` of the weights."""
+  decisive_weight > 0 adds that times `weight_entropy` of the weights;
+  qabf_weight > 0 adds that times 1 - Q^AB/F of the fused image against its
+  K sources (`metrics.image.qabf_sources`: the multi-focus benchmark's edge
+  score, made a training term)."""
   (fused, weights), inter = apply_fn({'params': params}, batch['sources'],
                                      mutable=['intermediates'])
   delta = inter['intermediates']['delta'][0]
@@ -72,19 +75,25 @@ def fusion_loss(params, apply_fn, batch, *, loss, smooth_weight,
   entropy = weight_entropy(weights)
   if decisive_weight:
     value = value + decisive_weight * entropy
+  if qabf_weight:
+    edges = jnp.mean(image_metrics.qabf_sources(
+        jnp.moveaxis(batch['sources'], 1, 0), fused))
+    value = value + qabf_weight * (1.0 - edges)
+    metrics['qabf'] = edges
   metrics.update(loss=value, smoothness=smooth, weight_entropy=entropy)
   return value, metrics
 
 
 def train_step(state, batch, key, *, loss, smooth_weight=0.0, grad_weight=0.0,
-               decisive_weight=0.0):
+               decisive_weight=0.0, qabf_weight=0.0):
   """One optimiser step; `key` is unused (the data carries the randomness)."""
   del key
 
   def loss_fn(params):
     return fusion_loss(params, state.apply_fn, batch, loss=loss,
                        smooth_weight=smooth_weight, grad_weight=grad_weight,
-                       decisive_weight=decisive_weight)
+                       decisive_weight=decisive_weight,
+                       qabf_weight=qabf_weight)
 
   (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params)

@@ -44,6 +44,7 @@ def _validate(config):
         f'config.data.defocus_blur={d.defocus_blur!r}; expected one of '
         f'{stacks_lib.BLURS}.')
   common.require_non_negative(config, 'loss.decisive_weight')
+  common.require_non_negative(config, 'loss.qabf_weight')
   if min(d.ks) < 2:
     raise errors.ConfigError(f'config.data.ks={tuple(d.ks)}: fusion needs at '
                              'least two sources per example.')
@@ -121,7 +122,8 @@ def train_and_evaluate(config, workdir):
       fusion_steps.train_step, loss=kind,
       smooth_weight=config.loss.smooth_weight,
       grad_weight=config.loss.grad_weight,
-      decisive_weight=config.loss.decisive_weight), mesh)
+      decisive_weight=config.loss.decisive_weight,
+      qabf_weight=config.loss.qabf_weight), mesh)
   eval_fn = jax.jit(functools.partial(fusion_steps.eval_step,
                                       apply_fn=model.apply, loss=kind))
   val = [jax.device_put(b, sharding.replicated(mesh))

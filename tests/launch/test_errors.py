@@ -43,6 +43,8 @@ def test_train_cli_bad_config_is_one_line(tmp_path):
      'config.batch_size must be even (got 7)'),
     ('fusion_multifocus.py:smoke', ['--config.data.defocus_blur=box'],
      "config.data.defocus_blur='box'; expected one of"),
+    ('fusion_multifocus.py:smoke', ['--config.loss.qabf_weight=-0.5'],
+     'config.loss.qabf_weight=-0.5 must be >= 0.'),
 ])
 def test_new_loss_and_data_settings_are_checked_before_training(
     tmp_path, config, args, message):

@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from gensynth.data import stacks
+from gensynth.metrics import image as image_metrics
 from gensynth.models import fusion as fusion_model
 from gensynth.steps import fusion as fusion_steps
 from gensynth.synth import fusion
@@ -163,6 +164,40 @@ def test_decisive_weight_adds_the_weight_entropy_and_lowers_it():
                                      apply_fn=model.apply))(state.params,
                                                             batch)
   assert 0.0 < float(scores['qabf']) < 1.0 and float(scores['mi']) > 1.0
+
+
+def test_qabf_weight_adds_the_edge_term_and_raises_qabf():
+  """The qabf term adds w (1 - Q^AB/F of the fused image against its
+  sources), and training with it ends at a higher Q^AB/F than without."""
+  batches = stacks.FusionBatches(
+      'multifocus', photos=[stacks.bundled_photos()[0]], crop=48, ks=(2,),
+      global_batch_size=2, seed=0, defocus_blur='mixed')
+  batch = batches.batch(0)
+  model = fusion_model.FusionNet(widths=(8, 8), prior='focus', blend='spatial',
+                                 low_res=12)
+  state0 = fusion_steps.create_state(jax.random.key(0), model,
+                                     optax.adam(3e-2), size=48)
+  kw = dict(apply_fn=model.apply, batch=batch, loss='ssim_grad',
+            smooth_weight=0.0, grad_weight=0.05)
+  plain, _ = fusion_steps.fusion_loss(state0.params, **kw)
+  with_term, m = fusion_steps.fusion_loss(state0.params, qabf_weight=0.5, **kw)
+  fused, _ = model.apply({'params': state0.params}, batch['sources'])
+  q = image_metrics.qabf_sources(jnp.moveaxis(batch['sources'], 1, 0),
+                                 jnp.clip(fused, 0, 1))
+  assert float(m['qabf']) == pytest.approx(float(jnp.mean(q)), rel=1e-5)
+  assert float(with_term) == pytest.approx(
+      float(plain) + 0.5 * (1 - float(m['qabf'])), rel=1e-5)
+  final = {}
+  for w in (0.0, 2.0):
+    step = jax.jit(functools.partial(fusion_steps.train_step, loss='ssim_grad',
+                                     grad_weight=0.05, qabf_weight=w))
+    state = state0
+    for _ in range(10):
+      state, _ = step(state, batch, None)
+    fused, _ = model.apply({'params': state.params}, batch['sources'])
+    final[w] = float(jnp.mean(image_metrics.qabf_sources(
+        jnp.moveaxis(batch['sources'], 1, 0), jnp.clip(fused, 0, 1))))
+  assert final[2.0] > final[0.0], final
 
 
 def test_disc_defocus_blurs_like_a_lens_and_names_bad_blurs():

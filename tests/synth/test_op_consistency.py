@@ -148,6 +148,10 @@ SPECS = {
         image_metrics.mutual_information,
         lambda rng: (_img(rng), _img(rng), _img(rng)), False),
     'image.psnr': _two(image_metrics.psnr),
+    'image.qabf_sources': (
+        image_metrics.qabf_sources,
+        lambda rng: (np.stack([_img(rng), _img(rng), _img(rng)]), _img(rng)),
+        True),
     'image.qabf': (image_metrics.qabf,
                    lambda rng: (_img(rng), _img(rng), _img(rng)), True),
     'image.spatial_frequency': _one(image_metrics.spatial_frequency),

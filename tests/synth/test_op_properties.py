@@ -404,6 +404,12 @@ def _case_mef_ssim(draw):
   return (lambda: image_metrics.mef_ssim([a, b], a)), ()
 
 
+def _case_qabf_sources(draw):
+  a, b = _pair(draw)
+  srcs = [a, b, a][:draw(st.sampled_from([1, 2, 3]))]
+  return (lambda: image_metrics.qabf_sources(srcs, a)), ()
+
+
 def _case_feature_stats(draw):
   f = _feats(draw)
   return (lambda: generative.feature_stats(f)), f.shape[1:]
@@ -520,6 +526,7 @@ CASES = {
     'image.standard_deviation': _grey_metric(
         image_metrics.standard_deviation),
     'image.mef_ssim': _case_mef_ssim,
+    'image.qabf_sources': _case_qabf_sources,
     # gensynth.metrics.generative
     'generative.feature_stats': _case_feature_stats,
     'generative.fid_from_stats': _case_fid_from_stats,
