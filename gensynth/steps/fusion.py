@@ -118,6 +118,16 @@ def pair_scores(params, batch, *, apply_fn):
   rounded to 8 bits as a file would hold it: the Lytro benchmark's scores,
   on validation sets."""
   fused, _ = apply_fn({'params': params}, batch['sources'])
+  return _pair_scores(batch, fused)
+
+
+def sharp_pair_scores(batch):
+  """`pair_scores` of the sharp photo the sources were made from (in place
+  of a fused image): what the scores give the ground truth."""
+  return _pair_scores(batch, batch['target'])
+
+
+def _pair_scores(batch, fused):
   fused = jnp.round(jnp.clip(fused, 0.0, 1.0) * 255.0) / 255.0
   a, b = batch['sources'][:, 0], batch['sources'][:, 1]
   return {'qabf': jnp.mean(image_metrics.qabf(a, b, fused)),

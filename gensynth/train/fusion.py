@@ -133,6 +133,7 @@ def train_and_evaluate(config, workdir):
   pairs = [b for b in val if b['sources'].shape[1] == 2]
   pair_fn = jax.jit(functools.partial(fusion_steps.pair_scores,
                                       apply_fn=model.apply))
+  sharp_fn = jax.jit(fusion_steps.sharp_pair_scores)
 
   def evaluate(params):
     learned = float(np.mean([eval_fn(params, b) for b in val]))
@@ -141,8 +142,10 @@ def train_and_evaluate(config, workdir):
            f'{metric}_gain': learned - prior}
     if d.task == 'multifocus' and pairs:
       # The multi-focus benchmark's scores on validation pairs (K = 2).
-      for name, p in (('', params), ('_prior_only', prior_only(params))):
-        scores = [pair_fn(p, b) for b in pairs]
+      for name, p in (('', params), ('_prior_only', prior_only(params)),
+                      ('_sharp', None)):
+        scores = [pair_fn(p, b) if p is not None else sharp_fn(b)
+                  for b in pairs]
         for k in ('qabf', 'mi'):
           out[k + name] = float(np.mean([sc[k] for sc in scores]))
     return out

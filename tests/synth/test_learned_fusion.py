@@ -164,6 +164,11 @@ def test_decisive_weight_adds_the_weight_entropy_and_lowers_it():
                                      apply_fn=model.apply))(state.params,
                                                             batch)
   assert 0.0 < float(scores['qabf']) < 1.0 and float(scores['mi']) > 1.0
+  sharp = fusion_steps.sharp_pair_scores(batch)
+  a, b = batch['sources'][:, 0], batch['sources'][:, 1]
+  target = np.round(batch['target'] * 255) / 255
+  assert float(sharp['qabf']) == pytest.approx(
+      float(jnp.mean(image_metrics.qabf(a, b, target))), rel=1e-5)
 
 
 def test_qabf_weight_adds_the_edge_term_and_raises_qabf():
