@@ -292,3 +292,19 @@ def test_a_run_from_before_weights_level_loads_as_full_resolution():
   with pytest.raises(ValueError, match='weights_level=2'):
     fusion_model.FusionNet(weights_level=2).init(
         jax.random.key(0), jnp.zeros((1, 2, 16, 16, 3)))
+
+
+def test_multifocus_training_scores_validation_pairs_like_the_benchmark(
+    tmp_path):
+  """The multi-focus trainer's final metrics carry Q^AB/F and MI of the
+  network, of its prior alone and of the sharp photo, on validation pairs."""
+  from gensynth.configs import fusion_multifocus  # pylint: disable=g-import-not-at-top
+  from gensynth.train import fusion as fusion_train  # pylint: disable=g-import-not-at-top
+  config = fusion_multifocus.get_config('smoke')
+  config.num_steps = 2
+  final = fusion_train.train_and_evaluate(config, str(tmp_path))
+  for name in ('', '_prior_only', '_sharp'):
+    assert 0.2 < final['qabf' + name] < 1.0, final
+    assert final['mi' + name] > 1.0, final
+  # The sharp photo is not what any fusion of blurred sources gives.
+  assert final['qabf_sharp'] != pytest.approx(final['qabf'], abs=1e-6)
