@@ -71,7 +71,8 @@ def main(argv):
       t0 = time.perf_counter()
       pano = panorama.stitch(images, key=jax.random.key(FLAGS.seed),
                              blend=FLAGS.blend, detector=FLAGS.detector,
-                             max_canvas_pixels=FLAGS.max_canvas_mpx * 1e6)
+                             max_canvas_pixels=FLAGS.max_canvas_mpx * 1e6,
+                             compile_ahead=True)
       io.write_image(FLAGS.output, pano.image, bits=bits)
       print(f'panorama: {len(images)} images -> {pano.image.shape[0]}x'
             f'{pano.image.shape[1]} {FLAGS.output} in '
