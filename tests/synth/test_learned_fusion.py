@@ -298,8 +298,10 @@ def test_multifocus_training_scores_validation_pairs_like_the_benchmark(
     tmp_path):
   """The multi-focus trainer's final metrics carry Q^AB/F and MI of the
   network, of its prior alone and of the sharp photo, on validation pairs."""
-  from gensynth.configs import fusion_multifocus  # pylint: disable=g-import-not-at-top
-  from gensynth.train import fusion as fusion_train  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from gensynth.configs import fusion_multifocus
+  from gensynth.train import fusion as fusion_train
+  # pylint: enable=g-import-not-at-top
   config = fusion_multifocus.get_config('smoke')
   config.num_steps = 2
   final = fusion_train.train_and_evaluate(config, str(tmp_path))

@@ -115,11 +115,12 @@ def test_compile_ahead_compiles_registration_once_and_changes_nothing():
   the panorama is the same as without it."""
   a, b = _views()
   kw = dict(key=jax.random.key(0), blend='feather', num_hypotheses=1000)
-  before = panorama._register_pair._cache_size()  # pylint: disable=protected-access
+  compiled = panorama._register_pair._cache_size  # pylint: disable=protected-access
+  before = compiled()
   ahead = panorama.stitch([b, a], compile_ahead=True, **kw)
-  assert panorama._register_pair._cache_size() == before + 1  # pylint: disable=protected-access
+  assert compiled() == before + 1
   plain = panorama.stitch([b, a], **kw)
-  assert panorama._register_pair._cache_size() == before + 1  # pylint: disable=protected-access
+  assert compiled() == before + 1
   np.testing.assert_array_equal(ahead.image, plain.image)
   assert ahead.pairs == plain.pairs
 
