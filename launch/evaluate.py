@@ -65,6 +65,10 @@ flags.DEFINE_integer('diversity_conditions', 100, '--fidelity: diversity '
 flags.DEFINE_integer('diversity_samples', 10, '--fidelity: samples drawn, '
                      'and real images taken, per condition for diversity.',
                      lower_bound=2)
+flags.DEFINE_float('temperature', 1.0, '--fidelity on a VAE run with an '
+                   'autoregressive head: sample its pixels at this '
+                   'temperature (1: the model; 0: greedy, the likelier value '
+                   'of each pixel).')
 flags.DEFINE_integer('chunk_size', 50, 'IWAE samples decoded at once.')
 flags.DEFINE_integer('batch_size', None, 'Test images per batch.')
 flags.DEFINE_integer('max_examples', None, 'Evaluate only the first N.')
@@ -81,6 +85,8 @@ def _main():
             workdir.load_config(FLAGS.workdir))
   if FLAGS.baseline and not FLAGS.fidelity:
     raise app.UsageError('--baseline goes with --fidelity.')
+  if FLAGS.temperature != 1.0 and not FLAGS.fidelity:
+    raise app.UsageError('--temperature goes with --fidelity.')
   if FLAGS.fidelity:
     from gensynth.evaluation import conditions  # pylint: disable=g-import-not-at-top
     if config.trainer not in ('gan', 'vae'):
@@ -89,6 +95,7 @@ def _main():
                 r_precision_steps=FLAGS.r_precision_steps,
                 diversity_conditions=FLAGS.diversity_conditions,
                 diversity_samples=FLAGS.diversity_samples,
+                temperature=FLAGS.temperature,
                 classifier=FLAGS.classifier or config.eval.get('classifier'))
     result = conditions.fidelity(config, FLAGS.workdir, step=FLAGS.step,
                                  **opts)

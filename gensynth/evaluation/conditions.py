@@ -115,7 +115,7 @@ def splits_of(config):
 
 def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
              score_as=None, r_precision_steps=800, classifier=None,
-             diversity_conditions=100, diversity_samples=10):
+             diversity_conditions=100, diversity_samples=10, temperature=1.0):
   """{split: {'generated': scores, 'real': scores}} for a trained run.
 
   Shapes runs and digit runs (`is_digits`; these need `classifier`, the
@@ -133,6 +133,8 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
     diversity_conditions, diversity_samples: diversity within a condition
       over this many test conditions with this many samples each (module
       doc); 0 conditions skips it.
+    temperature: a VAE run's autoregressive head samples at this temperature
+      (steps.vae.decode_latents: 1 samples the model, 0 is greedy).
   """
   if diversity_conditions and diversity_samples < 2:
     raise errors.InputError(
@@ -142,9 +144,10 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
     return digit_fidelity(config, workdir, classifier=classifier,
                           num_samples=num_samples, seed=seed, step=step,
                           diversity_conditions=diversity_conditions,
-                          diversity_samples=diversity_samples)
+                          diversity_samples=diversity_samples,
+                          temperature=temperature)
   _check(config)
-  model = sampling.load(config, workdir, step=step)
+  model = sampling.load(config, workdir, step=step, temperature=temperature)
   kind = model.info['condition']['kind'] if config.model.conditional else None
   score_as = score_as or kind
   out = {'step': model.step, 'condition': kind or 'none',
@@ -199,14 +202,15 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
 
 
 def digit_fidelity(config, workdir, *, classifier, num_samples=1000, seed=0,
-                   step=None, diversity_conditions=100, diversity_samples=10):
+                   step=None, diversity_conditions=100, diversity_samples=10,
+                   temperature=1.0):
   """Fidelity of a digits run to its test conditions (see the module doc)."""
   if not classifier:
     raise errors.InputError(
         'condition fidelity on digits reads each sample\'s digit with a '
         'gensynth classifier: pass --classifier=WORKDIR of a run of '
         'gensynth/configs/classifier_mnist.py.')
-  model = sampling.load(config, workdir, step=step)
+  model = sampling.load(config, workdir, step=step, temperature=temperature)
   kind = model.info['condition']['kind'] if config.model.conditional else None
   if kind is None:
     raise errors.InputError(
@@ -220,6 +224,8 @@ def digit_fidelity(config, workdir, *, classifier, num_samples=1000, seed=0,
   reader = features.ClassifierFeatures(classifier)
   requested = morpho.morphometrics(sub.images)
   out = {'step': model.step, 'condition': kind, 'scored_as': kind}
+  if model.kind == 'vae':
+    out['temperature'] = temperature
   out['test'] = {}
   feats = {}
   for side, x in (('generated', images),

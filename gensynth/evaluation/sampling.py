@@ -29,11 +29,13 @@ from gensynth.train import reporting
 from gensynth.train import state as state_lib
 
 
-def load(config, workdir, *, step=None):
+def load(config, workdir, *, step=None, temperature=1.0):
+  """The sampler of a GAN or VAE run; `temperature` applies to a VAE's
+  autoregressive head (steps.vae.decode_latents) and nothing else."""
   if config.trainer == 'gan':
     return GANModel(config, workdir, step=step)
   if config.trainer == 'vae':
-    return VAEModel(config, workdir, step=step)
+    return VAEModel(config, workdir, step=step, temperature=temperature)
   raise errors.CheckpointError(
       f'{workdir!r} holds a {config.trainer!r} run; sampling '
       'needs a gan or vae run.')
@@ -217,7 +219,7 @@ class VAEModel(_Conditioned):
   """The decoder (and encoder) of a VAE run."""
   kind = 'vae'
 
-  def __init__(self, config, workdir, *, step=None):
+  def __init__(self, config, workdir, *, step=None, temperature=1.0):
     state, self.info = runs.load_vae(config, workdir, step=step)
     self.config, self.step = config, int(state.step)
     self.spec = state_lib.cond_spec(config, self.info['condition'])
@@ -242,7 +244,8 @@ class VAEModel(_Conditioned):
     opts = dict(apply_fn=state.apply_fn, likelihood=config.model.likelihood,
                 image_shape=tuple(self.info['image_shape']),
                 autoregressive=bool(config.model.ar_channels))
-    self._decode = jax.jit(functools.partial(vae_steps.decode_latents, **opts))
+    self._decode = jax.jit(functools.partial(
+        vae_steps.decode_latents, temperature=temperature, **opts))
     self._fuse = jax.jit(functools.partial(latent.vae_fuse, **opts))
     self._interp = jax.jit(functools.partial(latent.vae_interpolate, **opts),
                            static_argnames=('num', 'method'))

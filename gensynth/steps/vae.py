@@ -184,13 +184,19 @@ def sample(params, key, labels=None, *, apply_fn, num, latent_dim, likelihood,
 
 
 def decode_latents(params, key, z, labels=None, *, apply_fn, likelihood,
-                   image_shape, autoregressive=False):
+                   image_shape, autoregressive=False, temperature=1.0):
   """Images [N, H, W, C] decoded from latents z [N, latent_dim].
 
   A factorised decoder returns its mean (`key` unused). An autoregressive
   (Bernoulli) decoder draws the pixels in raster order, one `lax.fori_loop`
-  iteration per pixel, reusing the trunk features computed once from z.
+  iteration per pixel, reusing the trunk features computed once from z,
+  each pixel from sigmoid(logit / temperature): 1 samples the model, lower
+  values sharpen it, and 0 takes the likelier value of every pixel (greedy
+  decoding, deterministic given z).
   """
+  if not temperature >= 0:
+    raise errors.InputError(f'temperature={temperature}: expected a number '
+                            '>= 0 (1 samples the model, 0 is greedy).')
   variables = {'params': params}
   if not autoregressive:
     out = apply_fn(variables, z, labels, None, method='decode')
@@ -204,8 +210,12 @@ def decode_latents(params, key, z, labels=None, *, apply_fn, likelihood,
   def body(i, x):
     logits = apply_fn(variables, feats, x, method='decode_head')
     r, c = i // width, i % width
-    bit = jax.random.bernoulli(jax.random.fold_in(key, i),
-                               jax.nn.sigmoid(logits[:, r, c, 0]))
+    logit = logits[:, r, c, 0]
+    if temperature == 0:
+      bit = logit > 0
+    else:
+      bit = jax.random.bernoulli(jax.random.fold_in(key, i),
+                                 jax.nn.sigmoid(logit / temperature))
     return x.at[:, r, c, 0].set(bit.astype(x.dtype))
 
   x0 = jnp.zeros((z.shape[0], height, width, 1), jnp.float32)

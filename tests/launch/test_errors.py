@@ -53,3 +53,12 @@ def test_new_loss_and_data_settings_are_checked_before_training(
   assert proc.returncode == 1, proc.stderr[-2000:]
   assert message in proc.stderr
   assert 'Traceback' not in proc.stderr
+
+
+def test_evaluate_temperature_needs_fidelity(tmp_path):
+  proc = helpers.run_launch(
+      'evaluate', f'--workdir={tmp_path}', '--temperature=0',
+      '--config=gensynth/configs/vae_shapes.py:smoke', check=False)
+  assert proc.returncode != 0
+  assert '--temperature goes with --fidelity' in proc.stderr
+  assert 'Traceback' not in proc.stderr

@@ -77,6 +77,31 @@ def test_autoregressive_sampling_draws_binary_images():
   del model
 
 
+def test_greedy_decoding_takes_the_likelier_value_of_every_pixel():
+  """temperature=0: deterministic given z, and every pixel is 1 exactly where
+  the head's logit for it (given the pixels before it, the decoded ones) is
+  positive; temperature=1 samples (keys differ, images differ)."""
+  _, state, _ = _setup(ar=4)
+  z = jax.random.normal(jax.random.key(2), (4, 4))
+  decode = jax.jit(functools.partial(
+      steps.decode_latents, apply_fn=state.apply_fn, likelihood='bernoulli',
+      image_shape=(8, 8, 1), autoregressive=True),
+                   static_argnames='temperature')
+  greedy = decode(state.params, jax.random.key(0), z, temperature=0.0)
+  again = decode(state.params, jax.random.key(1), z, temperature=0.0)
+  np.testing.assert_array_equal(greedy, again)
+  variables = {'params': state.params}
+  feats = state.apply_fn(variables, z, None, method='decode_features')
+  logits = state.apply_fn(variables, feats, greedy, method='decode_head')
+  np.testing.assert_array_equal(np.asarray(greedy),
+                                np.asarray(logits > 0, np.float32))
+  drawn = [decode(state.params, jax.random.key(k), z, temperature=1.0)
+           for k in (0, 1)]
+  assert np.any(np.asarray(drawn[0]) != np.asarray(drawn[1]))
+  with pytest.raises(ValueError, match='temperature=-1'):
+    decode(state.params, jax.random.key(0), z, temperature=-1.0)
+
+
 def test_non_finite_step_is_skipped_or_reported():
   _, state, batch = _setup()
   bad = dict(batch, image=batch['image'].at[0, 0, 0, 0].set(jnp.nan))
