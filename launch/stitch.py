@@ -71,8 +71,7 @@ def main(argv):
       t0 = time.perf_counter()
       pano = panorama.stitch(images, key=jax.random.key(FLAGS.seed),
                              blend=FLAGS.blend, detector=FLAGS.detector,
-                             max_canvas_pixels=FLAGS.max_canvas_mpx * 1e6,
-                             compile_ahead=True)
+                             max_canvas_pixels=FLAGS.max_canvas_mpx * 1e6)
       io.write_image(FLAGS.output, pano.image, bits=bits)
       print(f'panorama: {len(images)} images -> {pano.image.shape[0]}x'
             f'{pano.image.shape[1]} {FLAGS.output} in '

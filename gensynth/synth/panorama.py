@@ -18,7 +18,6 @@ Matching, RANSAC, warping and blending run on the default JAX device; only
 the small graph work (order, estimate) runs on the host.
 """
 
-import concurrent.futures
 import dataclasses
 import functools
 
@@ -105,21 +104,6 @@ def _register_pair(key, pair, xy_a, desc_a, ok_a, xy_b, desc_b, ok_b, *,
       key, xy_a, xy_b[idx], valid, num_hypotheses=num_hypotheses,
       threshold=threshold)
   return h, jnp.sum(valid), jnp.sum(inliers), rmse
-
-
-def _compile_match(key, num_keypoints, *, ratio=0.8, threshold=3.0,
-                  num_hypotheses=2048):
-  """Compiles stage 2 for `detect`'s output of num_keypoints (harris) by
-  registering a pair with no valid keypoints, so that `match` finds its
-  program ready. `stitch(..., compile_ahead=True)` runs it in a thread
-  while stage 1 compiles: XLA compiles the two on two cores at once."""
-  xy, desc, ok = jax.device_put((
-      np.zeros((num_keypoints, 2), np.float32),
-      np.zeros((num_keypoints, 256), np.float32),
-      np.zeros(num_keypoints, bool)))
-  jax.block_until_ready(_register_pair(
-      key, np.int32(0), xy, desc, ok, xy, desc, ok, ratio=ratio,
-      threshold=threshold, num_hypotheses=num_hypotheses))
 
 
 def match(key, feats, *, ratio=0.8, threshold=3.0, num_hypotheses=2048):
@@ -241,8 +225,7 @@ def _check_images(images, detector, blend):
 def stitch(images, *, key, detector='harris', num_keypoints=2000,
            ratio=0.8, ransac_threshold=3.0, num_hypotheses=2048,
            min_inliers=20, blend='multiband', levels=5,
-           gain_compensation=True, max_canvas_pixels=60e6,
-           compile_ahead=False):
+           gain_compensation=True, max_canvas_pixels=60e6):
   """Stitches 2..N overlapping photos (any order) into one panorama.
 
   Keypoints are oriented Harris corners with rBRIEF descriptors found on
@@ -266,11 +249,6 @@ def stitch(images, *, key, detector='harris', num_keypoints=2000,
     gain_compensation: equalise exposure between images first.
     max_canvas_pixels: refuse canvases larger than this (a bad homography can
       imply one of many gigapixels).
-    compile_ahead: with detector='harris', compile stage 2 (`_compile_match`)
-      in a second thread while stage 1 compiles and runs: a first stitch in
-      a process (a command) waits for one compile less; later stitches of
-      the same settings gain nothing and pay a registration of empty
-      keypoints. The launch.stitch CLI turns it on.
 
   Returns:
     Panorama.
@@ -280,17 +258,8 @@ def stitch(images, *, key, detector='harris', num_keypoints=2000,
     # On the device once, for detection and rendering both: each copy of a
     # photo into fresh memory costs page faults (`--bench=panorama`).
     imgs = [jax.device_put(x) for x in imgs]
-  settings = dict(ratio=ratio, threshold=ransac_threshold,
-                  num_hypotheses=num_hypotheses)
-  ahead = None
-  if compile_ahead and detector == 'harris':
-    pool = concurrent.futures.ThreadPoolExecutor(1)
-    ahead = pool.submit(_compile_match, key, num_keypoints, **settings)
-    pool.shutdown(wait=False)
   feats = [detect(x, detector=detector, num_keypoints=num_keypoints)
            for x in imgs]
-  if ahead is not None:
-    ahead.result()  # re-raises whatever went wrong there
   hs, inliers, pairs = match(key, feats, ratio=ratio,
                              threshold=ransac_threshold,
                              num_hypotheses=num_hypotheses)

@@ -109,22 +109,6 @@ def test_panorama_of_two_views_recovers_geometry():
   assert pano.valid.mean() > 0.6
 
 
-def test_compile_ahead_compiles_registration_once_and_changes_nothing():
-  """compile_ahead compiles stage 2 in a thread from empty keypoints: the
-  real registration then finds that program (one compile, not two), and
-  the panorama is the same as without it."""
-  a, b = _views()
-  kw = dict(key=jax.random.key(0), blend='feather', num_hypotheses=1000)
-  compiled = panorama._register_pair._cache_size  # pylint: disable=protected-access
-  before = compiled()
-  ahead = panorama.stitch([b, a], compile_ahead=True, **kw)
-  assert compiled() == before + 1
-  plain = panorama.stitch([b, a], **kw)
-  assert compiled() == before + 1
-  np.testing.assert_array_equal(ahead.image, plain.image)
-  assert ahead.pairs == plain.pairs
-
-
 def test_non_overlapping_inputs_name_the_image():
   a, _ = _views()
   other = np.asarray(skimage.data.coffee()[:300, :300], np.float32) / 255
