@@ -127,6 +127,31 @@ def test_training_lowers_the_loss_on_a_fixed_batch():
   assert losses[-1] < 0.9 * losses[0], losses
 
 
+def _mixed_blur_setup():
+  """(batch, model, state, loss kwargs): one small multi-focus batch with
+  disc or Gaussian defocus and an untrained network, for the loss terms."""
+  batches = stacks.FusionBatches(
+      'multifocus', photos=[stacks.bundled_photos()[0]], crop=48, ks=(2,),
+      global_batch_size=2, seed=0, defocus_blur='mixed')
+  batch = batches.batch(0)
+  model = fusion_model.FusionNet(widths=(8, 8), prior='focus', blend='spatial',
+                                 low_res=12)
+  state = fusion_steps.create_state(jax.random.key(0), model,
+                                    optax.adam(3e-2), size=48)
+  kw = dict(apply_fn=model.apply, batch=batch, loss='ssim_grad',
+            smooth_weight=0.0, grad_weight=0.05)
+  return batch, model, state, kw
+
+
+def _ten_steps(state, batch, **term):
+  """Ten Adam steps of the multi-focus loss plus `term` (a weight)."""
+  step = jax.jit(functools.partial(fusion_steps.train_step, loss='ssim_grad',
+                                   grad_weight=0.05, **term))
+  for _ in range(10):
+    state, metrics = step(state, batch, None)
+  return state, metrics
+
+
 def test_decisive_weight_adds_the_weight_entropy_and_lowers_it():
   """weight_entropy is 1 for equal weights and 0 for a hard choice; the
   decisive term adds w times it to the loss, and training with it leaves
@@ -136,16 +161,7 @@ def test_decisive_weight_adds_the_weight_entropy_and_lowers_it():
   assert float(fusion_steps.weight_entropy(half)) == pytest.approx(1.0)
   assert float(fusion_steps.weight_entropy(hard)) == pytest.approx(0.0,
                                                                  abs=1e-6)
-  batches = stacks.FusionBatches(
-      'multifocus', photos=[stacks.bundled_photos()[0]], crop=48, ks=(2,),
-      global_batch_size=2, seed=0, defocus_blur='mixed')
-  batch = batches.batch(0)
-  model = fusion_model.FusionNet(widths=(8, 8), prior='focus', blend='spatial',
-                                 low_res=12)
-  state0 = fusion_steps.create_state(jax.random.key(0), model,
-                                     optax.adam(3e-2), size=48)
-  kw = dict(apply_fn=model.apply, batch=batch, loss='ssim_grad',
-            smooth_weight=0.0, grad_weight=0.05)
+  batch, model, state0, kw = _mixed_blur_setup()
   plain, m = fusion_steps.fusion_loss(state0.params, **kw)
   with_term, _ = fusion_steps.fusion_loss(state0.params, decisive_weight=0.3,
                                           **kw)
@@ -153,11 +169,7 @@ def test_decisive_weight_adds_the_weight_entropy_and_lowers_it():
       float(plain) + 0.3 * float(m['weight_entropy']), rel=1e-5)
   entropies = {}
   for w in (0.0, 0.5):
-    step = jax.jit(functools.partial(fusion_steps.train_step, loss='ssim_grad',
-                                     grad_weight=0.05, decisive_weight=w))
-    state = state0
-    for _ in range(10):
-      state, metrics = step(state, batch, None)
+    state, metrics = _ten_steps(state0, batch, decisive_weight=w)
     entropies[w] = float(metrics['weight_entropy'])
   assert entropies[0.5] < entropies[0.0] - 0.01, entropies
   scores = jax.jit(functools.partial(fusion_steps.pair_scores,
@@ -174,16 +186,7 @@ def test_decisive_weight_adds_the_weight_entropy_and_lowers_it():
 def test_qabf_weight_adds_the_edge_term_and_raises_qabf():
   """The qabf term adds w (1 - Q^AB/F of the fused image against its
   sources), and training with it ends at a higher Q^AB/F than without."""
-  batches = stacks.FusionBatches(
-      'multifocus', photos=[stacks.bundled_photos()[0]], crop=48, ks=(2,),
-      global_batch_size=2, seed=0, defocus_blur='mixed')
-  batch = batches.batch(0)
-  model = fusion_model.FusionNet(widths=(8, 8), prior='focus', blend='spatial',
-                                 low_res=12)
-  state0 = fusion_steps.create_state(jax.random.key(0), model,
-                                     optax.adam(3e-2), size=48)
-  kw = dict(apply_fn=model.apply, batch=batch, loss='ssim_grad',
-            smooth_weight=0.0, grad_weight=0.05)
+  batch, model, state0, kw = _mixed_blur_setup()
   plain, _ = fusion_steps.fusion_loss(state0.params, **kw)
   with_term, m = fusion_steps.fusion_loss(state0.params, qabf_weight=0.5, **kw)
   fused, _ = model.apply({'params': state0.params}, batch['sources'])
@@ -194,11 +197,7 @@ def test_qabf_weight_adds_the_edge_term_and_raises_qabf():
       float(plain) + 0.5 * (1 - float(m['qabf'])), rel=1e-5)
   final = {}
   for w in (0.0, 2.0):
-    step = jax.jit(functools.partial(fusion_steps.train_step, loss='ssim_grad',
-                                     grad_weight=0.05, qabf_weight=w))
-    state = state0
-    for _ in range(10):
-      state, _ = step(state, batch, None)
+    state, _ = _ten_steps(state0, batch, qabf_weight=w)
     fused, _ = model.apply({'params': state.params}, batch['sources'])
     final[w] = float(jnp.mean(image_metrics.qabf_sources(
         jnp.moveaxis(batch['sources'], 1, 0), jnp.clip(fused, 0, 1))))
