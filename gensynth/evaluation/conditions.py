@@ -152,6 +152,8 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
   score_as = score_as or kind
   out = {'step': model.step, 'condition': kind or 'none',
          'scored_as': score_as}
+  if model.kind == 'vae':
+    out['temperature'] = temperature
   splits = splits_of(config)
   sources = runs.load_splits(config, model.info, ('train',) + splits)
   matcher = None

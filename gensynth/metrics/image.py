@@ -104,11 +104,17 @@ def qabf(a, b, fused):
   """
   a, b, f = (_grey255(x, n) for x, n in ((a, 'a'), (b, 'b'), (fused, 'fused')))
   checks.same_shape([a, b, f], ['a', 'b', 'fused'])
-  (ga, aa), (gb, ab), (gf, af) = _edge(a), _edge(b), _edge(f)
-  qa = _edge_preservation(ga, aa, gf, af, QABF_CONSTANTS)
-  qb = _edge_preservation(gb, ab, gf, af, QABF_CONSTANTS)
-  num = jnp.sum(qa * ga + qb * gb, axis=(-2, -1))
-  return num / jnp.maximum(jnp.sum(ga + gb, axis=(-2, -1)), 1e-12)
+  return _qabf_grey(jnp.stack([a, b]), f)
+
+
+def _qabf_grey(sources, fused):
+  """Q^AB/F of grey [K, ..., H, W] sources and a grey [..., H, W] fused
+  image: sum_k sum_px Q_kF g_k / sum_k sum_px g_k."""
+  g_src, a_src = _edge(sources)
+  g_f, a_f = _edge(fused)
+  q = _edge_preservation(g_src, a_src, g_f[None], a_f[None], QABF_CONSTANTS)
+  num = jnp.sum(q * g_src, axis=(0, -2, -1))
+  return num / jnp.maximum(jnp.sum(g_src, axis=(0, -2, -1)), 1e-12)
 
 
 @compiled.op
@@ -126,12 +132,7 @@ def qabf_sources(sources, fused):
   if srcs.shape[1:-1] != f.shape:
     raise errors.InputError(f'sources {tuple(srcs.shape[1:])} and fused '
                             f'{tuple(jnp.shape(fused))} differ in size.')
-  g = _grey255(srcs, 'sources')
-  gs, angles = _edge(g)
-  gf, af = _edge(f)
-  q = _edge_preservation(gs, angles, gf[None], af[None], QABF_CONSTANTS)
-  num = jnp.sum(q * gs, axis=(0, -2, -1))
-  return num / jnp.maximum(jnp.sum(gs, axis=(0, -2, -1)), 1e-12)
+  return _qabf_grey(_grey255(srcs, 'sources'), f)
 
 
 def _histogram2d(x, y, bins=256):

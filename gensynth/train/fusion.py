@@ -130,22 +130,25 @@ def train_and_evaluate(config, workdir):
          for b in _eval_batches(config, batches)]
   metric = 'mef_ssim' if kind == 'mef_ssim' else 'ssim'
 
-  pairs = [b for b in val if b['sources'].shape[1] == 2]
+  pairs = [b for b in val if b['sources'].shape[1] == 2
+           and d.task == 'multifocus']
   pair_fn = jax.jit(functools.partial(fusion_steps.pair_scores,
                                       apply_fn=model.apply))
+  # The sharp photos' scores: the ground truth's, the same at every step.
   sharp_fn = jax.jit(fusion_steps.sharp_pair_scores)
+  sharp = [sharp_fn(b) for b in pairs]
 
   def evaluate(params):
     learned = float(np.mean([eval_fn(params, b) for b in val]))
     prior = float(np.mean([eval_fn(prior_only(params), b) for b in val]))
     out = {metric: learned, f'{metric}_prior_only': prior,
            f'{metric}_gain': learned - prior}
-    if d.task == 'multifocus' and pairs:
+    if pairs:
       # The multi-focus benchmark's scores on validation pairs (K = 2).
-      for name, p in (('', params), ('_prior_only', prior_only(params)),
-                      ('_sharp', None)):
-        scores = [pair_fn(p, b) if p is not None else sharp_fn(b)
-                  for b in pairs]
+      for name, scores in (
+          ('', [pair_fn(params, b) for b in pairs]),
+          ('_prior_only', [pair_fn(prior_only(params), b) for b in pairs]),
+          ('_sharp', sharp)):
         for k in ('qabf', 'mi'):
           out[k + name] = float(np.mean([sc[k] for sc in scores]))
     return out
