@@ -69,6 +69,13 @@ flags.DEFINE_float('temperature', 1.0, '--fidelity on a VAE run with an '
                    'autoregressive head: sample its pixels at this '
                    'temperature (1: the model; 0: greedy, the likelier value '
                    'of each pixel).')
+flags.DEFINE_float('guidance', 0.0, '--fidelity on a VAE run trained with '
+                   'condition dropout (config.loss.cond_dropout): '
+                   'classifier-free guidance weight (0: none).')
+flags.DEFINE_enum('fidelity_split', 'test', ['test', 'validation'],
+                  '--fidelity on a digits run: score the test conditions '
+                  '(the benchmark) or those of the last --num_generated '
+                  'training digits (to choose sampling settings).')
 flags.DEFINE_integer('chunk_size', 50, 'IWAE samples decoded at once.')
 flags.DEFINE_integer('batch_size', None, 'Test images per batch.')
 flags.DEFINE_integer('max_examples', None, 'Evaluate only the first N.')
@@ -85,8 +92,10 @@ def _main():
             workdir.load_config(FLAGS.workdir))
   if FLAGS.baseline and not FLAGS.fidelity:
     raise app.UsageError('--baseline goes with --fidelity.')
-  if FLAGS.temperature != 1.0 and not FLAGS.fidelity:
-    raise app.UsageError('--temperature goes with --fidelity.')
+  for name, default in (('temperature', 1.0), ('guidance', 0.0),
+                        ('fidelity_split', 'test')):
+    if FLAGS[name].value != default and not FLAGS.fidelity:
+      raise app.UsageError(f'--{name} goes with --fidelity.')
   if FLAGS.fidelity:
     from gensynth.evaluation import conditions  # pylint: disable=g-import-not-at-top
     if config.trainer not in ('gan', 'vae'):
@@ -95,7 +104,8 @@ def _main():
                 r_precision_steps=FLAGS.r_precision_steps,
                 diversity_conditions=FLAGS.diversity_conditions,
                 diversity_samples=FLAGS.diversity_samples,
-                temperature=FLAGS.temperature,
+                temperature=FLAGS.temperature, guidance=FLAGS.guidance,
+                digits_split=FLAGS.fidelity_split,
                 classifier=FLAGS.classifier or config.eval.get('classifier'))
     result = conditions.fidelity(config, FLAGS.workdir, step=FLAGS.step,
                                  **opts)
@@ -103,7 +113,8 @@ def _main():
     if FLAGS.baseline:
       base = conditions.fidelity(workdir.load_config(FLAGS.baseline),
                                  FLAGS.baseline,
-                                 score_as=result['run']['scored_as'], **opts)
+                                 score_as=result['run']['scored_as'],
+                                 **dict(opts, guidance=0.0))
       result['baseline'] = base
       result['baseline_summary'] = conditions.summary(base)
   elif config.trainer == 'gan':

@@ -50,6 +50,9 @@ flags.DEFINE_string('output', None, 'Output directory (default: '
                     'WORKDIR/samples).')
 flags.DEFINE_integer('step', None, 'Checkpoint step (default: the newest).')
 flags.DEFINE_integer('seed', 0, 'Seed of the latents.')
+flags.DEFINE_float('guidance', 0.0, 'A VAE trained with condition dropout '
+                   '(config.loss.cond_dropout): classifier-free guidance '
+                   'weight of its samples (0: none).', lower_bound=0.0)
 flags.DEFINE_integer('zoom', 1, 'Write each pixel as a zoom x zoom block.',
                      lower_bound=1)
 flags.DEFINE_list('classes', None, 'Class ids for conditional models.')
@@ -211,7 +214,11 @@ def _main():
   config = workdir.load_config(FLAGS.workdir)
   out_dir = FLAGS.output or os.path.join(FLAGS.workdir, 'samples')
   os.makedirs(out_dir, exist_ok=True)
-  model = sampling.load(config, FLAGS.workdir, step=FLAGS.step)
+  try:
+    model = sampling.load(config, FLAGS.workdir, step=FLAGS.step,
+                          guidance=FLAGS.guidance)
+  except errors.InputError as e:
+    raise app.UsageError(f'--guidance={FLAGS.guidance}: {e}') from None
   classes = _classes(model.num_classes, default_all=FLAGS.mode != 'fuse')
   if FLAGS.mode in ('text', 'vector'):
     images, ncols = _conditioned(model)

@@ -32,7 +32,10 @@ def base_config():
       embed_dim=32, text_width=64, text_layers=2, text_heads=4,
       conv_impl='auto'))  # auto | xla | fast (gensynth.models.layers)
   c.loss = ml_collections.ConfigDict(dict(
-      beta=1.0, objective='elbo', num_samples=1, gaussian_scale=0.1))
+      beta=1.0, objective='elbo', num_samples=1, gaussian_scale=0.1,
+      # Share of examples trained without their vector/text condition (the
+      # null condition, for classifier-free guidance when sampling).
+      cond_dropout=0.0))
   c.optim = ml_collections.ConfigDict(dict(
       lr=1e-3, warmup_steps=500, schedule='cosine', final_lr_fraction=0.05,
       b1=0.9, b2=0.999, weight_decay=0.0, grad_clip=100.0))

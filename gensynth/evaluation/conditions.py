@@ -115,7 +115,8 @@ def splits_of(config):
 
 def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
              score_as=None, r_precision_steps=800, classifier=None,
-             diversity_conditions=100, diversity_samples=10, temperature=1.0):
+             diversity_conditions=100, diversity_samples=10, temperature=1.0,
+             guidance=0.0, digits_split='test'):
   """{split: {'generated': scores, 'real': scores}} for a trained run.
 
   Shapes runs and digit runs (`is_digits`; these need `classifier`, the
@@ -135,6 +136,12 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
       doc); 0 conditions skips it.
     temperature: a VAE run's autoregressive head samples at this temperature
       (steps.vae.decode_latents: 1 samples the model, 0 is greedy).
+    guidance: classifier-free guidance weight of a VAE trained with
+      condition dropout (steps.vae.decode_latents; 0: none).
+    digits_split: a digits run is scored on 'test' (the benchmark) or on
+      'validation': the conditions and images of the last `num_samples`
+      training digits, for choosing sampling settings without the test
+      split (FID's floor then takes other training digits).
   """
   if diversity_conditions and diversity_samples < 2:
     raise errors.InputError(
@@ -145,15 +152,17 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
                           num_samples=num_samples, seed=seed, step=step,
                           diversity_conditions=diversity_conditions,
                           diversity_samples=diversity_samples,
-                          temperature=temperature)
+                          temperature=temperature, guidance=guidance,
+                          split=digits_split)
   _check(config)
-  model = sampling.load(config, workdir, step=step, temperature=temperature)
+  model = sampling.load(config, workdir, step=step, temperature=temperature,
+                        guidance=guidance)
   kind = model.info['condition']['kind'] if config.model.conditional else None
   score_as = score_as or kind
   out = {'step': model.step, 'condition': kind or 'none',
          'scored_as': score_as}
   if model.kind == 'vae':
-    out['temperature'] = temperature
+    out.update(temperature=temperature, guidance=guidance)
   splits = splits_of(config)
   sources = runs.load_splits(config, model.info, ('train',) + splits)
   matcher = None
@@ -205,14 +214,20 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
 
 def digit_fidelity(config, workdir, *, classifier, num_samples=1000, seed=0,
                    step=None, diversity_conditions=100, diversity_samples=10,
-                   temperature=1.0):
-  """Fidelity of a digits run to its test conditions (see the module doc)."""
+                   temperature=1.0, guidance=0.0, split='test'):
+  """Fidelity of a digits run to its test conditions (see the module doc),
+  or with split='validation' to those of the last `num_samples` training
+  digits."""
+  if split not in ('test', 'validation'):
+    raise errors.InputError(
+        f'split={split!r}: digits are scored on test or validation.')
   if not classifier:
     raise errors.InputError(
         'condition fidelity on digits reads each sample\'s digit with a '
         'gensynth classifier: pass --classifier=WORKDIR of a run of '
         'gensynth/configs/classifier_mnist.py.')
-  model = sampling.load(config, workdir, step=step, temperature=temperature)
+  model = sampling.load(config, workdir, step=step, temperature=temperature,
+                        guidance=guidance)
   kind = model.info['condition']['kind'] if config.model.conditional else None
   if kind is None:
     raise errors.InputError(
@@ -220,34 +235,39 @@ def digit_fidelity(config, workdir, *, classifier, num_samples=1000, seed=0,
         'obey (the class-only baseline is gan_mnist.py:cond).')
   train, src = runs.load_splits(config, model.info, ('train', 'test'))
   n = min(num_samples, len(src))
-  sub = src.subset(slice(0, n))
+  sub, rows = src.subset(slice(0, n)), f'test[0:{n}]'
+  if split == 'validation':
+    n = min(num_samples, len(train) // 2)
+    sub = train.subset(slice(len(train) - n, len(train)))
+    rows = f'train[{len(train) - n}:{len(train)}]'
+    train = train.subset(slice(0, len(train) - n))
   conds = sub.conditions if model.spec is not None else sub.labels
   images = model.generate(seed, conds)
   reader = features.ClassifierFeatures(classifier)
   requested = morpho.morphometrics(sub.images)
   out = {'step': model.step, 'condition': kind, 'scored_as': kind}
   if model.kind == 'vae':
-    out['temperature'] = temperature
-  out['test'] = {}
+    out.update(temperature=temperature, guidance=guidance)
+  out[split] = {'rows': rows}  # the digits whose conditions were asked
   feats = {}
   for side, x in (('generated', images),
                   ('real', data_lib.preprocess(sub.images))):
     feats[side], logits = reader.features_and_logits(x)
-    out['test'][side] = metrics.digit_fidelity(
+    out[split][side] = metrics.digit_fidelity(
         sub.labels, logits.argmax(-1), requested, morpho.morphometrics(x))
-  # FID of the samples against the test digits whose conditions they were
-  # asked for, next to its floor: as many training digits against the same
-  # test digits (gensynth.evaluation.gan.generative_metrics' floor).
+  # FID of the samples against the digits whose conditions they were asked
+  # for, next to its floor: as many (other) training digits against the same
+  # digits (gensynth.evaluation.gan.generative_metrics' floor).
   pick = np.random.default_rng(0).choice(len(train), min(n, len(train)),
                                          replace=False)
   f_train = reader(data_lib.preprocess(train.images[np.sort(pick)]))
-  out['test']['generated']['fid'] = generative.fid(feats['generated'],
-                                                   feats['real'])
-  out['test']['real']['fid'] = generative.fid(f_train, feats['real'])
-  out['test']['fid_over_floor'] = out['test']['generated']['fid'] / max(
-      out['test']['real']['fid'], 1e-12)
+  out[split]['generated']['fid'] = generative.fid(feats['generated'],
+                                                  feats['real'])
+  out[split]['real']['fid'] = generative.fid(f_train, feats['real'])
+  out[split]['fid_over_floor'] = out[split]['generated']['fid'] / max(
+      out[split]['real']['fid'], 1e-12)
   if diversity_conditions:
-    out['test']['diversity'] = _digit_diversity(
+    out[split]['diversity'] = _digit_diversity(
         model, kind, conds, train, reader, conditions=diversity_conditions,
         samples=diversity_samples, seed=seed)
   return out
@@ -287,7 +307,7 @@ def summary(record):
   """The headline numbers of a `fidelity` record: per split, generated and
   real accuracy per attribute and jointly."""
   lines = {}
-  for split in ('test', 'heldout'):
+  for split in ('test', 'heldout', 'validation'):
     if split not in record:
       continue
     for side in ('generated', 'real'):

@@ -29,13 +29,20 @@ from gensynth.train import reporting
 from gensynth.train import state as state_lib
 
 
-def load(config, workdir, *, step=None, temperature=1.0):
+def load(config, workdir, *, step=None, temperature=1.0, guidance=0.0):
   """The sampler of a GAN or VAE run; `temperature` applies to a VAE's
-  autoregressive head (steps.vae.decode_latents) and nothing else."""
+  autoregressive head and `guidance` to a VAE trained with condition
+  dropout (steps.vae.decode_latents), nothing else."""
   if config.trainer == 'gan':
+    if guidance:
+      raise errors.InputError(
+          f'guidance={guidance}: classifier-free guidance applies to a VAE '
+          f'trained with config.loss.cond_dropout > 0; {workdir!r} holds a '
+          'GAN run.')
     return GANModel(config, workdir, step=step)
   if config.trainer == 'vae':
-    return VAEModel(config, workdir, step=step, temperature=temperature)
+    return VAEModel(config, workdir, step=step, temperature=temperature,
+                    guidance=guidance)
   raise errors.CheckpointError(
       f'{workdir!r} holds a {config.trainer!r} run; sampling '
       'needs a gan or vae run.')
@@ -219,7 +226,14 @@ class VAEModel(_Conditioned):
   """The decoder (and encoder) of a VAE run."""
   kind = 'vae'
 
-  def __init__(self, config, workdir, *, step=None, temperature=1.0):
+  def __init__(self, config, workdir, *, step=None, temperature=1.0,
+               guidance=0.0):
+    if guidance and not config.loss.get('cond_dropout', 0.0):
+      raise errors.InputError(
+          f'guidance={guidance}: {workdir!r} was trained without condition '
+          'dropout (config.loss.cond_dropout=0), so it has no null '
+          'condition to guide against; retrain with --config.loss.'
+          'cond_dropout=0.1 or sample with guidance 0.')
     state, self.info = runs.load_vae(config, workdir, step=step)
     self.config, self.step = config, int(state.step)
     self.spec = state_lib.cond_spec(config, self.info['condition'])
@@ -227,25 +241,20 @@ class VAEModel(_Conditioned):
     self.num_classes = (self.info['num_classes'] if config.model.conditional
                         and self.spec is None else 0)
     self._params = state.params
-    apply_fn, likelihood = state.apply_fn, config.model.likelihood
+    apply_fn = state.apply_fn
     self._embed = jax.jit(lambda p, c: apply_fn(
         {'params': p}, c, method='embed_condition'))
-
-    def from_embedding(p, key, z, e):
-      del key
-      if config.model.ar_channels:
-        raise errors.InputError(
-            'decoding from a condition embedding needs a factorised decoder '
-            '(config.model.ar_channels=0).')
-      out = apply_fn({'params': p}, z, e, None, method='decode_embedded')
-      return vae_steps.decoder_mean(out, likelihood=likelihood)
-
-    self._from_embedding = jax.jit(from_embedding)
     opts = dict(apply_fn=state.apply_fn, likelihood=config.model.likelihood,
                 image_shape=tuple(self.info['image_shape']),
                 autoregressive=bool(config.model.ar_channels))
     self._decode = jax.jit(functools.partial(
-        vae_steps.decode_latents, temperature=temperature, **opts))
+        vae_steps.decode_latents, temperature=temperature, guidance=guidance,
+        **opts))
+    # Samples from condition embeddings (conditioned rows, paths, mixes),
+    # with an autoregressive head too.
+    self._from_embedding = jax.jit(functools.partial(
+        vae_steps.decode_latents, temperature=temperature, guidance=guidance,
+        embedded=True, **opts))
     self._fuse = jax.jit(functools.partial(latent.vae_fuse, **opts))
     self._interp = jax.jit(functools.partial(latent.vae_interpolate, **opts),
                            static_argnames=('num', 'method'))

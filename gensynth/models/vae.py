@@ -195,6 +195,14 @@ class VAE(nn.Module):
     (vector and text conditions)."""
     return self._condition(labels)
 
+  def encode_embedded(self, x, emb):
+    """`encode` from a condition embedding [N, embed_dim]."""
+    return self.encoder(x, emb)
+
+  def decode_features_embedded(self, z, emb):
+    """`decode_features` from a condition embedding [N, embed_dim]."""
+    return self.trunk(z, emb)
+
   def decode_embedded(self, z, emb, x=None):
     """`decode` from an embedding (e.g. a mix of two conditions')."""
     return self.decode_head(self.trunk(z, emb), x)

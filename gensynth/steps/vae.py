@@ -44,12 +44,35 @@ def conditions_of(batch, conditional):
   return batch['cond'] if 'cond' in batch else batch['label']
 
 
+def _dropped_condition_fns(apply_fn, params, y, key, rate):
+  """(enc, dec, embeddings) for condition dropout: each example's vector or
+  text embedding is replaced by zeros (the null condition) with probability
+  `rate`, for the encoder and the decoder alike, so the model also learns
+  p(x | z) without a condition (classifier-free guidance needs both)."""
+  variables = {'params': params}
+  emb = apply_fn(variables, y, method='embed_condition')
+  keep = jax.random.bernoulli(key, 1.0 - rate, emb.shape[:1])
+  emb = jnp.where(keep[:, None], emb, jnp.zeros_like(emb))
+  enc = lambda x, e: apply_fn(variables, x, e, method='encode_embedded')
+  dec = lambda z, e, x: apply_fn(variables, z, e, x, method='decode_embedded')
+  return enc, dec, emb
+
+
 def loss_fn(params, apply_fn, batch, key, *, likelihood, beta=1.0,
             objective='elbo', num_samples=1, conditional=False,
-            gaussian_scale=0.1):
-  """Mean negative bound over the batch, and per-batch metrics."""
+            gaussian_scale=0.1, cond_dropout=0.0):
+  """Mean negative bound over the batch, and per-batch metrics.
+
+  cond_dropout > 0 (a vector or text condition): each example is trained
+  without its condition with that probability (`_dropped_condition_fns`).
+  """
   enc, dec = _fns(apply_fn, params)
   x, y = batch['image'], conditions_of(batch, conditional)
+  if cond_dropout:
+    # Only then is the key split: runs without dropout draw as before.
+    drop_key, key = jax.random.split(key)
+    enc, dec, y = _dropped_condition_fns(apply_fn, params, y, drop_key,
+                                         cond_dropout)
   mean, logvar = enc(x, y)
   kl = vae_losses.gaussian_kl(mean, logvar)
   if objective == 'elbo':
@@ -184,7 +207,8 @@ def sample(params, key, labels=None, *, apply_fn, num, latent_dim, likelihood,
 
 
 def decode_latents(params, key, z, labels=None, *, apply_fn, likelihood,
-                   image_shape, autoregressive=False, temperature=1.0):
+                   image_shape, autoregressive=False, temperature=1.0,
+                   guidance=0.0, embedded=False):
   """Images [N, H, W, C] decoded from latents z [N, latent_dim].
 
   A factorised decoder returns its mean (`key` unused). An autoregressive
@@ -193,22 +217,60 @@ def decode_latents(params, key, z, labels=None, *, apply_fn, likelihood,
   each pixel from sigmoid(logit / temperature): 1 samples the model, lower
   values sharpen it, and 0 takes the likelier value of every pixel (greedy
   decoding, deterministic given z).
+
+  guidance = w > 0 (classifier-free guidance; a vector- or text-conditional
+  Bernoulli model trained with config.loss.cond_dropout > 0): every logit is
+  (1 + w) * logit(x | z, c) - w * logit(x | z, null), pushing the samples
+  towards what the condition c changes; 0 decodes the model as it is.
+  embedded=True: `labels` are condition embeddings [N, E] (e.g. a mix of
+  two conditions'), not conditions.
   """
   if not temperature >= 0:
     raise errors.InputError(f'temperature={temperature}: expected a number '
                             '>= 0 (1 samples the model, 0 is greedy).')
+  if not guidance >= 0:
+    raise errors.InputError(f'guidance={guidance}: expected a number >= 0 '
+                            '(0 decodes the model as it is).')
   variables = {'params': params}
+  n = z.shape[0]
+  combine = lambda out: out
+  features_method, decode_method = 'decode_features', 'decode'
+  if guidance or embedded:
+    if guidance and likelihood != 'bernoulli':
+      raise errors.InputError(
+          f'guidance={guidance} combines Bernoulli logits; this model\'s '
+          f'likelihood is {likelihood!r}.')
+    emb = labels if embedded or labels is None else apply_fn(
+        variables, labels, method='embed_condition')
+    if emb is None or emb.ndim != 2 or not jnp.issubdtype(emb.dtype,
+                                                          jnp.floating):
+      raise errors.InputError(
+          f'{"guidance=" + str(guidance) if guidance else "embedded=True"} '
+          'needs a vector- or text-conditional model and its conditions '
+          '(or their embeddings [N, E]).')
+    labels = emb
+    features_method, decode_method = 'decode_features_embedded', \
+        'decode_embedded'
+    if guidance:
+      # Conditioned rows first, then the same latents with the null
+      # condition (the zero embedding condition dropout trains), decoded as
+      # one batch.
+      z = jnp.concatenate([z, z])
+      labels = jnp.concatenate([emb, jnp.zeros_like(emb)])
+      combine = lambda out: (1.0 + guidance) * out[:n] - guidance * out[n:]
   if not autoregressive:
-    out = apply_fn(variables, z, labels, None, method='decode')
+    out = combine(apply_fn(variables, z, labels, None, method=decode_method))
     return decoder_mean(out, likelihood=likelihood)
   if likelihood != 'bernoulli':
     raise errors.InputError('autoregressive sampling is implemented for the '
                             f'bernoulli likelihood, not {likelihood!r}.')
-  feats = apply_fn(variables, z, labels, method='decode_features')
+  feats = apply_fn(variables, z, labels, method=features_method)
   height, width = image_shape[:2]
+  rows = 2 if guidance else 1
 
   def body(i, x):
-    logits = apply_fn(variables, feats, x, method='decode_head')
+    logits = combine(apply_fn(variables, feats, jnp.tile(x, (rows, 1, 1, 1)),
+                              method='decode_head'))
     r, c = i // width, i % width
     logit = logits[:, r, c, 0]
     if temperature == 0:
@@ -218,7 +280,7 @@ def decode_latents(params, key, z, labels=None, *, apply_fn, likelihood,
                                  jax.nn.sigmoid(logit / temperature))
     return x.at[:, r, c, 0].set(bit.astype(x.dtype))
 
-  x0 = jnp.zeros((z.shape[0], height, width, 1), jnp.float32)
+  x0 = jnp.zeros((n, height, width, 1), jnp.float32)
   return lax.fori_loop(0, height * width, body, x0)
 
 

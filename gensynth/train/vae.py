@@ -28,6 +28,18 @@ def _validate(config):
         f'config.batch_size={config.batch_size} must be a '
         f'multiple of config.micro_batches={micro} (a positive '
         'count of equal micro-batches).')
+  rate = config.loss.cond_dropout
+  if not 0.0 <= rate < 1.0:
+    raise errors.ConfigError(
+        f'config.loss.cond_dropout={rate}: expected a probability in '
+        '[0, 1) (the share of examples trained without their condition).')
+  if rate and not (config.model.conditional and
+                   config.data.condition in ('vector', 'text')):
+    raise errors.ConfigError(
+        f'config.loss.cond_dropout={rate} needs a vector or text condition '
+        '(config.model.conditional=True, config.data.condition=vector or '
+        f'text; got conditional={config.model.conditional}, '
+        f'condition={config.data.condition!r}).')
   if config.model.latent_dim <= 0:
     raise errors.ConfigError(
         f'config.model.latent_dim={config.model.latent_dim} must '
@@ -45,6 +57,7 @@ def step_kwargs(config):
               num_samples=config.loss.num_samples,
               conditional=config.model.conditional,
               gaussian_scale=config.loss.gaussian_scale,
+              cond_dropout=config.loss.cond_dropout,
               micro_batches=config.micro_batches)
 
 

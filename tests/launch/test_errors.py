@@ -45,6 +45,10 @@ def test_train_cli_bad_config_is_one_line(tmp_path):
      "config.data.defocus_blur='box'; expected one of"),
     ('fusion_multifocus.py:smoke', ['--config.loss.qabf_weight=-0.5'],
      'config.loss.qabf_weight=-0.5 must be >= 0.'),
+    ('vae_shapes.py:smoke,vector', ['--config.loss.cond_dropout=1'],
+     'config.loss.cond_dropout=1.0: expected a probability in [0, 1)'),
+    ('vae_shapes.py:smoke', ['--config.loss.cond_dropout=0.1'],
+     'config.loss.cond_dropout=0.1 needs a vector or text condition'),
 ])
 def test_new_loss_and_data_settings_are_checked_before_training(
     tmp_path, config, args, message):
@@ -55,10 +59,12 @@ def test_new_loss_and_data_settings_are_checked_before_training(
   assert 'Traceback' not in proc.stderr
 
 
-def test_evaluate_temperature_needs_fidelity(tmp_path):
+@pytest.mark.parametrize('flag', ['--temperature=0', '--guidance=2',
+                                  '--fidelity_split=validation'])
+def test_evaluate_sampling_flags_need_fidelity(tmp_path, flag):
   proc = helpers.run_launch(
-      'evaluate', f'--workdir={tmp_path}', '--temperature=0',
+      'evaluate', f'--workdir={tmp_path}', flag,
       '--config=gensynth/configs/vae_shapes.py:smoke', check=False)
   assert proc.returncode != 0
-  assert '--temperature goes with --fidelity' in proc.stderr
+  assert f'{flag.split("=")[0]} goes with --fidelity' in proc.stderr
   assert 'Traceback' not in proc.stderr

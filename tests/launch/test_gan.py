@@ -168,6 +168,40 @@ def test_digit_fidelity_of_a_morphometry_vector_run(tmp_path, classifier):
   assert out['shape'] == [6, 28, 28, 1]
 
 
+def test_guided_cvae_scored_on_validation_digits(tmp_path, classifier,
+                                                gan_run):
+  """A vector CVAE trained with condition dropout samples with classifier-
+  free guidance through evaluate and sample; --fidelity_split=validation
+  scores the last training digits' conditions instead of the test split's."""
+  idx = helpers.make_idx_dir(str(tmp_path / 'idx'), n_train=64, n_test=16)
+  workdir = str(tmp_path / 'run')
+  helpers.run_launch('train', '--config=gensynth/configs/vae_mnist.py:smoke,'
+                     'vector', '--config.data.source=idx',
+                     f'--config.data.path={idx}', '--config.num_steps=2',
+                     '--config.loss.cond_dropout=0.5', f'--workdir={workdir}')
+  out = json.loads(helpers.run_launch(
+      'evaluate', f'--workdir={workdir}', '--fidelity', '--num_generated=12',
+      f'--classifier={classifier}', '--diversity_conditions=0',
+      '--guidance=2', '--fidelity_split=validation').stdout)
+  run = out['run']
+  assert run['guidance'] == 2.0 and 'test' not in run
+  gen, real = run['validation']['generated'], run['validation']['real']
+  assert gen['num_samples'] == real['num_samples'] == 12
+  assert real['thickness_r'] == pytest.approx(1.0)
+  assert 'digit_accuracy' in out['summary']['validation_generated']
+  # The validation digits are the last 12 training digits.
+  assert run['validation']['rows'] == 'train[52:64]'
+  sample = json.loads(helpers.run_launch(
+      'sample', f'--workdir={workdir}', '--mode=vector', '--per_class=2',
+      '--vectors=digit=7,thickness=4.5', '--guidance=3',
+      f'--output={tmp_path}').stdout)
+  assert sample['shape'] == [2, 28, 28, 1]
+  proc = helpers.run_launch('sample', f'--workdir={gan_run[0]}',
+                            '--guidance=1', check=False)
+  assert proc.returncode != 0 and 'holds a GAN run' in proc.stderr
+  assert 'Traceback' not in proc.stderr
+
+
 @pytest.mark.parametrize('config', ['gan_shapes.py:smoke',
                                     'gan_cifar10.py:smoke,cond',
                                     'gan_mnist.py:smoke'])
