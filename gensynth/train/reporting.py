@@ -64,11 +64,13 @@ class Reporter:
       self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
 
   def scalars(self, step, metrics, *, prefix='train'):
-    """Logs scalars; train scalars also get steps/s and an ETA."""
+    """Logs scalars; train scalars also get steps/s and an ETA. A value of
+    None (a measurement that cannot be taken, e.g. the compile count of a
+    run resumed at its last step, which compiled no step) is left out."""
     if not self.enabled:
       return
     now = time.perf_counter()
-    metrics = {k: float(v) for k, v in metrics.items()}
+    metrics = {k: float(v) for k, v in metrics.items() if v is not None}
     line = ''
     if prefix == 'train' and step > self._last_s:
       rate = (step - self._last_s) / max(now - self._last_t, 1e-9)

@@ -1,3 +1,4 @@
+import json
 import os
 
 import jax.numpy as jnp
@@ -50,3 +51,15 @@ def test_reporter_resume_truncates_stale_records(tmp_path):
   lines = (tmp_path / 'metrics.jsonl').read_text().splitlines()
   assert [eval(l)['step'] for l in lines] == [2, 4]  # pylint: disable=eval-used
   assert os.listdir(tmp_path / 'tensorboard')
+
+
+def test_reporter_leaves_out_values_that_cannot_be_measured(tmp_path):
+  """A run resumed at its last step compiles no step: its final compile
+  count is None, which the final report leaves out instead of failing."""
+  rep = reporting.Reporter(str(tmp_path), total_steps=10)
+  rep.scalars(10, {'accuracy': 0.5, 'train_step_compiles': None},
+              prefix='final')
+  rep.close()
+  line, = (tmp_path / 'metrics.jsonl').read_text().splitlines()
+  record = json.loads(line)
+  assert record['accuracy'] == 0.5 and 'train_step_compiles' not in record
