@@ -72,6 +72,11 @@ flags.DEFINE_float('temperature', 1.0, '--fidelity on a VAE run with an '
 flags.DEFINE_float('guidance', 0.0, '--fidelity on a VAE run trained with '
                    'condition dropout (config.loss.cond_dropout): '
                    'classifier-free guidance weight (0: none).')
+flags.DEFINE_float('latent_scale', 1.0, '--fidelity, or a GAN run\'s '
+                   'metrics: multiply the prior latents by this psi (the '
+                   'truncation trick of GANs, the prior temperature of VAEs; '
+                   '1: as trained).',
+                   lower_bound=0.0)
 flags.DEFINE_enum('fidelity_split', 'test', ['test', 'validation'],
                   '--fidelity on a digits run: score the test conditions '
                   '(the benchmark) or those of the last --num_generated '
@@ -93,9 +98,11 @@ def _main():
   if FLAGS.baseline and not FLAGS.fidelity:
     raise app.UsageError('--baseline goes with --fidelity.')
   for name, default in (('temperature', 1.0), ('guidance', 0.0),
-                        ('fidelity_split', 'test')):
-    if FLAGS[name].value != default and not FLAGS.fidelity:
-      raise app.UsageError(f'--{name} goes with --fidelity.')
+                        ('fidelity_split', 'test'), ('latent_scale', 1.0)):
+    if FLAGS[name].value != default and not FLAGS.fidelity and not (
+        name == 'latent_scale' and config.trainer == 'gan'):
+      raise app.UsageError(f'--{name} goes with --fidelity' + (
+          ' (or a GAN run\'s metrics).' if name == 'latent_scale' else '.'))
   if FLAGS.fidelity:
     from gensynth.evaluation import conditions  # pylint: disable=g-import-not-at-top
     if config.trainer not in ('gan', 'vae'):
@@ -106,6 +113,7 @@ def _main():
                 diversity_samples=FLAGS.diversity_samples,
                 temperature=FLAGS.temperature, guidance=FLAGS.guidance,
                 digits_split=FLAGS.fidelity_split,
+                latent_scale=FLAGS.latent_scale,
                 classifier=FLAGS.classifier or config.eval.get('classifier'))
     result = conditions.fidelity(config, FLAGS.workdir, step=FLAGS.step,
                                  **opts)
@@ -114,7 +122,7 @@ def _main():
       base = conditions.fidelity(workdir.load_config(FLAGS.baseline),
                                  FLAGS.baseline,
                                  score_as=result['run']['scored_as'],
-                                 **dict(opts, guidance=0.0))
+                                 **dict(opts, guidance=0.0, latent_scale=1.0))
       result['baseline'] = base
       result['baseline_summary'] = conditions.summary(base)
   elif config.trainer == 'gan':
@@ -127,7 +135,7 @@ def _main():
     result = gan.evaluate(config, FLAGS.workdir, classifier=classifier,
                           num_samples=FLAGS.num_generated,
                           batch_size=FLAGS.batch_size, seed=FLAGS.seed,
-                          step=FLAGS.step)
+                          step=FLAGS.step, latent_scale=FLAGS.latent_scale)
   elif config.trainer == 'vae':
     from gensynth.evaluation import vae  # pylint: disable=g-import-not-at-top
     result = vae.evaluate(config, FLAGS.workdir,

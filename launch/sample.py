@@ -53,6 +53,9 @@ flags.DEFINE_integer('seed', 0, 'Seed of the latents.')
 flags.DEFINE_float('guidance', 0.0, 'A VAE trained with condition dropout '
                    '(config.loss.cond_dropout): classifier-free guidance '
                    'weight of its samples (0: none).', lower_bound=0.0)
+flags.DEFINE_float('latent_scale', 1.0, 'Multiply the prior latents by this '
+                   'psi (the truncation trick of GANs, the prior temperature '
+                   'of VAEs; 1: as trained).', lower_bound=0.0)
 flags.DEFINE_integer('zoom', 1, 'Write each pixel as a zoom x zoom block.',
                      lower_bound=1)
 flags.DEFINE_list('classes', None, 'Class ids for conditional models.')
@@ -216,7 +219,8 @@ def _main():
   os.makedirs(out_dir, exist_ok=True)
   try:
     model = sampling.load(config, FLAGS.workdir, step=FLAGS.step,
-                          guidance=FLAGS.guidance)
+                          guidance=FLAGS.guidance,
+                          latent_scale=FLAGS.latent_scale)
   except errors.InputError as e:
     raise app.UsageError(f'--guidance={FLAGS.guidance}: {e}') from None
   classes = _classes(model.num_classes, default_all=FLAGS.mode != 'fuse')

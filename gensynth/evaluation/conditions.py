@@ -116,7 +116,7 @@ def splits_of(config):
 def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
              score_as=None, r_precision_steps=800, classifier=None,
              diversity_conditions=100, diversity_samples=10, temperature=1.0,
-             guidance=0.0, digits_split='test'):
+             guidance=0.0, digits_split='test', latent_scale=1.0):
   """{split: {'generated': scores, 'real': scores}} for a trained run.
 
   Shapes runs and digit runs (`is_digits`; these need `classifier`, the
@@ -138,6 +138,7 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
       (steps.vae.decode_latents: 1 samples the model, 0 is greedy).
     guidance: classifier-free guidance weight of a VAE trained with
       condition dropout (steps.vae.decode_latents; 0: none).
+    latent_scale: psi, the prior latents' scale (sampling.load; 1: none).
     digits_split: a digits run is scored on 'test' (the benchmark) or on
       'validation': the conditions and images of the last `num_samples`
       training digits, for choosing sampling settings without the test
@@ -153,16 +154,17 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
                           diversity_conditions=diversity_conditions,
                           diversity_samples=diversity_samples,
                           temperature=temperature, guidance=guidance,
-                          split=digits_split)
+                          split=digits_split, latent_scale=latent_scale)
   _check(config)
   model = sampling.load(config, workdir, step=step, temperature=temperature,
-                        guidance=guidance)
+                        guidance=guidance, latent_scale=latent_scale)
   kind = model.info['condition']['kind'] if config.model.conditional else None
   score_as = score_as or kind
   out = {'step': model.step, 'condition': kind or 'none',
          'scored_as': score_as}
   if model.kind == 'vae':
     out.update(temperature=temperature, guidance=guidance)
+  out['latent_scale'] = latent_scale
   splits = splits_of(config)
   sources = runs.load_splits(config, model.info, ('train',) + splits)
   matcher = None
@@ -214,7 +216,8 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
 
 def digit_fidelity(config, workdir, *, classifier, num_samples=1000, seed=0,
                    step=None, diversity_conditions=100, diversity_samples=10,
-                   temperature=1.0, guidance=0.0, split='test'):
+                   temperature=1.0, guidance=0.0, split='test',
+                   latent_scale=1.0):
   """Fidelity of a digits run to its test conditions (see the module doc),
   or with split='validation' to those of the last `num_samples` training
   digits."""
@@ -227,7 +230,7 @@ def digit_fidelity(config, workdir, *, classifier, num_samples=1000, seed=0,
         'gensynth classifier: pass --classifier=WORKDIR of a run of '
         'gensynth/configs/classifier_mnist.py.')
   model = sampling.load(config, workdir, step=step, temperature=temperature,
-                        guidance=guidance)
+                        guidance=guidance, latent_scale=latent_scale)
   kind = model.info['condition']['kind'] if config.model.conditional else None
   if kind is None:
     raise errors.InputError(
@@ -248,6 +251,7 @@ def digit_fidelity(config, workdir, *, classifier, num_samples=1000, seed=0,
   out = {'step': model.step, 'condition': kind, 'scored_as': kind}
   if model.kind == 'vae':
     out.update(temperature=temperature, guidance=guidance)
+  out['latent_scale'] = latent_scale
   out[split] = {'rows': rows}  # the digits whose conditions were asked
   feats = {}
   for side, x in (('generated', images),

@@ -56,8 +56,11 @@ class Sampler:
   """Jitted, data-parallel generation in fixed-size batches (one compile)."""
 
   def __init__(self, config, mesh, state, num_classes, *, batch_size,
-               spec=None):
+               spec=None, latent_scale=1.0):
     sharding.check_batch_size(batch_size, mesh, 'sampling batch size')
+    if not latent_scale >= 0:
+      raise errors.InputError(f'latent_scale={latent_scale}: expected a '
+                              'number >= 0 (1 samples the model as trained).')
     self.spec = state_lib.cond_spec(config, spec)
     self.num_classes = state_lib.gan_classes(config, num_classes, spec)
     self.batch_size = batch_size
@@ -66,7 +69,8 @@ class Sampler:
     self._fn = jax.jit(
         functools.partial(gan_steps.sample, g_apply=state.g_apply,
                           num=batch_size,
-                          latent_dim=config.model.latent_dim),
+                          latent_dim=config.model.latent_dim,
+                          latent_scale=latent_scale),
         in_shardings=(repl, repl, data_sh if conditional else None),
         out_shardings=data_sh)
 
@@ -160,8 +164,9 @@ def sample_grid(sampler, params, key, *, num_classes, per_row=10, rows=8,
 
 
 def evaluate(config, workdir, *, classifier, num_samples=None, batch_size=None,
-             seed=0, step=None):
-  """Generative metrics of the newest (or the given) checkpoint's EMA G."""
+             seed=0, step=None, latent_scale=1.0):
+  """Generative metrics of the newest (or the given) checkpoint's EMA G,
+  its latents scaled by `latent_scale` (steps.gan.sample)."""
   extractor = features_lib.ClassifierFeatures(
       os.path.expanduser(classifier),
       batch_size=batch_size or config.eval.batch_size)
@@ -170,12 +175,14 @@ def evaluate(config, workdir, *, classifier, num_samples=None, batch_size=None,
   sampler = Sampler(config, mesh, state, train_src.num_classes,
                     batch_size=sharding.round_up(
                         batch_size or config.eval.batch_size, mesh),
-                    spec=info['condition'])
+                    spec=info['condition'], latent_scale=latent_scale)
   out = generative_metrics(config, sampler, state.ema_params, train_src,
                            test_src, extractor,
                            num_samples=num_samples or config.eval.num_samples,
                            key=jax.random.key(seed))
   out['step'] = int(state.step)
+  if latent_scale != 1.0:
+    out['latent_scale'] = latent_scale
   return out
 
 

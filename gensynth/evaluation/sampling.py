@@ -29,23 +29,32 @@ from gensynth.train import reporting
 from gensynth.train import state as state_lib
 
 
-def load(config, workdir, *, step=None, temperature=1.0, guidance=0.0):
+def load(config, workdir, *, step=None, temperature=1.0, guidance=0.0,
+         latent_scale=1.0):
   """The sampler of a GAN or VAE run; `temperature` applies to a VAE's
   autoregressive head and `guidance` to a VAE trained with condition
-  dropout (steps.vae.decode_latents), nothing else."""
+  dropout (steps.vae.decode_latents), nothing else. `latent_scale` = psi
+  multiplies every latent drawn from the prior (the truncation trick of
+  GANs, the prior temperature of VAEs; 1 samples the model as trained)."""
+  if not 0.0 <= latent_scale:
+    raise errors.InputError(f'latent_scale={latent_scale}: expected a number '
+                            '>= 0 (1 samples the model as trained).')
   if config.trainer == 'gan':
     if guidance:
       raise errors.InputError(
           f'guidance={guidance}: classifier-free guidance applies to a VAE '
           f'trained with config.loss.cond_dropout > 0; {workdir!r} holds a '
           'GAN run.')
-    return GANModel(config, workdir, step=step)
-  if config.trainer == 'vae':
-    return VAEModel(config, workdir, step=step, temperature=temperature,
-                    guidance=guidance)
-  raise errors.CheckpointError(
-      f'{workdir!r} holds a {config.trainer!r} run; sampling '
-      'needs a gan or vae run.')
+    model = GANModel(config, workdir, step=step)
+  elif config.trainer == 'vae':
+    model = VAEModel(config, workdir, step=step, temperature=temperature,
+                     guidance=guidance)
+  else:
+    raise errors.CheckpointError(
+        f'{workdir!r} holds a {config.trainer!r} run; sampling '
+        'needs a gan or vae run.')
+  model.latent_scale = float(latent_scale)
+  return model
 
 
 def write_grid(path, images, ncols, *, zoom=1):
@@ -64,10 +73,10 @@ def _keys(seed):
   return jax.random.split(jax.random.key(seed), 3)
 
 
-def _path_latents(seed, num_paths, num_steps, latent_dim, method):
+def _path_latents(seed, num_paths, num_steps, latent_dim, method, scale=1.0):
   k0, k1, _ = _keys(seed)
-  z0 = jax.random.normal(k0, (num_paths, latent_dim))
-  z1 = jax.random.normal(k1, (num_paths, latent_dim))
+  z0 = scale * jax.random.normal(k0, (num_paths, latent_dim))
+  z1 = scale * jax.random.normal(k1, (num_paths, latent_dim))
   path = latent.interpolate(z0, z1, num_steps, method=method)  # [T, P, D]
   return jnp.swapaxes(path, 0, 1).reshape(-1, latent_dim)  # row = one path
 
@@ -83,6 +92,11 @@ class _Conditioned:
   _from_embedding(params, key, z, emb)."""
 
   chunk = 250  # images per jitted call in `generate` (one compile)
+  latent_scale = 1.0  # psi: prior latents are psi * N(0, I) (see `load`)
+
+  def _normal(self, key, n):
+    return self.latent_scale * jax.random.normal(
+        key, (n, self.config.model.latent_dim))
 
   def _need_spec(self):
     if self.spec is None:
@@ -107,7 +121,7 @@ class _Conditioned:
     return conditions_lib.check_vectors(vectors, self.spec['dim'])
 
   def _latents(self, seed, n):
-    return jax.random.normal(_keys(seed)[2], (n, self.config.model.latent_dim))
+    return self._normal(_keys(seed)[2], n)
 
   def _images(self, key, z, emb):
     return self._to_unit(self._from_embedding(self._params, key, z, emb))
@@ -160,8 +174,7 @@ class _Conditioned:
       c = np.concatenate([c, np.repeat(c[-1:], pad, axis=0)])
       key = jax.random.fold_in(jax.random.key(seed), i)
       z_key, x_key = jax.random.split(key)
-      z = jax.random.normal(z_key, (self.chunk,
-                                    self.config.model.latent_dim))
+      z = self._normal(z_key, self.chunk)
       images = self._gen_chunk(self._params, x_key, z, jnp.asarray(c))
       out.append(self._to_unit(images)[:self.chunk - pad])
     return np.concatenate(out)
@@ -210,14 +223,15 @@ class GANModel(_Conditioned):
           '--mode=vector.')
     labels = _grid_labels(classes, per_class)
     n = per_class * rows if labels is None else len(labels)
-    z = jax.random.normal(_keys(seed)[2], (n, self.config.model.latent_dim))
+    z = self._normal(_keys(seed)[2], n)
     return self._class_images(z, labels), per_class
 
   def interpolate(self, seed, *, classes=None, num_paths=4, num_steps=10,
                   method='spherical', ends=None):
     del ends  # A GAN has no encoder: paths run between random latents.
     z = _path_latents(seed, num_paths, num_steps,
-                      self.config.model.latent_dim, method)
+                      self.config.model.latent_dim, method,
+                      self.latent_scale)
     return self._class_images(z, _path_labels(classes, num_paths,
                                               num_steps)), num_steps
 
@@ -283,7 +297,7 @@ class VAEModel(_Conditioned):
     labels = _grid_labels(classes, per_class)
     n = per_class * rows if labels is None else len(labels)
     _, k1, k2 = _keys(seed)
-    z = jax.random.normal(k2, (n, self.config.model.latent_dim))
+    z = self._normal(k2, n)
     return self._to_unit(self._decode(self._params, k1, z,
                                       self._labels(labels))), per_class
 
@@ -294,7 +308,8 @@ class VAEModel(_Conditioned):
     _, k1, _ = _keys(seed)
     if ends is None:
       z = _path_latents(seed, num_paths, num_steps,
-                        self.config.model.latent_dim, method)
+                        self.config.model.latent_dim, method,
+                        self.latent_scale)
       labels = self._labels(_path_labels(classes, num_paths, num_steps))
       return self._to_unit(self._decode(self._params, k1, z, labels)), \
           num_steps

@@ -351,7 +351,10 @@ def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
   return state, metrics
 
 
-def sample(params, key, labels=None, *, g_apply, num, latent_dim):
-  """`num` images from N(0, I) latents (labels [num] for conditional G)."""
-  z = jax.random.normal(key, (num, latent_dim))
+def sample(params, key, labels=None, *, g_apply, num, latent_dim,
+           latent_scale=1.0):
+  """`num` images from latents psi * N(0, I), psi = `latent_scale` (1: the
+  prior G was trained on; < 1: the truncation trick), labels [num] for a
+  conditional G."""
+  z = latent_scale * jax.random.normal(key, (num, latent_dim))
   return generate(g_apply, params, z, labels)

@@ -176,6 +176,34 @@ def test_vector_run_samples_vectors_from_text_and_npy(vae_vector, tmp_path):
   assert div['real']['pixel_distance'] > 0
 
 
+@pytest.mark.parametrize('run', ['gan_text', 'vae_vector'])
+def test_latent_scale_shrinks_the_prior_draws(run, request, tmp_path):
+  """psi = 0: every sample of one condition is the one at z = 0 (GAN and
+  factorised VAE decoders are deterministic given z); psi = 1 is the model
+  as trained; the CLI takes the flag and rejects a negative one."""
+  workdir = request.getfixturevalue(run)
+  config = workdir_lib.load_config(workdir)
+  plain = sampling.load(config, workdir)
+  kind = plain.spec['kind']
+  conds = (plain.conditions(prompts=['a red disc'] * 3) if kind == 'text'
+           else plain.conditions(vectors=[[1.0] + [0.0] * 5 +
+                                          [0.5] * 6] * 3))
+  zero = sampling.load(config, workdir, latent_scale=0.0).generate(0, conds)
+  np.testing.assert_array_equal(zero[0], zero[1])
+  np.testing.assert_array_equal(zero[0], zero[2])
+  drawn = plain.generate(0, conds)
+  assert not np.allclose(drawn[0], drawn[1], atol=1e-4)
+  np.testing.assert_array_equal(
+      drawn, sampling.load(config, workdir, latent_scale=1.0).generate(0,
+                                                                       conds))
+  with pytest.raises(errors.InputError, match='latent_scale=-1'):
+    sampling.load(config, workdir, latent_scale=-1.0)
+  if run == 'gan_text':
+    proc = _sample(workdir, '--mode=text', '--prompts=a red disc',
+                   '--latent_scale=-0.5', check=False)
+    assert proc.returncode != 0 and 'latent_scale' in proc.stderr
+
+
 def _close(a, b, **tol):
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, **tol), a, b)
 

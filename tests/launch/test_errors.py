@@ -60,7 +60,8 @@ def test_new_loss_and_data_settings_are_checked_before_training(
 
 
 @pytest.mark.parametrize('flag', ['--temperature=0', '--guidance=2',
-                                  '--fidelity_split=validation'])
+                                  '--fidelity_split=validation',
+                                  '--latent_scale=0.5'])
 def test_evaluate_sampling_flags_need_fidelity(tmp_path, flag):
   proc = helpers.run_launch(
       'evaluate', f'--workdir={tmp_path}', flag,
