@@ -103,6 +103,7 @@ _ADDED_FIELDS = {
     'gan': {'image_every': 0, 'model.g_upsample': 'transpose',
             'model.d_mbstd_group': 0, 'loss.shared_fakes': False,
             'loss.mismatch_weight': 0.0, 'loss.mode_seeking_weight': 0.0,
+            'loss.contrastive_weight': 0.0,
             'model.text_width': 64, 'model.text_layers': 2,
             'model.text_heads': 4},
     'classifier': {'eval_every': 0, 'data.augment_shift': 0},

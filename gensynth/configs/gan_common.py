@@ -44,7 +44,11 @@ def base_config():
       mismatch_weight=0.0,
       # > 0: MSGAN's mode-seeking term in G's loss, this weight (diversity
       # among samples of one condition); needs an even batch.
-      mode_seeking_weight=0.0))
+      mode_seeking_weight=0.0,
+      # > 0: an image-condition contrastive term (InfoNCE on D's projection,
+      # XMC-GAN) in D's loss on real images and G's on fakes, this weight;
+      # needs a conditional GAN.
+      contrastive_weight=0.0))
   c.ema = ml_collections.ConfigDict(dict(decay=0.999, start=1000))
   c.g_optim = _optim(2e-4)
   c.d_optim = _optim(2e-4)

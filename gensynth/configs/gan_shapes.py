@@ -4,9 +4,10 @@
 'cond' (class ids), 'text' (captions), 'vector' (attribute vectors) or
 'attributes' (class ids on the attribute shapes); 'heldout' (colour x kind
 pairs kept out of training); 'matching' (a matching-aware discriminator:
-real images with another example's condition count as fakes); 'diverse'
-(MSGAN's mode-seeking term: samples of one condition pushed apart); 'smoke'
-(seconds). The conditioned variants on
+real images with another example's condition count as fakes);
+'contrastive' (an image-caption contrastive term in D's and G's losses);
+'diverse' (MSGAN's mode-seeking term: samples of one condition pushed
+apart); 'smoke' (seconds). The conditioned variants on
 the attribute shapes ('text', 'vector', 'attributes') train with the
 recipe of gan_mnist's FID benchmark (nearest upsampling, minibatch std,
 hinge loss with lazy R1, Adam b1=0, one shared fake batch per step): the
@@ -21,7 +22,7 @@ from gensynth.configs import gan_common
 def get_config(arg=None):
   variants = common.parse_variants(
       'gan_shapes', arg, ('cond', 'text', 'vector', 'attributes', 'heldout',
-                      'matching', 'diverse', 'smoke'))
+                      'matching', 'contrastive', 'diverse', 'smoke'))
   c = gan_common.base_config()
   c.num_steps = 3000
   c.checkpoint_every = 500
@@ -38,6 +39,8 @@ def get_config(arg=None):
       opt.update(lr=4e-4, b1=0.0, b2=0.99)
   if 'matching' in variants:  # matching-aware D (steps.gan._d_update)
     c.loss.mismatch_weight = 1.0
+  if 'contrastive' in variants:  # XMC-GAN's term (steps.gan)
+    c.loss.contrastive_weight = 1.0
   if 'diverse' in variants:  # MSGAN's mode-seeking term (steps.gan)
     c.loss.mode_seeking_weight = 1.0
   if 'smoke' in variants:

@@ -88,6 +88,21 @@ def mismatched_logits(base, proj, phi, labels):
   return logits, differs.astype(logits.dtype)
 
 
+def contrastive_loss(proj, phi, labels):
+  """Image-condition contrastive loss over the batch (the sentence-image
+  term of XMC-GAN, Zhang et al. 2021, on D's own projection): row i's
+  image features phi_i score every row's condition projection proj_j by
+  the projection logit phi_i . proj_j, and cross-entropy asks for its own
+  condition. Rows whose condition equals row i's (the same class or
+  caption) are left out of its negatives. Mean over rows."""
+  n = phi.shape[0]
+  logits = phi @ proj.T  # [N, N]
+  flat = labels.reshape(n, -1)
+  same = jnp.all(flat[:, None] == flat[None], axis=-1)
+  logits = jnp.where(same & ~jnp.eye(n, dtype=bool), -1e9, logits)
+  return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - jnp.diagonal(logits))
+
+
 def _fake_inputs(key, n, *, latent_dim, num_classes, conds=None):
   """Latents, and the fakes' conditions: `conds` (taken from the data) if
   given, else uniform class ids (or None when unconditional)."""
@@ -102,7 +117,8 @@ def _fake_inputs(key, n, *, latent_dim, num_classes, conds=None):
 
 def _d_update(state, real, real_labels, key, *, loss, gp_weight, r1_weight,
               r1_every, r1_now, latent_dim, num_classes, fakes=None,
-              cond_from_data=False, mismatch_weight=0.0):
+              cond_from_data=False, mismatch_weight=0.0,
+              contrastive_weight=0.0):
   """One discriminator step on one real micro-batch.
 
   `fakes` = (images, labels) is a fake batch the caller already generated;
@@ -110,13 +126,16 @@ def _d_update(state, real, real_labels, key, *, loss, gp_weight, r1_weight,
   conditions with cond_from_data). mismatch_weight > 0 adds the
   matching-aware term: real images paired with another row's condition
   count as fakes (Reed et al., 2016), from the same forward pass.
+  contrastive_weight > 0 adds `contrastive_loss` on the real images.
   """
-  if mismatch_weight and real_labels is None:
-    raise errors.InputError(
-        f'mismatch_weight={mismatch_weight} needs a conditional GAN (class '
-        'ids, vectors or captions): an unconditional D has no condition to '
-        'mismatch.')
+  for name, weight in (('mismatch_weight', mismatch_weight),
+                       ('contrastive_weight', contrastive_weight)):
+    if weight and real_labels is None:
+      raise errors.InputError(
+          f'{name}={weight} needs a conditional GAN (class ids, vectors or '
+          'captions): an unconditional D has no condition to compare.')
   mismatch = bool(mismatch_weight)
+  parts = mismatch or bool(contrastive_weight)
   z_key, gp_key = jax.random.split(key)
   if fakes is None:
     z, fake_labels = _fake_inputs(
@@ -133,8 +152,8 @@ def _d_update(state, real, real_labels, key, *, loss, gp_weight, r1_weight,
     labels = (None if real_labels is None else
               jnp.concatenate([real_labels, fake_labels]))
     out, stats = _discriminate(state, d_params, both, labels,
-                               update_stats=True, parts=mismatch)
-    if mismatch:
+                               update_stats=True, parts=parts)
+    if parts:
       base, proj, phi = out
       logits = base + jnp.sum(proj * phi, axis=-1)
     else:
@@ -153,6 +172,11 @@ def _d_update(state, real, real_labels, key, *, loss, gp_weight, r1_weight,
       total += mismatch_weight * mean(adversarial.d_fake_terms(mis,
                                                                kind=loss))
       aux['d_mismatch'] = mean(mis)
+    if contrastive_weight:
+      n = real.shape[0]
+      cl = contrastive_loss(proj[:n], phi[:n], real_labels)
+      total += contrastive_weight * cl
+      aux['d_contrastive'] = cl
     d_fn = lambda lbl: (lambda x: _discriminate(
         state, d_params, x, lbl, update_stats=False)[0])
     if gp_weight:
@@ -208,41 +232,50 @@ def paired_conditions(labels):
 
 
 def _g_update(state, n, key, *, loss, latent_dim, num_classes, fakes=None,
-              conds=None, mode_seeking_weight=0.0):
+              conds=None, mode_seeking_weight=0.0, contrastive_weight=0.0):
   """One generator step on n fresh fakes (conditioned on `conds` if given),
   or on `fakes` = (images, labels, vjp of the generator at state.g_params,
   latents) generated before D's update. mode_seeking_weight > 0 adds that
-  times `mode_seeking_loss` (the fakes' halves then share conditions)."""
+  times `mode_seeking_loss` (the fakes' halves then share conditions);
+  contrastive_weight > 0 adds `contrastive_loss` on the fakes."""
 
   def loss_of(fake, labels, z):
-    logits, _ = _discriminate(state, state.d_params, fake, labels,
-                              update_stats=False)
+    out, _ = _discriminate(state, state.d_params, fake, labels,
+                           update_stats=False, parts=bool(contrastive_weight))
+    extra = {}
+    if contrastive_weight:
+      base, proj, phi = out
+      logits = base + jnp.sum(proj * phi, axis=-1)
+      extra['g_contrastive'] = contrastive_loss(proj, phi, labels)
+    else:
+      logits = out
     value = adversarial.g_loss(logits, kind=loss)
+    total = value + contrastive_weight * extra.get('g_contrastive', 0.0)
     if mode_seeking_weight:
       ms = mode_seeking_loss(fake, z)
-      return value + mode_seeking_weight * ms, (value, ms)
-    return value, (value, None)
+      total = total + mode_seeking_weight * ms
+      extra['mode_seeking'] = ms
+    return total, (value, extra)
 
   if fakes is None:
     z, labels = _fake_inputs(key, n, latent_dim=latent_dim,
                              num_classes=num_classes, conds=conds)
     if mode_seeking_weight:
       labels = paired_conditions(labels)
-    (_, (g_loss, ms)), grads = jax.value_and_grad(
+    (_, (g_loss, extra)), grads = jax.value_and_grad(
         lambda p: loss_of(generate(state.g_apply, p, z, labels), labels, z),
         has_aux=True)(state.g_params)
   else:
     fake, labels, g_vjp, z = fakes
-    (_, (g_loss, ms)), d_fake = jax.value_and_grad(loss_of, has_aux=True)(
+    (_, (g_loss, extra)), d_fake = jax.value_and_grad(loss_of, has_aux=True)(
         fake, labels, z)
     grads, = g_vjp(d_fake)
   updates, g_opt_state = state.g_tx.update(grads, state.g_opt_state,
                                            state.g_params)
   state = state.replace(g_params=optax.apply_updates(state.g_params, updates),
                         g_opt_state=g_opt_state)
-  metrics = {'g_loss': g_loss, 'g_grad_norm': optax.global_norm(grads)}
-  if ms is not None:
-    metrics['mode_seeking'] = ms
+  metrics = {'g_loss': g_loss, 'g_grad_norm': optax.global_norm(grads),
+             **extra}
   return state, metrics
 
 
@@ -255,7 +288,8 @@ def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
                d_steps=1, gp_weight=0.0, r1_weight=0.0, r1_every=1,
                r1_now=None, shared_fakes=False, ema_decay=0.999, ema_start=0,
                skip_nonfinite=False, cond_from_data=False,
-               mismatch_weight=0.0, mode_seeking_weight=0.0):
+               mismatch_weight=0.0, mode_seeking_weight=0.0,
+               contrastive_weight=0.0):
   """`d_steps` discriminator updates, one generator update, one EMA update.
 
   num_classes > 0 makes both networks class-conditional: real images keep
@@ -270,6 +304,8 @@ def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
   condition fake (`_d_update`). mode_seeking_weight > 0 adds MSGAN's
   diversity term to G's loss (`mode_seeking_loss`); G's fakes then come in
   two halves with the same conditions, and the batch must be even.
+  contrastive_weight > 0 adds `contrastive_loss` to D's loss on the real
+  images and to G's on the fakes.
 
   Lazy R1 (r1_weight > 0) runs on steps where state.step % r1_every == 0:
   with r1_now=None the step decides that itself (a `lax.cond`); r1_now=True
@@ -329,11 +365,12 @@ def train_step(state, batch, key, *, latent_dim, num_classes=0, loss='ns',
         jax.random.fold_in(key, j), gp_weight=gp_weight, r1_weight=r1_weight,
         r1_every=r1_every, r1_now=r1_now, fakes=d_fakes,
         cond_from_data=cond_from_data, mismatch_weight=mismatch_weight,
-        **opts)
+        contrastive_weight=contrastive_weight, **opts)
     metrics = m if not metrics else jax.tree.map(jnp.add, metrics, m)
   metrics = jax.tree.map(lambda v: v / d_steps, metrics)
   state, g_metrics = _g_update(state, n, g_key, fakes=g_fakes, conds=g_conds,
                                mode_seeking_weight=mode_seeking_weight,
+                               contrastive_weight=contrastive_weight,
                                **opts)
   beta = ema_decay_at(state.step, decay=ema_decay, start=ema_start)
   ema = jax.tree.map(lambda e, p: beta * e + (1.0 - beta) * p,

@@ -31,16 +31,18 @@ def _validate(config):
         f'config.loss.shared_fakes=True needs '
         f'config.loss.d_steps=1 (got {config.loss.d_steps}).')
   common.require_non_negative(config, 'loss.mismatch_weight',
-                              'loss.mode_seeking_weight')
+                              'loss.mode_seeking_weight',
+                              'loss.contrastive_weight')
   if config.loss.mode_seeking_weight and config.batch_size % 2:
     raise errors.ConfigError(
         f'config.loss.mode_seeking_weight={config.loss.mode_seeking_weight} '
         'pairs the fakes in two halves: config.batch_size must be even (got '
         f'{config.batch_size}).')
-  if config.loss.mismatch_weight and not config.model.conditional:
-    raise errors.ConfigError(
-        f'config.loss.mismatch_weight={config.loss.mismatch_weight} needs a '
-        'conditional GAN (config.model.conditional=True).')
+  for name in ('mismatch_weight', 'contrastive_weight'):
+    if config.loss[name] and not config.model.conditional:
+      raise errors.ConfigError(
+          f'config.loss.{name}={config.loss[name]} needs a '
+          'conditional GAN (config.model.conditional=True).')
   if not 0.0 <= config.ema.decay < 1.0:
     raise errors.ConfigError(
         f'config.ema.decay={config.ema.decay} must be in [0, 1).')
@@ -60,6 +62,7 @@ def step_kwargs(config, num_classes, spec=None):
               shared_fakes=config.loss.shared_fakes,
               mismatch_weight=config.loss.mismatch_weight,
               mode_seeking_weight=config.loss.mode_seeking_weight,
+              contrastive_weight=config.loss.contrastive_weight,
               ema_decay=config.ema.decay, ema_start=config.ema.start,
               skip_nonfinite=config.skip_nonfinite)
 

@@ -318,3 +318,75 @@ def test_mode_seeking_term_pairs_conditions_and_is_exact():
   assert 'mode_seeking' in m2 and np.isfinite(float(m2['g_loss']))
   with pytest.raises(ValueError, match='must be even'):
     _step(mode_seeking_weight=w, **kw)(s0, _batch(7), key)
+
+
+def test_contrastive_loss_reads_the_projection_and_skips_same_conditions():
+  """Row i's logits are phi_i . proj_j; rows with row i's own condition are
+  not its negatives; features aligned with their own projection score
+  lower than shuffled ones."""
+  rng = np.random.default_rng(0)
+  proj = jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
+  phi = jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
+  labels = jnp.array([0, 1, 0, 2, 3])
+  logits = np.asarray(phi @ proj.T)
+  want = []
+  for i in range(5):
+    keep = [j for j in range(5) if j == i or labels[j] != labels[i]]
+    row = logits[i, keep]
+    want.append(np.log(np.exp(row).sum()) - logits[i, i])
+  np.testing.assert_allclose(steps.contrastive_loss(proj, phi, labels),
+                             np.mean(want), rtol=1e-5)
+  # Token-id conditions [N, L] compare whole rows.
+  tokens = jnp.array([[1, 2], [1, 3], [1, 2], [4, 0], [2, 2]])
+  np.testing.assert_allclose(steps.contrastive_loss(proj, phi, tokens),
+                             np.mean(want), rtol=1e-5)
+  aligned = steps.contrastive_loss(proj, 4.0 * proj, jnp.arange(5))
+  shuffled = steps.contrastive_loss(proj, 4.0 * proj[::-1], jnp.arange(5))
+  assert float(aligned) < float(shuffled)
+
+
+def test_contrastive_term_is_exact_in_both_updates():
+  """With SGD and shared fakes, contrastive_weight=w adds w times
+  contrastive_loss on D's parts of the real images to D's loss and of the
+  fakes (scored by the updated D) to G's."""
+  from gensynth.losses import adversarial  # pylint: disable=g-import-not-at-top
+  g = gan.Generator(16, 1, (8, 8), num_classes=3, upsample='nearest')
+  d = gan.Discriminator((8, 8), num_classes=3)
+  lr, w = 0.05, 0.5
+  s0 = steps.create_state(jax.random.key(0), g, d, optax.sgd(lr),
+                          optax.sgd(lr), latent_dim=4, image_shape=(16, 16, 1))
+  b, key = _batch(8), jax.random.key(1)
+  kw = dict(num_classes=3, loss='hinge', shared_fakes=True)
+  s1, m = _step(contrastive_weight=w, **kw)(s0, b, key)
+  z, fy = steps._fake_inputs(  # pylint: disable=protected-access
+      jax.random.fold_in(jax.random.fold_in(key, 0), 1), 8, latent_dim=4,
+      num_classes=3)
+  fake = g.apply({'params': s0.g_params}, z, fy)
+
+  def d_loss(p):
+    logits = d.apply({'params': p}, jnp.concatenate([b['image'], fake]),
+                     jnp.concatenate([b['label'], fy]))
+    _, proj, phi = d.apply({'params': p}, b['image'], b['label'], parts=True)
+    return (adversarial.d_loss(*jnp.split(logits, 2), kind='hinge') +
+            w * steps.contrastive_loss(proj, phi, b['label']))
+
+  d_want = jax.tree.map(lambda p, gr: p - lr * gr, s0.d_params,
+                        jax.grad(d_loss)(s0.d_params))
+  assert _max_diff(s1.d_params, d_want) < 1e-5
+
+  def g_loss(p):
+    x = g.apply({'params': p}, z, fy)
+    base, proj, phi = d.apply({'params': d_want}, x, fy, parts=True)
+    return (adversarial.g_loss(base + jnp.sum(proj * phi, -1), kind='hinge')
+            + w * steps.contrastive_loss(proj, phi, fy))
+
+  g_want = jax.tree.map(lambda p, gr: p - lr * gr, s0.g_params,
+                        jax.grad(g_loss)(s0.g_params))
+  assert _max_diff(s1.g_params, g_want) < 1e-5
+  assert {'d_contrastive', 'g_contrastive'} <= set(m)
+  s_plain, m_plain = _step(**kw)(s0, b, key)
+  assert _max_diff(s_plain.g_params, s1.g_params) > 1e-5
+  assert 'g_contrastive' not in m_plain
+  with pytest.raises(ValueError, match='contrastive_weight=0.5 needs a '
+                     'conditional GAN'):
+    _step(contrastive_weight=0.5)(_state(), _batch(8), key)
