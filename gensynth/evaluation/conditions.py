@@ -155,6 +155,11 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
                           diversity_samples=diversity_samples,
                           temperature=temperature, guidance=guidance,
                           split=digits_split, latent_scale=latent_scale)
+  if digits_split != 'test':
+    raise errors.InputError(
+        f'digits_split={digits_split!r} applies to digits runs; a shapes run '
+        'is scored on a validation split by drawing the shapes from another '
+        'seed (--config.data.shapes_seed=10).')
   _check(config)
   model = sampling.load(config, workdir, step=step, temperature=temperature,
                         guidance=guidance, latent_scale=latent_scale)

@@ -198,6 +198,8 @@ def test_latent_scale_shrinks_the_prior_draws(run, request, tmp_path):
                                                                        conds))
   with pytest.raises(errors.InputError, match='latent_scale=-1'):
     sampling.load(config, workdir, latent_scale=-1.0)
+  with pytest.raises(errors.InputError, match='shapes_seed'):
+    fidelity_lib.fidelity(config, workdir, digits_split='validation')
   if run == 'gan_text':
     proc = _sample(workdir, '--mode=text', '--prompts=a red disc',
                    '--latent_scale=-0.5', check=False)
