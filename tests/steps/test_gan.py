@@ -274,22 +274,31 @@ def test_discriminator_parts_compose_to_its_logits():
   np.testing.assert_allclose(base, u.apply(up, x), atol=1e-6)
 
 
+def _sgd_step_with(lr, **term):
+  """A 3-class G and D under SGD, one shared-fakes hinge step with `term`
+  (a loss weight): (g, d, state before, batch, key, step options, (state
+  after, metrics), the fakes' latents and class ids)."""
+  g = gan.Generator(16, 1, (8, 8), num_classes=3, upsample='nearest')
+  d = gan.Discriminator((8, 8), num_classes=3)
+  s0 = steps.create_state(jax.random.key(0), g, d, optax.sgd(lr),
+                          optax.sgd(lr), latent_dim=4, image_shape=(16, 16, 1))
+  b, key = _batch(8), jax.random.key(1)
+  kw = dict(num_classes=3, loss='hinge', shared_fakes=True)
+  out = _step(**term, **kw)(s0, b, key)
+  z, fy = steps._fake_inputs(  # pylint: disable=protected-access
+      jax.random.fold_in(jax.random.fold_in(key, 0), 1), 8, latent_dim=4,
+      num_classes=3)
+  return g, d, s0, b, key, kw, out, z, fy
+
+
 def test_mode_seeking_term_pairs_conditions_and_is_exact():
   """With SGD and shared fakes, mode_seeking_weight=w pairs the fakes'
   class ids in two equal halves and moves G by -lr * grad of G's loss plus
   w / (lz + 1e-5), lz = mean |G(z1) - G(z2)| / mean |z1 - z2|."""
   from gensynth.losses import adversarial  # pylint: disable=g-import-not-at-top
-  g = gan.Generator(16, 1, (8, 8), num_classes=3, upsample='nearest')
-  d = gan.Discriminator((8, 8), num_classes=3)
   lr, w = 0.05, 0.5
-  s0 = steps.create_state(jax.random.key(0), g, d, optax.sgd(lr),
-                          optax.sgd(lr), latent_dim=4, image_shape=(16, 16, 1))
-  b, key = _batch(8), jax.random.key(1)
-  kw = dict(num_classes=3, loss='hinge', shared_fakes=True)
-  s1, m = _step(mode_seeking_weight=w, **kw)(s0, b, key)
-  z, fy = steps._fake_inputs(  # pylint: disable=protected-access
-      jax.random.fold_in(jax.random.fold_in(key, 0), 1), 8, latent_dim=4,
-      num_classes=3)
+  g, d, s0, b, key, kw, (s1, m), z, fy = _sgd_step_with(
+      lr, mode_seeking_weight=w)
   fy = jnp.concatenate([fy[:4], fy[:4]])
   fake = g.apply({'params': s0.g_params}, z, fy)
 
@@ -350,17 +359,9 @@ def test_contrastive_term_is_exact_in_both_updates():
   contrastive_loss on D's parts of the real images to D's loss and of the
   fakes (scored by the updated D) to G's."""
   from gensynth.losses import adversarial  # pylint: disable=g-import-not-at-top
-  g = gan.Generator(16, 1, (8, 8), num_classes=3, upsample='nearest')
-  d = gan.Discriminator((8, 8), num_classes=3)
   lr, w = 0.05, 0.5
-  s0 = steps.create_state(jax.random.key(0), g, d, optax.sgd(lr),
-                          optax.sgd(lr), latent_dim=4, image_shape=(16, 16, 1))
-  b, key = _batch(8), jax.random.key(1)
-  kw = dict(num_classes=3, loss='hinge', shared_fakes=True)
-  s1, m = _step(contrastive_weight=w, **kw)(s0, b, key)
-  z, fy = steps._fake_inputs(  # pylint: disable=protected-access
-      jax.random.fold_in(jax.random.fold_in(key, 0), 1), 8, latent_dim=4,
-      num_classes=3)
+  g, d, s0, b, key, kw, (s1, m), z, fy = _sgd_step_with(
+      lr, contrastive_weight=w)
   fake = g.apply({'params': s0.g_params}, z, fy)
 
   def d_loss(p):
