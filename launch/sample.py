@@ -221,8 +221,8 @@ def _main():
     model = sampling.load(config, FLAGS.workdir, step=FLAGS.step,
                           guidance=FLAGS.guidance,
                           latent_scale=FLAGS.latent_scale)
-  except errors.InputError as e:
-    raise app.UsageError(f'--guidance={FLAGS.guidance}: {e}') from None
+  except errors.InputError as e:  # a sampling flag the run cannot take
+    raise app.UsageError(str(e)) from None
   classes = _classes(model.num_classes, default_all=FLAGS.mode != 'fuse')
   if FLAGS.mode in ('text', 'vector'):
     images, ncols = _conditioned(model)
