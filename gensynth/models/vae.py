@@ -205,7 +205,7 @@ class VAE(nn.Module):
 
   def decode_embedded(self, z, emb, x=None):
     """`decode` from an embedding (e.g. a mix of two conditions')."""
-    return self.decode_head(self.trunk(z, emb), x)
+    return self.decode_head(self.decode_features_embedded(z, emb), x)
 
   def decode_head(self, features, x=None):
     if self.ar_channels:
