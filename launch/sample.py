@@ -53,6 +53,9 @@ flags.DEFINE_integer('seed', 0, 'Seed of the latents.')
 flags.DEFINE_float('guidance', 0.0, 'A VAE trained with condition dropout '
                    '(config.loss.cond_dropout): classifier-free guidance '
                    'weight of its samples (0: none).', lower_bound=0.0)
+flags.DEFINE_float('temperature', 1.0, 'A VAE with an autoregressive head: '
+                   'draw each pixel from sigmoid(logit / T) (1: the model; 0: '
+                   'greedy, the likelier value).', lower_bound=0.0)
 flags.DEFINE_float('latent_scale', 1.0, 'Multiply the prior latents by this '
                    'psi (the truncation trick of GANs, the prior temperature '
                    'of VAEs; 1: as trained).', lower_bound=0.0)
@@ -220,6 +223,7 @@ def _main():
   try:
     model = sampling.load(config, FLAGS.workdir, step=FLAGS.step,
                           guidance=FLAGS.guidance,
+                          temperature=FLAGS.temperature,
                           latent_scale=FLAGS.latent_scale)
   except errors.InputError as e:  # a sampling flag the run cannot take
     raise app.UsageError(str(e)) from None

@@ -30,6 +30,7 @@ def base_config():
       embed_dim=32, g_norm='group', spectral_norm=False,
       g_upsample='transpose',  # transpose | nearest (2x nearest + 3x3 conv)
       d_mbstd_group=0,  # minibatch-std group size in D; 0 = off
+      d_head=0,  # width of a hidden layer before D's logit; 0 = linear head
       # Text encoder (config.data.condition='text'): width, layers, heads.
       text_width=64, text_layers=2, text_heads=4,
       conv_impl='auto'))  # auto | xla | fast (gensynth.models.layers)
@@ -64,6 +65,8 @@ def smoke(c, *, steps=6):
   common.smoke_schedule(c, steps, num_test=64)
   c.model.update(latent_dim=8, g_widths=tuple(8 for _ in c.model.g_widths),
                  d_widths=tuple(8 for _ in c.model.d_widths), embed_dim=4)
+  if c.model.d_head:
+    c.model.d_head = 8
   c.ema.start = 2
   c.eval.update(num_samples=64, batch_size=16, kid_subsets=4,
                 kid_subset_size=8)

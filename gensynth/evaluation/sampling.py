@@ -39,6 +39,13 @@ def load(config, workdir, *, step=None, temperature=1.0, guidance=0.0,
   if not 0.0 <= latent_scale:
     raise errors.InputError(f'latent_scale={latent_scale}: expected a number '
                             '>= 0 (1 samples the model as trained).')
+  if temperature != 1.0 and not (config.trainer == 'vae'
+                                 and config.model.get('ar_channels')):
+    raise errors.InputError(
+        f'temperature={temperature}: the sampling temperature applies to a '
+        'VAE with an autoregressive head (config.model.ar_channels > 0); '
+        f'{workdir!r} holds a {config.trainer} run whose samples do not '
+        'draw pixels. Leave it at 1.')
   if config.trainer == 'gan':
     if guidance:
       raise errors.InputError(

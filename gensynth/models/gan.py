@@ -187,6 +187,12 @@ class Discriminator(nn.Module):
   cond_spec: Any = None  # as in Generator
   embed_dim: int = 32
   text: tuple = (64, 2, 4)
+  # > 0: one hidden layer of this width (leaky ReLU) between the flattened
+  # conv features and the logit and projection. Without it both are linear
+  # in the per-position features, so D scores an image as a sum over its
+  # regions and cannot tell one object from two (BUILD_NOTES.md, "Shapes
+  # caption GAN: a nonlinear D head"); 0 = off.
+  head: int = 0
 
   def _layer(self, layer, x, update_stats):
     if not self.spectral_norm:
@@ -213,6 +219,9 @@ class Discriminator(nn.Module):
     if self.mbstd_group:
       h = minibatch_std(h, self.mbstd_group)
     phi = h.reshape(h.shape[0], -1)
+    if self.head:
+      phi = nn.leaky_relu(self._layer(nn.Dense(self.head, name='head'), phi,
+                                      update_stats), 0.2)
     logit = self._layer(nn.Dense(1), phi, update_stats)[:, 0]
     proj = None
     if self.cond_spec is not None:
@@ -294,6 +303,11 @@ def from_config(cfg, image_shape, num_classes, cond_spec=None):
     raise errors.ConfigError(
         f'config.model.d_mbstd_group={cfg.d_mbstd_group} must be '
         '0 (off) or a positive group size.')
+  d_head = cfg.get('d_head', 0)  # absent from configs saved before it
+  if d_head < 0:
+    raise errors.ConfigError(
+        f'config.model.d_head={d_head} must be 0 (a linear head) or the '
+        'positive width of D\'s hidden head layer.')
   gen = Generator(image_size=image_shape[0], channels=image_shape[-1],
                   widths=tuple(cfg.g_widths), num_classes=classes,
                   norm=cfg.g_norm,
@@ -301,5 +315,5 @@ def from_config(cfg, image_shape, num_classes, cond_spec=None):
   disc = Discriminator(widths=tuple(cfg.d_widths), num_classes=classes,
                        spectral_norm=cfg.spectral_norm,
                        mbstd_group=cfg.d_mbstd_group, conv_impl=cfg.conv_impl,
-                       **cond)
+                       head=d_head, **cond)
   return gen, disc

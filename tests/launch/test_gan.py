@@ -196,10 +196,23 @@ def test_guided_cvae_scored_on_validation_digits(tmp_path, classifier,
       '--vectors=digit=7,thickness=4.5', '--guidance=3',
       f'--output={tmp_path}').stdout)
   assert sample['shape'] == [2, 28, 28, 1]
-  proc = helpers.run_launch('sample', f'--workdir={gan_run[0]}',
-                            '--guidance=1', check=False)
-  assert proc.returncode != 0 and 'holds a GAN run' in proc.stderr
-  assert 'Traceback' not in proc.stderr
+  # --temperature reaches the autoregressive head: at psi = 0 (z = 0) greedy
+  # decoding draws the same digit for any seed; T = 1 draws pixels.
+  def draw(seed, *flags):
+    out = json.loads(helpers.run_launch(
+        'sample', f'--workdir={workdir}', '--mode=vector', '--per_class=2',
+        '--vectors=digit=7', '--latent_scale=0', f'--seed={seed}', *flags,
+        f'--output={tmp_path}/T{seed}{len(flags)}').stdout)
+    return np.asarray(Image.open(out['path']))
+  np.testing.assert_array_equal(draw(1, '--temperature=0'),
+                                draw(2, '--temperature=0'))
+  assert not np.array_equal(draw(1), draw(2))
+  for flag, message in (('--guidance=1', 'holds a GAN run'),
+                        ('--temperature=0.5', 'autoregressive head')):
+    proc = helpers.run_launch('sample', f'--workdir={gan_run[0]}', flag,
+                              check=False)
+    assert proc.returncode != 0 and message in proc.stderr
+    assert 'Traceback' not in proc.stderr
 
 
 @pytest.mark.parametrize('config', ['gan_shapes.py:smoke',

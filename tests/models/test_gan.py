@@ -124,6 +124,37 @@ def test_discriminator_with_minibatch_std():
     gan.from_config(cfg, (28, 28, 1), 10)
 
 
+def test_discriminator_head_is_not_a_sum_over_regions():
+  """head=0: the logit is linear in the per-position features, so two
+  objects far apart score the sum of what each adds alone; a hidden head
+  layer breaks that (it can tell one object from two)."""
+  bg = jnp.zeros((1, 16, 16, 1))
+  a = bg.at[:, 0:4, 0:4].set(1.0)      # conv cells rows/cols 0-2 only
+  b = bg.at[:, 12:16, 12:16].set(1.0)  # cells 6-7 only
+  both = a + b
+  x = jnp.concatenate([bg, a, b, both])
+  gaps = []
+  for head in (0, 16):
+    d = gan.Discriminator((8,), head=head)
+    v = d.init(jax.random.key(1), x[:1])
+    leaves, tree = jax.tree.flatten(v)  # random biases too
+    keys = jax.random.split(jax.random.key(2), len(leaves))
+    v = jax.tree.unflatten(tree, [
+        p + 0.1 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+    s = np.asarray(d.apply(v, x), np.float64)
+    gaps.append(abs(s[3] - s[1] - s[2] + s[0]))
+    logit, proj, phi = d.apply(v, x, parts=True)
+    assert proj is None and phi.shape == (4, head or 8 * 8 * 8)
+    np.testing.assert_allclose(logit, s, rtol=1e-6)
+  assert gaps[0] < 1e-5 and gaps[1] > 1e-3, gaps
+  cfg = _model_cfg(
+      latent_dim=8, g_widths=(8, 8), d_widths=(8, 8), conditional=False,
+      embed_dim=4, g_norm='group', spectral_norm=False, d_mbstd_group=0,
+      d_head=-1)
+  with pytest.raises(ValueError, match='d_head=-1'):
+    gan.from_config(cfg, (28, 28, 1), 10)
+
+
 def test_nearest_upsampling_generator():
   """g_upsample='nearest': 2x nearest upsampling + 3x3 convs, no transposed
   convs."""
