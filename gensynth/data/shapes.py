@@ -197,6 +197,26 @@ def _kind_geometry(samples=512):
   return np.array(out)
 
 
+def count_regions(masks, *, min_size=1):
+  """Number of 8-connected True regions of at least `min_size` pixels in
+  each mask [N, H, W] (one labelling of the whole stack; regions never join
+  across images)."""
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top
+  masks = np.asarray(masks, bool)
+  structure = np.zeros((3, 3, 3), bool)
+  structure[1] = True  # 8-connectivity within an image, none across
+  labels, count = ndimage.label(masks, structure=structure)
+  big = np.bincount(labels.ravel(), minlength=count + 1) >= min_size
+  big[0] = False
+  # Each region lies in one image: count the first pixel of every big one.
+  first = np.zeros(count + 1, np.int64)
+  flat = labels.reshape(len(masks), -1)
+  rows = np.repeat(np.arange(len(masks)), flat.shape[1])
+  first[flat.ravel()] = rows  # any pixel of a region names its image
+  return np.bincount(first[np.flatnonzero(big)],
+                     minlength=len(masks)).astype(np.int32)
+
+
 def read_attributes(images):
   """Reads kind, colour, size and position back from attribute-shape images.
 
@@ -206,8 +226,10 @@ def read_attributes(images):
   Returns:
     a dict of arrays [N]: kind, colour, size, position (indices as in
     make_attribute_shapes), vector float32 [N, 12] (the measured attribute
-    vector) and found (False where no foreground was seen; the other fields
-    are then 0).
+    vector), found (False where no foreground was seen; the other fields
+    are then 0) and objects (how many separate foreground regions of at
+    least 3 pixels, 8-connected: 1 on every dataset image; a generator that
+    draws a shape twice makes 2).
 
   The foreground is every pixel whose brightest channel exceeds 0.5 (the
   background stays below 0.3, every named colour above 0.7). The colour is
@@ -261,6 +283,7 @@ def read_attributes(images):
   out = {k: np.where(found.reshape((-1,) + (1,) * (v.ndim - 1)), v, 0)
          for k, v in out.items()}
   out['found'] = found
+  out['objects'] = count_regions(fg, min_size=3)
   for k in ('kind', 'colour', 'size', 'position'):
     out[k] = out[k].astype(np.int32)
   return out

@@ -325,7 +325,8 @@ def summary(record):
           k: (None if v is None else round(float(v), 4))
           for k, v in scores.items()
           if k.endswith(('_accuracy', '_r', '_mae')) or
-          k in ('found', 'fid', 'r_precision', 'r_precision_mismatched')}
+          k in ('found', 'single_object', 'fid', 'r_precision',
+                'r_precision_mismatched')}
     div = record[split].get('diversity')
     if div:
       lines[f'{split}_diversity'] = {

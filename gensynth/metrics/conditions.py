@@ -91,6 +91,9 @@ def shapes_fidelity(images, requested, *, mentions=None, attributes=None):
   Returns:
     {'<attr>_accuracy', 'joint_accuracy' (every scored and named attribute
     right at once), 'found' (fraction with a readable shape),
+    'single_object' (fraction with exactly one shape drawn), with mentions
+    'kind_accuracy_position_named'/'_open' (kind accuracy where the caption
+    names the position / leaves it open),
     '<field>_r'/'<field>_mae' for the continuous fields (RGB, radius, x, y)
     when mentions is None, and per-value accuracies}.
   """
@@ -105,7 +108,9 @@ def shapes_fidelity(images, requested, *, mentions=None, attributes=None):
            'colour': len(shapes_lib.COLOUR_NAMES),
            'size': len(shapes_lib.SIZE_NAMES),
            'position': len(shapes_lib.POSITION_NAMES)}
-  out = {'num_samples': n, 'found': float(measured['found'].mean())}
+  out = {'num_samples': n, 'found': float(measured['found'].mean()),
+         # Exactly one shape drawn (every dataset image has one).
+         'single_object': float(np.mean(measured['objects'] == 1))}
   joint = np.ones(n, bool)
   for attr in attributes:
     req = np.asarray(requested[attr])
@@ -115,6 +120,14 @@ def shapes_fidelity(images, requested, *, mentions=None, attributes=None):
     out[f'{attr}_per_value'] = agree['per_value']
     joint &= ~named[attr] | (req == measured[attr])
   out['joint_accuracy'] = float(joint.mean())
+  if mentions is not None and 'kind' in attributes:
+    # A caption that leaves the position open is where a generator hedges
+    # between places (two shapes, read as another kind).
+    hit = np.asarray(requested['kind']) == measured['kind']
+    for label, rows in (('named', named['position']),
+                        ('open', ~named['position'])):
+      out[f'kind_accuracy_position_{label}'] = (
+          float(hit[rows].mean()) if rows.any() else None)
   if mentions is None and 'vector' in requested:
     req = np.asarray(requested['vector'])
     for field, col in _CONTINUOUS.items():

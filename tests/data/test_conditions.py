@@ -29,6 +29,7 @@ def test_read_attributes_is_exact_on_the_dataset(attribute_shapes):
   err = np.abs(got['vector'] - attrs['vector'])
   assert err[:, 6:9].max() < 0.03  # RGB (noise averages out)
   assert err[:, 9:].max() < 0.05   # radius, x, y as fractions of the side
+  np.testing.assert_array_equal(got['objects'], 1)
   # Also on float images in [0, 1].
   again = shapes.read_attributes(images[:50] / 255.0)
   np.testing.assert_array_equal(again['kind'], attrs['kind'][:50])
@@ -40,6 +41,25 @@ def test_read_attributes_notices_what_is_wrong(attribute_shapes):
   assert np.mean(shuffled['kind'] == attrs['kind']) < 0.5
   empty = shapes.read_attributes(np.zeros((2, 32, 32, 3), np.uint8))
   assert not empty['found'].any()
+  np.testing.assert_array_equal(empty['objects'], 0)
+  # A shape drawn twice (two images' foregrounds laid over each other where
+  # they do not touch) counts two regions; a 2-pixel speck counts none.
+  a, b = images[0].astype(int), images[1].astype(int)
+  fa, fb = a.max(-1) > 127, b.max(-1) > 127
+  assert not (fa & fb).any()
+  two = np.where(fb[..., None], b, a).astype(np.uint8)
+  speck = images[0].copy()
+  far = np.argwhere(~fa)[-1]
+  speck[far[0], far[1]] = 255
+  speck[far[0], max(far[1] - 1, 0)] = 255
+  counted = shapes.read_attributes(np.stack([two, speck, images[2]]))
+  np.testing.assert_array_equal(counted['objects'], [2, 1, 1])
+  np.testing.assert_array_equal(
+      shapes.count_regions(np.array([[[1, 0, 1], [0, 0, 0], [1, 1, 0]]],
+                                    bool)), [3])
+  np.testing.assert_array_equal(
+      shapes.count_regions(np.array([[[1, 0, 0], [0, 1, 0], [0, 0, 1]]],
+                                    bool)), [1])  # diagonal: 8-connected
   with pytest.raises(errors.InputError, match=r'\[N, S, S, 3\]'):
     shapes.read_attributes(np.zeros((2, 32, 32), np.uint8))
 

@@ -37,6 +37,19 @@ def test_shapes_fidelity_scores_named_attributes_only():
   vec = metrics.shapes_fidelity(wrong, attrs)
   assert text['colour_accuracy'] == 1.0 and text['joint_accuracy'] == 1.0
   assert vec['colour_accuracy'] < 0.95 and vec['joint_accuracy'] < 0.95
+  assert perfect['single_object'] == 1.0
+  assert 'kind_accuracy_position_open' not in perfect  # vector scoring
+  assert text['kind_accuracy_position_open'] == 1.0
+  # Blank every image whose caption leaves the position open: only the
+  # open-position kind accuracy falls, and no shape is drawn there.
+  open_ = ~attrs['mentions'][:, 2]
+  blank = images.copy()
+  blank[open_] = 0
+  got = metrics.shapes_fidelity(blank, attrs, mentions=attrs['mentions'])
+  assert got['kind_accuracy_position_named'] == 1.0
+  assert got['single_object'] == pytest.approx(1 - open_.mean())
+  assert got['kind_accuracy_position_open'] == pytest.approx(
+      np.mean(attrs['kind'][open_] == 0))  # an empty image reads as kind 0
 
 
 def test_digit_fidelity_scores_digit_words_and_measurements():
