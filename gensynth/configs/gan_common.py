@@ -31,6 +31,7 @@ def base_config():
       g_upsample='transpose',  # transpose | nearest (2x nearest + 3x3 conv)
       d_mbstd_group=0,  # minibatch-std group size in D; 0 = off
       d_head=0,  # width of a hidden layer before D's logit; 0 = linear head
+      g_latent_film=False,  # True: z also feeds every norm's FiLM (skip-z)
       # Text encoder (config.data.condition='text'): width, layers, heads.
       text_width=64, text_layers=2, text_heads=4,
       conv_impl='auto'))  # auto | xla | fast (gensynth.models.layers)

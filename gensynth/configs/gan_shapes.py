@@ -8,7 +8,8 @@ real images with another example's condition count as fakes);
 'contrastive' (an image-caption contrastive term in D's and G's losses);
 'diverse' (MSGAN's mode-seeking term: samples of one condition pushed
 apart); 'head' (a hidden layer in D's head, so D can tell one shape from
-two); 'smoke' (seconds). The conditioned variants on
+two); 'skipz' (z feeds every normalisation's FiLM, BigGAN's skip-z);
+'smoke' (seconds). The conditioned variants on
 the attribute shapes ('text', 'vector', 'attributes') train with the
 recipe of gan_mnist's FID benchmark (nearest upsampling, minibatch std,
 hinge loss with lazy R1, Adam b1=0, one shared fake batch per step): the
@@ -23,7 +24,8 @@ from gensynth.configs import gan_common
 def get_config(arg=None):
   variants = common.parse_variants(
       'gan_shapes', arg, ('cond', 'text', 'vector', 'attributes', 'heldout',
-                      'matching', 'contrastive', 'diverse', 'head', 'smoke'))
+                      'matching', 'contrastive', 'diverse', 'head', 'skipz',
+                      'smoke'))
   c = gan_common.base_config()
   c.num_steps = 3000
   c.checkpoint_every = 500
@@ -47,6 +49,8 @@ def get_config(arg=None):
     c.loss.mode_seeking_weight = 1.0
   if 'head' in variants:  # models.gan.Discriminator.head
     c.model.d_head = 256
+  if 'skipz' in variants:  # models.gan.Generator.latent_film
+    c.model.g_latent_film = True
   if 'smoke' in variants:
     gan_common.smoke(c)
   return c

@@ -121,6 +121,10 @@ class Generator(nn.Module):
   # the encoder's text sizes; None: class ids (num_classes) or none.
   cond_spec: Any = None
   text: tuple = (64, 2, 4)  # width, layers, heads
+  # True: every normalisation's FiLM also reads the latent z (BigGAN's
+  # skip-z), not only the first dense layer, so the noise acts at every
+  # resolution; class ids then enter through their embedding too.
+  latent_film: bool = False
 
   def _up(self, h, width, use_bias, index):
     if self.upsample == 'transpose':
@@ -145,6 +149,7 @@ class Generator(nn.Module):
     condition embedding `emb` in place of labels (e.g. a mix of two), and
     with embed_only returns the embedding of `labels` instead of images."""
     base = check_size(self.image_size, self.widths)
+    noise = z
     if self.cond_spec is not None:
       if emb is None:
         if labels is None:
@@ -160,10 +165,15 @@ class Generator(nn.Module):
       emb = None
       if labels is None:
         raise errors.ConfigError('a class-conditional generator needs labels.')
-      z = jnp.concatenate(
-          [z, nn.Embed(self.num_classes, self.embed_dim)(labels)], -1)
+      emb = nn.Embed(self.num_classes, self.embed_dim)(labels)
+      z = jnp.concatenate([z, emb], -1)
+      if not self.latent_film:
+        emb = None  # per-class gains and biases from tables instead
     else:
       labels = emb = None
+    if self.latent_film:
+      emb = noise if emb is None else jnp.concatenate([emb, noise], -1)
+      labels = None
     # A bias right before a normalisation is cancelled by it (its gradient is
     # round-off, which Adam would amplify to full-size steps): none there.
     bias = self.norm == 'none'
@@ -308,9 +318,14 @@ def from_config(cfg, image_shape, num_classes, cond_spec=None):
     raise errors.ConfigError(
         f'config.model.d_head={d_head} must be 0 (a linear head) or the '
         'positive width of D\'s hidden head layer.')
+  latent_film = bool(cfg.get('g_latent_film', False))
+  if latent_film and cfg.g_norm == 'none':
+    raise errors.ConfigError(
+        'config.model.g_latent_film=True feeds z to the normalisations\' '
+        "FiLM; it needs config.model.g_norm='group', not 'none'.")
   gen = Generator(image_size=image_shape[0], channels=image_shape[-1],
                   widths=tuple(cfg.g_widths), num_classes=classes,
-                  norm=cfg.g_norm,
+                  norm=cfg.g_norm, latent_film=latent_film,
                   upsample=cfg.g_upsample, conv_impl=cfg.conv_impl, **cond)
   disc = Discriminator(widths=tuple(cfg.d_widths), num_classes=classes,
                        spectral_norm=cfg.spectral_norm,

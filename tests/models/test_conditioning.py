@@ -145,3 +145,45 @@ def test_gan_step_conditions_fakes_on_the_data():
   with pytest.raises(errors.InputError, match=r"batch\['cond'\]"):
     step(state, {k: v for k, v in batch.items() if k != 'cond'},
          jax.random.key(1))
+
+
+@pytest.mark.parametrize('kind', ['vector', 'label'])
+def test_latent_film_feeds_z_to_every_normalisation(kind):
+  """latent_film=True (BigGAN's skip-z): each FiLM reads [embedding, z], so
+  z reaches every resolution through it; off, the FiLM reads the embedding
+  alone (vector) or the gains come from per-class tables (label)."""
+  spec = conditioning.freeze(VECTOR) if kind == 'vector' else None
+  classes = 0 if spec else 3
+  cond = jnp.ones((2, 5)) if spec else jnp.array([0, 2])
+  z = jax.random.normal(jax.random.key(0), (2, 6))
+  shapes_of = {}
+  for on in (False, True):
+    g = gan.Generator(16, 3, (8, 8), num_classes=classes, embed_dim=4,
+                      cond_spec=spec, latent_film=on)
+    v = g.init(jax.random.key(1), z, cond)
+    shapes_of[on] = {k: (p['scale']['kernel'].shape if 'kernel' in
+                         p.get('scale', {}) else p['scale']['embedding'].shape)
+                     for k, p in v['params'].items()
+                     if k.startswith('CondGroupNorm')}
+  assert len(shapes_of[True]) == 2
+  for name, shape in shapes_of[True].items():
+    assert shape[0] == 4 + 6, (name, shape)  # embedding + latent
+    assert shapes_of[False][name][0] == (4 if spec else 3)
+  # FiLM starts at the identity (zero kernels). Given non-zero kernels, the
+  # image depends on the rows that read z (the last 6): zeroing just those
+  # changes it, so z does reach the FiLM.
+  g = gan.Generator(16, 3, (8, 8), num_classes=classes, embed_dim=4,
+                    cond_spec=spec, latent_film=True)
+  v = g.init(jax.random.key(1), z, cond)
+  film = lambda path: 'CondGroupNorm' in str(path) and 'kernel' in str(path)
+  bumped = jax.tree_util.tree_map_with_path(
+      lambda path, p: p + 0.5 if film(path) else p, v)
+  no_z = jax.tree_util.tree_map_with_path(
+      lambda path, p: p.at[4:].set(0.0) if film(path) else p, bumped)
+  x_bumped = g.apply(bumped, z, cond)
+  assert not np.allclose(x_bumped, g.apply(v, z, cond), atol=1e-4)
+  assert not np.allclose(x_bumped, g.apply(no_z, z, cond), atol=1e-4)
+  cfg = gan_shapes.get_config('vector,skipz').model
+  cfg.g_norm = 'none'
+  with pytest.raises(ValueError, match='g_latent_film=True'):
+    gan.from_config(cfg, (32, 32, 3), 6, conditioning.freeze(VECTOR))
