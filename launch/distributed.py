@@ -40,8 +40,10 @@ def initialize():
   xla_flags = runtime.configure_xla_cpu()
   runtime.limit_malloc_arenas(FLAGS.malloc_arena_max)
   logging.get_absl_handler().addFilter(_QuietLibraries())
-  runtime.enable_compilation_cache()
-  if FLAGS.coordinator_address or (FLAGS.num_processes or 1) > 1:
+  multi_process = bool(FLAGS.coordinator_address or
+                       (FLAGS.num_processes or 1) > 1)
+  runtime.enable_compilation_cache(multi_process=multi_process)
+  if multi_process:
     if jax.config.jax_platforms in (None, '', 'cpu'):
       # CPU devices of several processes talk through gloo.
       jax.config.update('jax_cpu_collectives_implementation', 'gloo')

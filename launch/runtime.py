@@ -111,14 +111,25 @@ def configure_xla_cpu():
   return os.environ['XLA_FLAGS']
 
 
-def enable_compilation_cache():
+def enable_compilation_cache(multi_process=False):
   """Points JAX's persistent compilation cache at --compilation_cache_dir
   (every program is cached, however fast it compiled). Returns the directory,
-  or None when the flag is ''."""
+  or None when the flag is '' or the run is one of several processes.
+
+  Several cooperating processes (jax.distributed) run without it: with jax
+  0.12.1 on CPU, processes that load their program from the cache hang in
+  its first cross-process collective (a second identical two-process run
+  never finishes its first step; 0.12.0.1 did not), and a long multi-process
+  run gains little from skipping one compile (BUILD_NOTES.md)."""
   import jax  # pylint: disable=g-import-not-at-top
   path = FLAGS.compilation_cache_dir
   if os.environ.get('GENSYNTH_COMPILE_REPORT') == '1':
     _report_compiles_at_exit()
+  if path and multi_process:
+    logging.info('Persistent compilation cache off: one of several processes '
+                 '(programs loaded from it can hang in their first '
+                 'collective).')
+    path = ''
   if not path:
     jax.config.update('jax_enable_compilation_cache', False)
     return None
