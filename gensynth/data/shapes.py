@@ -208,13 +208,10 @@ def count_regions(masks, *, min_size=1):
   labels, count = ndimage.label(masks, structure=structure)
   big = np.bincount(labels.ravel(), minlength=count + 1) >= min_size
   big[0] = False
-  # Each region lies in one image: count the first pixel of every big one.
-  first = np.zeros(count + 1, np.int64)
-  flat = labels.reshape(len(masks), -1)
-  rows = np.repeat(np.arange(len(masks)), flat.shape[1])
-  first[flat.ravel()] = rows  # any pixel of a region names its image
-  return np.bincount(first[np.flatnonzero(big)],
-                     minlength=len(masks)).astype(np.int32)
+  # Each region lies in one image, so any of its pixels names that image.
+  image_of = np.zeros(count + 1, np.int64)
+  image_of[labels] = np.arange(len(masks))[:, None, None]
+  return np.bincount(image_of[big], minlength=len(masks)).astype(np.int32)
 
 
 def read_attributes(images):

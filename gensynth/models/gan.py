@@ -165,10 +165,10 @@ class Generator(nn.Module):
       emb = None
       if labels is None:
         raise errors.ConfigError('a class-conditional generator needs labels.')
-      emb = nn.Embed(self.num_classes, self.embed_dim)(labels)
-      z = jnp.concatenate([z, emb], -1)
-      if not self.latent_film:
-        emb = None  # per-class gains and biases from tables instead
+      class_emb = nn.Embed(self.num_classes, self.embed_dim)(labels)
+      z = jnp.concatenate([z, class_emb], -1)
+      # Without latent_film the norms take per-class tables (labels) instead.
+      emb = class_emb if self.latent_film else None
     else:
       labels = emb = None
     if self.latent_film:
