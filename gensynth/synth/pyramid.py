@@ -7,7 +7,8 @@ bottom/right, which is what OpenCV's last-row/column rule amounts to). Both are
 written polyphase with strided slices of the input, without padding copies,
 because XLA:CPU runs the same filter as a depthwise lax.conv far slower
 (`launch.benchmark --bench=pyramid_blend`).
-Axes of at most `DENSE_MAX` samples (the coarse levels) are filtered by one
+Axes of at most `DENSE_MAX` samples (the coarse levels), and of at most
+`DENSE_WIDE` in arrays of at most `DENSE_ELEMS` elements, are filtered by one
 small matrix product instead: the same taps and borders, one operation
 instead of a few dozen slices, so a full-depth pyramid compiles faster
 (`launch.benchmark --bench=compile_latency`).
@@ -28,6 +29,18 @@ from gensynth.synth import compiled
 
 _TAPS = (0.0625, 0.25, 0.375, 0.25, 0.0625)  # [1, 4, 6, 4, 1] / 16
 DENSE_MAX = 32  # axes up to this length: one matrix product (see above)
+# Axes up to DENSE_WIDE samples too, where the whole array has at most
+# DENSE_ELEMS elements: the matrix costs out multiply-adds per element where
+# the slices cost about five, bounded here at 64 * 2^15 per call, and the
+# few operations in place of a few dozen compile faster (BUILD_NOTES.md,
+# "Start-up, compile latency and current JAX").
+DENSE_WIDE = 128
+DENSE_ELEMS = 2**15
+
+
+def _dense_ok(x, n):
+  """Whether an axis of n samples of x is filtered as a matrix product."""
+  return 0 < n <= DENSE_MAX or (n <= DENSE_WIDE and x.size <= DENSE_ELEMS)
 
 
 def _reflect101(j, n):
@@ -55,7 +68,7 @@ def down_axis(x, axis):
   n = x.shape[axis]
   ax = axis % x.ndim
   m = (n + 1) // 2
-  if 0 < n <= DENSE_MAX:
+  if _dense_ok(x, n):
     return _dense(x, ax, down_matrix(n))
 
   def row(j):
@@ -102,7 +115,7 @@ def _up_axis(x, axis, out):
   """
   n = x.shape[axis]
   ax = axis % x.ndim
-  if n <= DENSE_MAX:
+  if _dense_ok(x, n):
     return _dense(x, ax, up_matrix(n, out))
 
   def sl(a, b):

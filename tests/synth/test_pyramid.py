@@ -90,9 +90,10 @@ def test_uint8_input_is_scaled_and_gradients_flow():
 
 
 def test_short_axes_as_matrices_equal_the_slice_form(monkeypatch):
-  """Axes of at most DENSE_MAX samples are filtered by a matrix product:
-  the same values as the strided-slice form, for lengths at the borders'
-  special cases and both output lengths of an up step."""
+  """Axes of at most DENSE_MAX samples, and of at most DENSE_WIDE in small
+  arrays, are filtered by a matrix product: the same values as the
+  strided-slice form, for lengths at the borders' special cases and both
+  output lengths of an up step."""
   rng = np.random.default_rng(5)
 
   def all_three():  # a new function per setting: traced anew
@@ -102,15 +103,34 @@ def test_short_axes_as_matrices_equal_the_slice_form(monkeypatch):
               pyramid.up_axis(v, -2, 2 * n - 1)]
     return jax.jit(fn)
 
-  for n in (1, 2, 3, 4, 5, 6, 7, 13, pyramid.DENSE_MAX):
+  for n in (1, 2, 3, 4, 5, 6, 7, 13, pyramid.DENSE_MAX, 33, 64, 127,
+            pyramid.DENSE_WIDE):
     x = rng.random((3, n, 2)).astype(np.float32)
     monkeypatch.setattr(pyramid, 'DENSE_MAX', 32)
+    monkeypatch.setattr(pyramid, 'DENSE_WIDE', 128)
     dense = all_three()(x)
     monkeypatch.setattr(pyramid, 'DENSE_MAX', 0)
+    monkeypatch.setattr(pyramid, 'DENSE_WIDE', 0)
     sliced = all_three()(x)
     for d, s in zip(dense, sliced):
       np.testing.assert_allclose(d, s, atol=3e-7, err_msg=f'n={n}')
+  monkeypatch.setattr(pyramid, 'DENSE_MAX', 32)
+  monkeypatch.setattr(pyramid, 'DENSE_WIDE', 128)
   # Integer input is filtered in float32, as the slice form promotes it.
   monkeypatch.setattr(pyramid, 'DENSE_MAX', 32)
   ints = np.arange(20, dtype=np.int32).reshape(5, 4, 1)
   assert pyramid.down_axis(ints, 0).dtype == jnp.float32
+
+
+def test_wide_axes_are_matrices_only_in_small_arrays():
+  """A 100-sample axis is one matrix product in a small image (bounded
+  cost), and strided slices in a long strip, where a matrix would cost
+  50 multiply-adds per sample."""
+  def dots(shape):
+    text = jax.jit(lambda v: pyramid.down_axis(v, 0)).lower(
+        jnp.zeros(shape, jnp.float32)).as_text()
+    return text.count('dot_general')
+
+  assert dots((100, 64, 3)) == 1  # 19,200 elements
+  assert dots((100, 2000, 3)) == 0  # 600,000 elements
+  assert dots((20, 2000, 3)) == 1  # short axes: always a matrix
