@@ -77,6 +77,10 @@ flags.DEFINE_float('latent_scale', 1.0, '--fidelity, or a GAN run\'s '
                    'truncation trick of GANs, the prior temperature of VAEs; '
                    '1: as trained).',
                    lower_bound=0.0)
+flags.DEFINE_integer('candidates', 1, '--fidelity, or a GAN run\'s '
+                     'metrics: each generated image is the best of this many '
+                     'samples by the run\'s discriminator (GAN runs; 1: '
+                     'plain samples).', lower_bound=1)
 flags.DEFINE_enum('fidelity_split', 'test', ['test', 'validation'],
                   '--fidelity on a digits run: score the test conditions '
                   '(the benchmark) or those of the last --num_generated '
@@ -98,11 +102,13 @@ def _main():
   if FLAGS.baseline and not FLAGS.fidelity:
     raise app.UsageError('--baseline goes with --fidelity.')
   for name, default in (('temperature', 1.0), ('guidance', 0.0),
-                        ('fidelity_split', 'test'), ('latent_scale', 1.0)):
+                        ('fidelity_split', 'test'), ('latent_scale', 1.0),
+                        ('candidates', 1)):
+    gan_too = name in ('latent_scale', 'candidates')
     if FLAGS[name].value != default and not FLAGS.fidelity and not (
-        name == 'latent_scale' and config.trainer == 'gan'):
+        gan_too and config.trainer == 'gan'):
       raise app.UsageError(f'--{name} goes with --fidelity' + (
-          ' (or a GAN run\'s metrics).' if name == 'latent_scale' else '.'))
+          ' (or a GAN run\'s metrics).' if gan_too else '.'))
   if FLAGS.fidelity:
     from gensynth.evaluation import conditions  # pylint: disable=g-import-not-at-top
     if config.trainer not in ('gan', 'vae'):
@@ -114,6 +120,7 @@ def _main():
                 temperature=FLAGS.temperature, guidance=FLAGS.guidance,
                 digits_split=FLAGS.fidelity_split,
                 latent_scale=FLAGS.latent_scale,
+                candidates=FLAGS.candidates,
                 classifier=FLAGS.classifier or config.eval.get('classifier'))
     result = conditions.fidelity(config, FLAGS.workdir, step=FLAGS.step,
                                  **opts)
@@ -122,7 +129,8 @@ def _main():
       base = conditions.fidelity(workdir.load_config(FLAGS.baseline),
                                  FLAGS.baseline,
                                  score_as=result['run']['scored_as'],
-                                 **dict(opts, guidance=0.0, latent_scale=1.0))
+                                 **dict(opts, guidance=0.0, latent_scale=1.0,
+                                        candidates=1))
       result['baseline'] = base
       result['baseline_summary'] = conditions.summary(base)
   elif config.trainer == 'gan':
@@ -135,7 +143,8 @@ def _main():
     result = gan.evaluate(config, FLAGS.workdir, classifier=classifier,
                           num_samples=FLAGS.num_generated,
                           batch_size=FLAGS.batch_size, seed=FLAGS.seed,
-                          step=FLAGS.step, latent_scale=FLAGS.latent_scale)
+                          step=FLAGS.step, latent_scale=FLAGS.latent_scale,
+                          candidates=FLAGS.candidates)
   elif config.trainer == 'vae':
     from gensynth.evaluation import vae  # pylint: disable=g-import-not-at-top
     result = vae.evaluate(config, FLAGS.workdir,

@@ -59,6 +59,10 @@ flags.DEFINE_float('temperature', 1.0, 'A VAE with an autoregressive head: '
 flags.DEFINE_float('latent_scale', 1.0, 'Multiply the prior latents by this '
                    'psi (the truncation trick of GANs, the prior temperature '
                    'of VAEs; 1: as trained).', lower_bound=0.0)
+flags.DEFINE_integer('candidates', 1, 'A GAN run: each image is the best '
+                     'of this many samples by the run\'s discriminator '
+                     '(--mode=text, vector or grid; 1: plain samples).',
+                     lower_bound=1)
 flags.DEFINE_integer('zoom', 1, 'Write each pixel as a zoom x zoom block.',
                      lower_bound=1)
 flags.DEFINE_list('classes', None, 'Class ids for conditional models.')
@@ -224,7 +228,8 @@ def _main():
     model = sampling.load(config, FLAGS.workdir, step=FLAGS.step,
                           guidance=FLAGS.guidance,
                           temperature=FLAGS.temperature,
-                          latent_scale=FLAGS.latent_scale)
+                          latent_scale=FLAGS.latent_scale,
+                          candidates=FLAGS.candidates)
   except errors.InputError as e:  # a sampling flag the run cannot take
     raise app.UsageError(str(e)) from None
   classes = _classes(model.num_classes, default_all=FLAGS.mode != 'fuse')

@@ -52,27 +52,48 @@ def check_conditions(conds, spec, num):
   return conds
 
 
+def check_candidates(candidates):
+  """candidates: how many samples D chooses from per image (1: none)."""
+  if not isinstance(candidates, (int, np.integer)) or candidates < 1:
+    raise errors.InputError(
+        f'candidates={candidates!r}: expected an integer >= 1 (the samples '
+        'the discriminator picks the best of, per image; 1: no selection).')
+
+
 class Sampler:
   """Jitted, data-parallel generation in fixed-size batches (one compile)."""
 
   def __init__(self, config, mesh, state, num_classes, *, batch_size,
-               spec=None, latent_scale=1.0):
+               spec=None, latent_scale=1.0, candidates=1):
     sharding.check_batch_size(batch_size, mesh, 'sampling batch size')
     if not latent_scale >= 0:
       raise errors.InputError(f'latent_scale={latent_scale}: expected a '
                               'number >= 0 (1 samples the model as trained).')
+    check_candidates(candidates)
     self.spec = state_lib.cond_spec(config, spec)
     self.num_classes = state_lib.gan_classes(config, num_classes, spec)
     self.batch_size = batch_size
     repl, data_sh = sharding.replicated(mesh), sharding.data_sharded(mesh)
     conditional = self.num_classes or self.spec is not None
-    self._fn = jax.jit(
-        functools.partial(gan_steps.sample, g_apply=state.g_apply,
-                          num=batch_size,
-                          latent_dim=config.model.latent_dim,
-                          latent_scale=latent_scale),
-        in_shardings=(repl, repl, data_sh if conditional else None),
-        out_shardings=data_sh)
+    lab_sh = data_sh if conditional else None
+    if candidates == 1:
+      fn = jax.jit(
+          functools.partial(gan_steps.sample, g_apply=state.g_apply,
+                            num=batch_size,
+                            latent_dim=config.model.latent_dim,
+                            latent_scale=latent_scale),
+          in_shardings=(repl, repl, lab_sh), out_shardings=data_sh)
+      self._fn = fn
+    else:  # best of `candidates` per image by D (steps.gan.sample_best_of)
+      d_vars = gan_steps.discriminator_variables(state)
+      fn = jax.jit(
+          functools.partial(gan_steps.sample_best_of, g_apply=state.g_apply,
+                            d_apply=state.d_apply, num=batch_size,
+                            latent_dim=config.model.latent_dim,
+                            candidates=candidates, latent_scale=latent_scale,
+                            group=config.model.get('d_mbstd_group') or 1),
+          in_shardings=(repl, repl, repl, lab_sh), out_shardings=data_sh)
+      self._fn = lambda params, key, y: fn(params, d_vars, key, y)
 
   def __call__(self, params, key, num, labels=None):
     """`num` images in [-1, 1] (NumPy on every process) from N(0, I) latents.
@@ -164,9 +185,10 @@ def sample_grid(sampler, params, key, *, num_classes, per_row=10, rows=8,
 
 
 def evaluate(config, workdir, *, classifier, num_samples=None, batch_size=None,
-             seed=0, step=None, latent_scale=1.0):
+             seed=0, step=None, latent_scale=1.0, candidates=1):
   """Generative metrics of the newest (or the given) checkpoint's EMA G,
-  its latents scaled by `latent_scale` (steps.gan.sample)."""
+  its latents scaled by `latent_scale` (steps.gan.sample), each image the
+  best of `candidates` by D (steps.gan.sample_best_of; 1: plain samples)."""
   extractor = features_lib.ClassifierFeatures(
       os.path.expanduser(classifier),
       batch_size=batch_size or config.eval.batch_size)
@@ -175,7 +197,8 @@ def evaluate(config, workdir, *, classifier, num_samples=None, batch_size=None,
   sampler = Sampler(config, mesh, state, train_src.num_classes,
                     batch_size=sharding.round_up(
                         batch_size or config.eval.batch_size, mesh),
-                    spec=info['condition'], latent_scale=latent_scale)
+                    spec=info['condition'], latent_scale=latent_scale,
+                    candidates=candidates)
   out = generative_metrics(config, sampler, state.ema_params, train_src,
                            test_src, extractor,
                            num_samples=num_samples or config.eval.num_samples,
@@ -183,6 +206,8 @@ def evaluate(config, workdir, *, classifier, num_samples=None, batch_size=None,
   out['step'] = int(state.step)
   if latent_scale != 1.0:
     out['latent_scale'] = latent_scale
+  if candidates != 1:
+    out['candidates'] = candidates
   return out
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from gensynth import data as data_lib
 from gensynth import errors
 from gensynth.data import conditions as conditions_lib
+from gensynth.evaluation import gan as gan_eval
 from gensynth.evaluation import runs
 from gensynth.steps import gan as gan_steps
 from gensynth.steps import vae as vae_steps
@@ -30,12 +31,20 @@ from gensynth.train import state as state_lib
 
 
 def load(config, workdir, *, step=None, temperature=1.0, guidance=0.0,
-         latent_scale=1.0):
+         latent_scale=1.0, candidates=1):
   """The sampler of a GAN or VAE run; `temperature` applies to a VAE's
   autoregressive head and `guidance` to a VAE trained with condition
   dropout (steps.vae.decode_latents), nothing else. `latent_scale` = psi
   multiplies every latent drawn from the prior (the truncation trick of
-  GANs, the prior temperature of VAEs; 1 samples the model as trained)."""
+  GANs, the prior temperature of VAEs; 1 samples the model as trained).
+  `candidates` > 1 (GAN runs): each conditioned image is the best of that
+  many samples by the run's discriminator (steps.gan.sample_best_of)."""
+  gan_eval.check_candidates(candidates)
+  if candidates != 1 and config.trainer != 'gan':
+    raise errors.InputError(
+        f'candidates={candidates}: choosing among samples uses a GAN\'s '
+        f'discriminator; {workdir!r} holds a {config.trainer} run. Leave it '
+        'at 1.')
   if not 0.0 <= latent_scale:
     raise errors.InputError(f'latent_scale={latent_scale}: expected a number '
                             '>= 0 (1 samples the model as trained).')
@@ -52,7 +61,7 @@ def load(config, workdir, *, step=None, temperature=1.0, guidance=0.0,
           f'guidance={guidance}: classifier-free guidance applies to a VAE '
           f'trained with config.loss.cond_dropout > 0; {workdir!r} holds a '
           'GAN run.')
-    model = GANModel(config, workdir, step=step)
+    model = GANModel(config, workdir, step=step, candidates=candidates)
   elif config.trainer == 'vae':
     model = VAEModel(config, workdir, step=step, temperature=temperature,
                      guidance=guidance)
@@ -181,10 +190,14 @@ class _Conditioned:
       c = np.concatenate([c, np.repeat(c[-1:], pad, axis=0)])
       key = jax.random.fold_in(jax.random.key(seed), i)
       z_key, x_key = jax.random.split(key)
-      z = self._normal(z_key, self.chunk)
-      images = self._gen_chunk(self._params, x_key, z, jnp.asarray(c))
+      images = self._sample_chunk(x_key, z_key, c)
       out.append(self._to_unit(images)[:self.chunk - pad])
     return np.concatenate(out)
+
+  def _sample_chunk(self, key, z_key, c):
+    """One chunk of images for conditions c (model output range)."""
+    z = self._normal(z_key, len(c))
+    return self._gen_chunk(self._params, key, z, jnp.asarray(c))
 
 
 def _path_labels(classes, num_paths, num_steps):
@@ -198,8 +211,9 @@ class GANModel(_Conditioned):
   """The EMA generator of a GAN run."""
   kind = 'gan'
 
-  def __init__(self, config, workdir, *, step=None):
+  def __init__(self, config, workdir, *, step=None, candidates=1):
     _, state, self.info = runs.load_gan(config, workdir, step=step)
+    self.candidates = candidates
     self.config, self.step = config, int(state.step)
     self.spec = state_lib.cond_spec(config, self.info['condition'])
     self.vocab = runs.vocabulary(self.info) if self.spec else None
@@ -215,6 +229,43 @@ class GANModel(_Conditioned):
         {'params': p}, z, None, emb=e))
     self._gen_chunk = jax.jit(lambda p, key, z, c: g_apply({'params': p}, z,
                                                            c))
+    if candidates > 1:  # z [K, N, latent]: the best of K per row, by D
+      d_vars = gan_steps.discriminator_variables(state)
+      group = config.model.get('d_mbstd_group') or 1
+      best = jax.jit(lambda p, d, z, c: gan_steps.best_of(
+          state.d_apply, d, jax.vmap(lambda zk: g_apply({'params': p}, zk,
+                                                        c))(z), c,
+          group=group)[0])
+      self._best_chunk = lambda p, z, c: best(p, d_vars, z, c)
+
+  def _sample_chunk(self, key, z_key, c):
+    if self.candidates == 1:
+      return super()._sample_chunk(key, z_key, c)
+    z = self.latent_scale * gan_steps.candidate_latents(
+        z_key, len(c), self.config.model.latent_dim, self.candidates)
+    return self._best_chunk(self._params, z, jnp.asarray(c))
+
+  def _no_candidates(self, what):
+    if self.candidates != 1:
+      raise errors.InputError(
+          f'candidates={self.candidates}: {what} has no single condition per '
+          'image for the discriminator to judge; candidates apply to rows of '
+          'conditions (--mode=text or --mode=vector) and to --fidelity.')
+
+  def conditioned(self, seed, conds, *, per_row=10):
+    if self.candidates == 1:
+      return super().conditioned(seed, conds, per_row=per_row)
+    self._need_spec()
+    return self.generate(seed, np.repeat(np.asarray(conds), per_row,
+                                         axis=0)), per_row
+
+  def condition_path(self, seed, conds, **kw):
+    self._no_candidates('an interpolation between two conditions')
+    return super().condition_path(seed, conds, **kw)
+
+  def mix(self, seed, conds, weights, **kw):
+    self._no_candidates('a mix of conditions')
+    return super().mix(seed, conds, weights, **kw)
 
   @staticmethod
   def _to_unit(x):
@@ -230,12 +281,23 @@ class GANModel(_Conditioned):
           '--mode=vector.')
     labels = _grid_labels(classes, per_class)
     n = per_class * rows if labels is None else len(labels)
+    if self.candidates > 1:
+      z = self.latent_scale * gan_steps.candidate_latents(
+          _keys(seed)[2], n, self.config.model.latent_dim, self.candidates)
+      return self._to_unit(self._best_chunk(
+          self._params, z, None if labels is None else jnp.asarray(labels))
+                          ), per_class
     z = self._normal(_keys(seed)[2], n)
     return self._class_images(z, labels), per_class
 
   def interpolate(self, seed, *, classes=None, num_paths=4, num_steps=10,
                   method='spherical', ends=None):
     del ends  # A GAN has no encoder: paths run between random latents.
+    if self.candidates != 1:
+      raise errors.InputError(
+          f'candidates={self.candidates}: an interpolation moves one latent '
+          'along a path; choosing among samples per image would break it. '
+          'Leave candidates at 1.')
     z = _path_latents(seed, num_paths, num_steps,
                       self.config.model.latent_dim, method,
                       self.latent_scale)

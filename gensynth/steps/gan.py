@@ -395,3 +395,60 @@ def sample(params, key, labels=None, *, g_apply, num, latent_dim,
   conditional G."""
   z = latent_scale * jax.random.normal(key, (num, latent_dim))
   return generate(g_apply, params, z, labels)
+
+
+def discriminator_variables(state):
+  """D's variables for scoring outside training: its parameters and, with
+  spectral norm, its power-iteration vectors (never updated here)."""
+  if not state.d_stats:
+    return {'params': state.d_params}
+  return {'params': state.d_params, 'spectral': state.d_stats}
+
+
+def best_of(d_apply, d_vars, images, labels=None, *, group=1):
+  """The candidate D scores highest, per condition.
+
+  Args:
+    d_apply, d_vars: the discriminator (`discriminator_variables`).
+    images: [K, N, H, W, C] in [-1, 1], K candidates for each of N rows.
+    labels: the rows' conditions [N, ...] (None for an unconditional D).
+    group: D's minibatch-std group (config.model.d_mbstd_group; 1: none).
+      D scores each candidate's N rows as one batch, as in training, padded
+      with copies of the last row to a multiple of the group.
+
+  Returns:
+    (images [N, H, W, C]: per row the candidate with the highest D logit
+     for its condition, scores [K, N]: every candidate's logit).
+  """
+  k, n = images.shape[:2]
+  pad = (-n) % max(group, 1)
+  x = images
+  if pad:
+    x = jnp.concatenate([x, jnp.repeat(x[:, -1:], pad, axis=1)], axis=1)
+    if labels is not None:
+      labels = jnp.concatenate([labels, jnp.repeat(labels[-1:], pad, axis=0)])
+  scores = jax.vmap(
+      lambda xk: d_apply(d_vars, xk, labels).reshape(n + pad)[:n])(x)
+  best = jnp.argmax(scores, axis=0)
+  chosen = jnp.take_along_axis(
+      images, best.reshape((1, n) + (1,) * (images.ndim - 2)), axis=0)[0]
+  return chosen, scores
+
+
+def candidate_latents(key, num, latent_dim, candidates, latent_scale=1.0):
+  """[K, num, latent_dim] latents psi * N(0, I): candidate 0 is `sample`'s
+  latent for `key`, candidate k > 0 draws from fold_in(key, k)."""
+  keys = [key] + [jax.random.fold_in(key, k) for k in range(1, candidates)]
+  return jnp.stack([latent_scale * jax.random.normal(k, (num, latent_dim))
+                    for k in keys])
+
+
+def sample_best_of(params, d_vars, key, labels=None, *, g_apply, d_apply,
+                   num, latent_dim, candidates, latent_scale=1.0, group=1):
+  """`sample` with discriminator selection: `candidates` latents per row,
+  the image D scores highest for the row's condition kept (best-of-K
+  sampling by D, cf. discriminator rejection sampling, Azadi et al. 2019).
+  Candidate 0 is `sample`'s image, so candidates=1 is `sample`."""
+  z = candidate_latents(key, num, latent_dim, candidates, latent_scale)
+  images = jax.vmap(lambda zk: generate(g_apply, params, zk, labels))(z)
+  return best_of(d_apply, d_vars, images, labels, group=group)[0]

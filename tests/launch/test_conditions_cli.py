@@ -206,6 +206,74 @@ def test_latent_scale_shrinks_the_prior_draws(run, request, tmp_path):
     assert proc.returncode != 0 and 'latent_scale' in proc.stderr
 
 
+def test_candidates_keep_the_sample_the_discriminator_scores_highest(
+    gan_text, vae_vector, tmp_path):
+  """candidates=K: each image is, of K samples for its condition, the one
+  D scores highest (checked against D's logits computed here); candidate 0
+  is the plain sample, so K = 1 is sampling as before; a VAE, a path and a
+  mix refuse it; the CLI takes the flag."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from gensynth.evaluation import runs  # pylint: disable=g-import-not-at-top
+  from gensynth.steps import gan as gan_steps  # pylint: disable=g-import-not-at-top
+  config = workdir_lib.load_config(gan_text)
+  plain = sampling.load(config, gan_text)
+  conds = plain.conditions(prompts=['a red disc', 'a small green cross',
+                                    'a large blue ring at the bottom'] * 2)
+  k = 4
+  best = sampling.load(config, gan_text, candidates=k)
+  chosen = best.generate(0, conds)
+  # The same draws by hand: chunk 0's latent key, K candidate latents.
+  n = best.chunk
+  c = np.concatenate([conds, np.repeat(conds[-1:], n - len(conds), 0)])
+  z_key = jax.random.split(jax.random.fold_in(jax.random.key(0), 0))[0]
+  z = gan_steps.candidate_latents(z_key, n, config.model.latent_dim, k)
+  _, state, _ = runs.load_gan(config, gan_text)
+  cands = np.stack([np.asarray(state.g_apply({'params': state.ema_params},
+                                             z[i], jnp.asarray(c)))
+                    for i in range(k)])  # [K, chunk, ...]
+  # D scores a candidate's whole chunk as one batch, padded with copies of
+  # its last row to a multiple of the minibatch-std group (4 here).
+  group = config.model.d_mbstd_group
+  assert group == 4 and n % group
+  extra = (-n) % group
+  d_vars = gan_steps.discriminator_variables(state)
+  logits = np.stack([np.asarray(state.d_apply(
+      d_vars, jnp.asarray(np.concatenate([x, np.repeat(x[-1:], extra, 0)])),
+      jnp.asarray(np.concatenate([c, np.repeat(c[-1:], extra, 0)])))
+                                ).reshape(-1)[:len(conds)] for x in cands])
+  cands = cands[:, :len(conds)]
+  pick = logits.argmax(0)
+  assert len(set(pick.tolist())) > 1  # the test can tell candidates apart
+  np.testing.assert_allclose(chosen, (cands[pick, np.arange(len(conds))]
+                                      + 1) / 2, atol=1e-5)
+  # Candidate 0 is the plain sample: K = 1 changes nothing.
+  np.testing.assert_allclose((cands[0] + 1) / 2, plain.generate(0, conds),
+                             atol=1e-5)
+  np.testing.assert_array_equal(
+      plain.generate(0, conds),
+      sampling.load(config, gan_text, candidates=1).generate(0, conds))
+  rows, per_row = best.conditioned(0, conds[:2], per_row=3)
+  assert rows.shape == (6, 32, 32, 3) and per_row == 3
+  for bad, match in ((0, 'candidates=0'), (2.5, 'candidates=2.5')):
+    with pytest.raises(errors.InputError, match=match):
+      sampling.load(config, gan_text, candidates=bad)
+  with pytest.raises(errors.InputError, match='discriminator'):
+    best.condition_path(0, conds[:2])
+  with pytest.raises(errors.InputError, match='discriminator'):
+    best.mix(0, conds[:2], [1, 1])
+  with pytest.raises(errors.InputError, match="GAN's discriminator"):
+    sampling.load(workdir_lib.load_config(vae_vector), vae_vector,
+                  candidates=2)
+  out = _sample(gan_text, '--mode=text', '--prompts=a red disc;a blue square',
+                '--per_class=3', '--candidates=3',
+                f'--output={tmp_path}')
+  assert out['shape'] == [6, 32, 32, 3]
+  proc = _sample(vae_vector, '--mode=vector', '--vectors=' + ','.join(
+      ['1'] + ['0'] * 5 + ['0.5'] * 6), '--candidates=2', check=False)
+  assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+  assert "GAN's discriminator" in proc.stderr
+
+
 def _close(a, b, **tol):
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, **tol), a, b)
 

@@ -64,6 +64,12 @@ def test_evaluate_reports_metrics_next_to_floors(gan_run, classifier):
   assert out['step'] == 6 and out['num_samples'] == 40
   assert out['fid_over_floor'] == pytest.approx(out['fid'] / out['fid_floor'])
   assert 0 <= out['recall_floor'] <= 1 and 0 <= out['precision'] <= 1
+  # Each image the best of 3 by D: other images, the same floors.
+  best = json.loads(helpers.run_launch(
+      'evaluate', f'--workdir={workdir}', f'--classifier={classifier}',
+      '--num_generated=40', '--batch_size=8', '--candidates=3').stdout)
+  assert best['candidates'] == 3 and best['fid_floor'] == out['fid_floor']
+  assert np.isfinite(best['fid']) and best['fid'] != out['fid']
 
 
 @pytest.mark.parametrize('args,message', [
@@ -95,6 +101,15 @@ def test_sample_grid_and_interpolation(gan_run, tmp_path):
       'sample', f'--workdir={workdir}', '--mode=interpolate', '--num_paths=2',
       '--num_steps=5', '--method=linear', f'--output={tmp_path}').stdout)
   assert out['shape'] == [10, 28, 28, 1]
+  out = json.loads(helpers.run_launch(
+      'sample', f'--workdir={workdir}', '--classes=1,4', '--per_class=3',
+      '--candidates=2', f'--output={tmp_path}/best').stdout)
+  assert out['shape'] == [6, 28, 28, 1]
+  proc = helpers.run_launch('sample', f'--workdir={workdir}',
+                            '--mode=interpolate', '--candidates=2',
+                            check=False)
+  assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+  assert 'candidates=2' in proc.stderr
   proc = helpers.run_launch('sample', f'--workdir={workdir}', '--classes=6',
                             check=False)
   assert proc.returncode != 0
