@@ -77,13 +77,12 @@ class Sampler:
     conditional = self.num_classes or self.spec is not None
     lab_sh = data_sh if conditional else None
     if candidates == 1:
-      fn = jax.jit(
+      self._fn = jax.jit(
           functools.partial(gan_steps.sample, g_apply=state.g_apply,
                             num=batch_size,
                             latent_dim=config.model.latent_dim,
                             latent_scale=latent_scale),
           in_shardings=(repl, repl, lab_sh), out_shardings=data_sh)
-      self._fn = fn
     else:  # best of `candidates` per image by D (steps.gan.sample_best_of)
       d_vars = gan_steps.discriminator_variables(state)
       fn = jax.jit(

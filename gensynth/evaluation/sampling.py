@@ -229,21 +229,26 @@ class GANModel(_Conditioned):
         {'params': p}, z, None, emb=e))
     self._gen_chunk = jax.jit(lambda p, key, z, c: g_apply({'params': p}, z,
                                                            c))
-    if candidates > 1:  # z [K, N, latent]: the best of K per row, by D
-      d_vars = gan_steps.discriminator_variables(state)
-      group = config.model.get('d_mbstd_group') or 1
-      best = jax.jit(lambda p, d, z, c: gan_steps.best_of(
-          state.d_apply, d, jax.vmap(lambda zk: g_apply({'params': p}, zk,
-                                                        c))(z), c,
-          group=group)[0])
-      self._best_chunk = lambda p, z, c: best(p, d_vars, z, c)
+    if candidates > 1:
+      self._d_vars = gan_steps.discriminator_variables(state)
+      self._sample_best_of = jax.jit(functools.partial(
+          gan_steps.sample_best_of, g_apply=g_apply, d_apply=state.d_apply,
+          latent_dim=config.model.latent_dim, candidates=candidates,
+          group=config.model.get('d_mbstd_group') or 1),
+          static_argnames=('num',))
+
+  def _best(self, z_key, num, labels):
+    """`num` images (model output range), each the best of `candidates` by
+    D; candidate 0 is the plain sampler's latent for z_key."""
+    return self._sample_best_of(
+        self._params, self._d_vars, z_key,
+        None if labels is None else jnp.asarray(labels), num=num,
+        latent_scale=self.latent_scale)
 
   def _sample_chunk(self, key, z_key, c):
     if self.candidates == 1:
       return super()._sample_chunk(key, z_key, c)
-    z = self.latent_scale * gan_steps.candidate_latents(
-        z_key, len(c), self.config.model.latent_dim, self.candidates)
-    return self._best_chunk(self._params, z, jnp.asarray(c))
+    return self._best(z_key, len(c), c)
 
   def _no_candidates(self, what):
     if self.candidates != 1:
@@ -256,8 +261,8 @@ class GANModel(_Conditioned):
     if self.candidates == 1:
       return super().conditioned(seed, conds, per_row=per_row)
     self._need_spec()
-    return self.generate(seed, np.repeat(np.asarray(conds), per_row,
-                                         axis=0)), per_row
+    rows = np.repeat(np.asarray(conds), per_row, axis=0)
+    return self._to_unit(self._best(_keys(seed)[2], len(rows), rows)), per_row
 
   def condition_path(self, seed, conds, **kw):
     self._no_candidates('an interpolation between two conditions')
@@ -282,11 +287,7 @@ class GANModel(_Conditioned):
     labels = _grid_labels(classes, per_class)
     n = per_class * rows if labels is None else len(labels)
     if self.candidates > 1:
-      z = self.latent_scale * gan_steps.candidate_latents(
-          _keys(seed)[2], n, self.config.model.latent_dim, self.candidates)
-      return self._to_unit(self._best_chunk(
-          self._params, z, None if labels is None else jnp.asarray(labels))
-                          ), per_class
+      return self._to_unit(self._best(_keys(seed)[2], n, labels)), per_class
     z = self._normal(_keys(seed)[2], n)
     return self._class_images(z, labels), per_class
 

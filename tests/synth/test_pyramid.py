@@ -117,7 +117,6 @@ def test_short_axes_as_matrices_equal_the_slice_form(monkeypatch):
   monkeypatch.setattr(pyramid, 'DENSE_MAX', 32)
   monkeypatch.setattr(pyramid, 'DENSE_WIDE', 128)
   # Integer input is filtered in float32, as the slice form promotes it.
-  monkeypatch.setattr(pyramid, 'DENSE_MAX', 32)
   ints = np.arange(20, dtype=np.int32).reshape(5, 4, 1)
   assert pyramid.down_axis(ints, 0).dtype == jnp.float32
 
