@@ -81,6 +81,11 @@ flags.DEFINE_integer('candidates', 1, '--fidelity, or a GAN run\'s '
                      'metrics: each generated image is the best of this many '
                      'samples by the run\'s discriminator (GAN runs; 1: '
                      'plain samples).', lower_bound=1)
+flags.DEFINE_enum('select', 'logit', ['logit', 'match', 'both'], 'With '
+                  '--candidates > 1: rank the candidates by D\'s logit, by how '
+                  'well each matches its own condition against the other '
+                  'rows\' conditions (D\'s projection, '
+                  'steps.gan.match_scores), or by their sum.')
 flags.DEFINE_enum('fidelity_split', 'test', ['test', 'validation'],
                   '--fidelity on a digits run: score the test conditions '
                   '(the benchmark) or those of the last --num_generated '
@@ -103,8 +108,8 @@ def _main():
     raise app.UsageError('--baseline goes with --fidelity.')
   for name, default in (('temperature', 1.0), ('guidance', 0.0),
                         ('fidelity_split', 'test'), ('latent_scale', 1.0),
-                        ('candidates', 1)):
-    gan_too = name in ('latent_scale', 'candidates')
+                        ('candidates', 1), ('select', 'logit')):
+    gan_too = name in ('latent_scale', 'candidates', 'select')
     if FLAGS[name].value != default and not FLAGS.fidelity and not (
         gan_too and config.trainer == 'gan'):
       raise app.UsageError(f'--{name} goes with --fidelity' + (
@@ -120,7 +125,7 @@ def _main():
                 temperature=FLAGS.temperature, guidance=FLAGS.guidance,
                 digits_split=FLAGS.fidelity_split,
                 latent_scale=FLAGS.latent_scale,
-                candidates=FLAGS.candidates,
+                candidates=FLAGS.candidates, select=FLAGS.select,
                 classifier=FLAGS.classifier or config.eval.get('classifier'))
     result = conditions.fidelity(config, FLAGS.workdir, step=FLAGS.step,
                                  **opts)
@@ -130,7 +135,7 @@ def _main():
                                  FLAGS.baseline,
                                  score_as=result['run']['scored_as'],
                                  **dict(opts, guidance=0.0, latent_scale=1.0,
-                                        candidates=1))
+                                        candidates=1, select='logit'))
       result['baseline'] = base
       result['baseline_summary'] = conditions.summary(base)
   elif config.trainer == 'gan':
@@ -144,7 +149,7 @@ def _main():
                           num_samples=FLAGS.num_generated,
                           batch_size=FLAGS.batch_size, seed=FLAGS.seed,
                           step=FLAGS.step, latent_scale=FLAGS.latent_scale,
-                          candidates=FLAGS.candidates)
+                          candidates=FLAGS.candidates, select=FLAGS.select)
   elif config.trainer == 'vae':
     from gensynth.evaluation import vae  # pylint: disable=g-import-not-at-top
     result = vae.evaluate(config, FLAGS.workdir,

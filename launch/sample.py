@@ -63,6 +63,11 @@ flags.DEFINE_integer('candidates', 1, 'A GAN run: each image is the best '
                      'of this many samples by the run\'s discriminator '
                      '(--mode=text, vector or grid; 1: plain samples).',
                      lower_bound=1)
+flags.DEFINE_enum('select', 'logit', ['logit', 'match', 'both'], 'With '
+                  '--candidates > 1: rank the candidates by D\'s logit, by how '
+                  'well each matches its own prompt against the other rows\' '
+                  '(D\'s projection; needs two or more different prompts), or '
+                  'by their sum.')
 flags.DEFINE_integer('zoom', 1, 'Write each pixel as a zoom x zoom block.',
                      lower_bound=1)
 flags.DEFINE_list('classes', None, 'Class ids for conditional models.')
@@ -229,7 +234,7 @@ def _main():
                           guidance=FLAGS.guidance,
                           temperature=FLAGS.temperature,
                           latent_scale=FLAGS.latent_scale,
-                          candidates=FLAGS.candidates)
+                          candidates=FLAGS.candidates, select=FLAGS.select)
   except errors.InputError as e:  # a sampling flag the run cannot take
     raise app.UsageError(str(e)) from None
   classes = _classes(model.num_classes, default_all=FLAGS.mode != 'fuse')

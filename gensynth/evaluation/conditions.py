@@ -117,7 +117,7 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
              score_as=None, r_precision_steps=800, classifier=None,
              diversity_conditions=100, diversity_samples=10, temperature=1.0,
              guidance=0.0, digits_split='test', latent_scale=1.0,
-             candidates=1):
+             candidates=1, select='logit'):
   """{split: {'generated': scores, 'real': scores}} for a trained run.
 
   Shapes runs and digit runs (`is_digits`; these need `classifier`, the
@@ -141,7 +141,8 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
       condition dropout (steps.vae.decode_latents; 0: none).
     latent_scale: psi, the prior latents' scale (sampling.load; 1: none).
     candidates: a GAN run's images are each the best of this many samples by
-      its discriminator (sampling.load; 1: plain samples).
+      its discriminator (sampling.load; 1: plain samples), ranked by
+      `select` (steps.gan.best_of: 'logit', 'match' or 'both').
     digits_split: a digits run is scored on 'test' (the benchmark) or on
       'validation': the conditions and images of the last `num_samples`
       training digits, for choosing sampling settings without the test
@@ -158,7 +159,7 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
                           diversity_samples=diversity_samples,
                           temperature=temperature, guidance=guidance,
                           split=digits_split, latent_scale=latent_scale,
-                          candidates=candidates)
+                          candidates=candidates, select=select)
   if digits_split != 'test':
     raise errors.InputError(
         f'digits_split={digits_split!r} applies to digits runs; a shapes run '
@@ -167,7 +168,7 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
   _check(config)
   model = sampling.load(config, workdir, step=step, temperature=temperature,
                         guidance=guidance, latent_scale=latent_scale,
-                        candidates=candidates)
+                        candidates=candidates, select=select)
   kind = model.info['condition']['kind'] if config.model.conditional else None
   score_as = score_as or kind
   out = {'step': model.step, 'condition': kind or 'none',
@@ -177,6 +178,7 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
   out['latent_scale'] = latent_scale
   if candidates != 1:
     out['candidates'] = candidates
+    out['select'] = select
   splits = splits_of(config)
   sources = runs.load_splits(config, model.info, ('train',) + splits)
   matcher = None
@@ -229,7 +231,7 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
 def digit_fidelity(config, workdir, *, classifier, num_samples=1000, seed=0,
                    step=None, diversity_conditions=100, diversity_samples=10,
                    temperature=1.0, guidance=0.0, split='test',
-                   latent_scale=1.0, candidates=1):
+                   latent_scale=1.0, candidates=1, select='logit'):
   """Fidelity of a digits run to its test conditions (see the module doc),
   or with split='validation' to those of the last `num_samples` training
   digits."""
@@ -243,7 +245,7 @@ def digit_fidelity(config, workdir, *, classifier, num_samples=1000, seed=0,
         'gensynth/configs/classifier_mnist.py.')
   model = sampling.load(config, workdir, step=step, temperature=temperature,
                         guidance=guidance, latent_scale=latent_scale,
-                        candidates=candidates)
+                        candidates=candidates, select=select)
   kind = model.info['condition']['kind'] if config.model.conditional else None
   if kind is None:
     raise errors.InputError(
@@ -267,6 +269,7 @@ def digit_fidelity(config, workdir, *, classifier, num_samples=1000, seed=0,
   out['latent_scale'] = latent_scale
   if candidates != 1:
     out['candidates'] = candidates
+    out['select'] = select
   out[split] = {'rows': rows}  # the digits whose conditions were asked
   feats = {}
   for side, x in (('generated', images),

@@ -64,7 +64,7 @@ class Sampler:
   """Jitted, data-parallel generation in fixed-size batches (one compile)."""
 
   def __init__(self, config, mesh, state, num_classes, *, batch_size,
-               spec=None, latent_scale=1.0, candidates=1):
+               spec=None, latent_scale=1.0, candidates=1, select='logit'):
     sharding.check_batch_size(batch_size, mesh, 'sampling batch size')
     if not latent_scale >= 0:
       raise errors.InputError(f'latent_scale={latent_scale}: expected a '
@@ -76,6 +76,12 @@ class Sampler:
     repl, data_sh = sharding.replicated(mesh), sharding.data_sharded(mesh)
     conditional = self.num_classes or self.spec is not None
     lab_sh = data_sh if conditional else None
+    if candidates > 1:
+      gan_steps.check_selection(select, bool(conditional))
+    elif select != 'logit':
+      raise errors.InputError(
+          f'select={select!r} ranks candidates; with candidates=1 there is '
+          'nothing to rank. Pass candidates > 1 or leave select at logit.')
     if candidates == 1:
       self._fn = jax.jit(
           functools.partial(gan_steps.sample, g_apply=state.g_apply,
@@ -90,7 +96,8 @@ class Sampler:
                             d_apply=state.d_apply, num=batch_size,
                             latent_dim=config.model.latent_dim,
                             candidates=candidates, latent_scale=latent_scale,
-                            group=config.model.get('d_mbstd_group') or 1),
+                            group=config.model.get('d_mbstd_group') or 1,
+                            select=select),
           in_shardings=(repl, repl, repl, lab_sh), out_shardings=data_sh)
       self._fn = lambda params, key, y: fn(params, d_vars, key, y)
 
@@ -184,10 +191,12 @@ def sample_grid(sampler, params, key, *, num_classes, per_row=10, rows=8,
 
 
 def evaluate(config, workdir, *, classifier, num_samples=None, batch_size=None,
-             seed=0, step=None, latent_scale=1.0, candidates=1):
+             seed=0, step=None, latent_scale=1.0, candidates=1,
+             select='logit'):
   """Generative metrics of the newest (or the given) checkpoint's EMA G,
   its latents scaled by `latent_scale` (steps.gan.sample), each image the
-  best of `candidates` by D (steps.gan.sample_best_of; 1: plain samples)."""
+  best of `candidates` by D (steps.gan.sample_best_of; 1: plain samples),
+  ranked by `select` (steps.gan.best_of)."""
   extractor = features_lib.ClassifierFeatures(
       os.path.expanduser(classifier),
       batch_size=batch_size or config.eval.batch_size)
@@ -197,7 +206,7 @@ def evaluate(config, workdir, *, classifier, num_samples=None, batch_size=None,
                     batch_size=sharding.round_up(
                         batch_size or config.eval.batch_size, mesh),
                     spec=info['condition'], latent_scale=latent_scale,
-                    candidates=candidates)
+                    candidates=candidates, select=select)
   out = generative_metrics(config, sampler, state.ema_params, train_src,
                            test_src, extractor,
                            num_samples=num_samples or config.eval.num_samples,
@@ -207,6 +216,7 @@ def evaluate(config, workdir, *, classifier, num_samples=None, batch_size=None,
     out['latent_scale'] = latent_scale
   if candidates != 1:
     out['candidates'] = candidates
+    out['select'] = select
   return out
 
 

@@ -31,15 +31,21 @@ from gensynth.train import state as state_lib
 
 
 def load(config, workdir, *, step=None, temperature=1.0, guidance=0.0,
-         latent_scale=1.0, candidates=1):
+         latent_scale=1.0, candidates=1, select='logit'):
   """The sampler of a GAN or VAE run; `temperature` applies to a VAE's
   autoregressive head and `guidance` to a VAE trained with condition
   dropout (steps.vae.decode_latents), nothing else. `latent_scale` = psi
   multiplies every latent drawn from the prior (the truncation trick of
   GANs, the prior temperature of VAEs; 1 samples the model as trained).
   `candidates` > 1 (GAN runs): each conditioned image is the best of that
-  many samples by the run's discriminator (steps.gan.sample_best_of)."""
+  many samples by the run's discriminator (steps.gan.sample_best_of),
+  ranked by `select` (steps.gan.best_of: 'logit', 'match' or 'both')."""
   gan_eval.check_candidates(candidates)
+  gan_steps.check_selection(select)
+  if select != 'logit' and candidates == 1:
+    raise errors.InputError(
+        f'select={select!r} ranks candidates; with candidates=1 there is '
+        'nothing to rank. Pass candidates > 1 or leave select at logit.')
   if candidates != 1 and config.trainer != 'gan':
     raise errors.InputError(
         f'candidates={candidates}: choosing among samples uses a GAN\'s '
@@ -61,7 +67,8 @@ def load(config, workdir, *, step=None, temperature=1.0, guidance=0.0,
           f'guidance={guidance}: classifier-free guidance applies to a VAE '
           f'trained with config.loss.cond_dropout > 0; {workdir!r} holds a '
           'GAN run.')
-    model = GANModel(config, workdir, step=step, candidates=candidates)
+    model = GANModel(config, workdir, step=step, candidates=candidates,
+                     select=select)
   elif config.trainer == 'vae':
     model = VAEModel(config, workdir, step=step, temperature=temperature,
                      guidance=guidance)
@@ -211,7 +218,8 @@ class GANModel(_Conditioned):
   """The EMA generator of a GAN run."""
   kind = 'gan'
 
-  def __init__(self, config, workdir, *, step=None, candidates=1):
+  def __init__(self, config, workdir, *, step=None, candidates=1,
+               select='logit'):
     _, state, self.info = runs.load_gan(config, workdir, step=step)
     self.candidates = candidates
     self.config, self.step = config, int(state.step)
@@ -230,11 +238,13 @@ class GANModel(_Conditioned):
     self._gen_chunk = jax.jit(lambda p, key, z, c: g_apply({'params': p}, z,
                                                            c))
     if candidates > 1:
+      gan_steps.check_selection(select, self.spec is not None
+                                or bool(self.num_classes))
       self._d_vars = gan_steps.discriminator_variables(state)
       self._sample_best_of = jax.jit(functools.partial(
           gan_steps.sample_best_of, g_apply=g_apply, d_apply=state.d_apply,
           latent_dim=config.model.latent_dim, candidates=candidates,
-          group=config.model.get('d_mbstd_group') or 1),
+          group=config.model.get('d_mbstd_group') or 1, select=select),
           static_argnames=('num',))
 
   def _best(self, z_key, num, labels):

@@ -88,19 +88,29 @@ def mismatched_logits(base, proj, phi, labels):
   return logits, differs.astype(logits.dtype)
 
 
+def match_scores(proj, phi, labels):
+  """Per row i, the log-probability D's projection gives row i's own
+  condition among the batch's conditions: phi_i . proj_i - logsumexp_j
+  phi_i . proj_j over j = i and every row j whose condition differs from row
+  i's (rows with the same class or caption are left out). 0 where no other
+  row's condition differs. [N]"""
+  n = phi.shape[0]
+  logits = phi @ proj.T  # [N, N]
+  flat = labels.reshape(n, -1)
+  same = jnp.all(flat[:, None] == flat[None], axis=-1)
+  logits = jnp.where(same & ~jnp.eye(n, dtype=bool), -1e9, logits)
+  return jnp.diagonal(logits) - jax.nn.logsumexp(logits, axis=-1)
+
+
 def contrastive_loss(proj, phi, labels):
   """Image-condition contrastive loss over the batch (the sentence-image
   term of XMC-GAN, Zhang et al. 2021, on D's own projection): row i's
   image features phi_i score every row's condition projection proj_j by
   the projection logit phi_i . proj_j, and cross-entropy asks for its own
   condition. Rows whose condition equals row i's (the same class or
-  caption) are left out of its negatives. Mean over rows."""
-  n = phi.shape[0]
-  logits = phi @ proj.T  # [N, N]
-  flat = labels.reshape(n, -1)
-  same = jnp.all(flat[:, None] == flat[None], axis=-1)
-  logits = jnp.where(same & ~jnp.eye(n, dtype=bool), -1e9, logits)
-  return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - jnp.diagonal(logits))
+  caption) are left out of its negatives. Mean over rows: -mean of
+  `match_scores`."""
+  return -jnp.mean(match_scores(proj, phi, labels))
 
 
 def _fake_inputs(key, n, *, latent_dim, num_classes, conds=None):
@@ -405,7 +415,23 @@ def discriminator_variables(state):
   return {'params': state.d_params, 'spectral': state.d_stats}
 
 
-def best_of(d_apply, d_vars, images, labels=None, *, group=1):
+SELECTIONS = ('logit', 'match', 'both')
+
+
+def check_selection(select, conditional=True):
+  """select: what best-of-K sampling ranks candidates by (SELECTIONS)."""
+  if select not in SELECTIONS:
+    raise errors.InputError(
+        f'select={select!r}: expected one of {", ".join(SELECTIONS)} (D\'s '
+        'logit; how well the image matches its own condition against the '
+        'other rows\' conditions, by D\'s projection; or their sum).')
+  if select != 'logit' and not conditional:
+    raise errors.InputError(
+        f'select={select!r} ranks candidates by how well they match their '
+        'condition; this discriminator is unconditional: use select=logit.')
+
+
+def best_of(d_apply, d_vars, images, labels=None, *, group=1, select='logit'):
   """The candidate D scores highest, per condition.
 
   Args:
@@ -415,11 +441,20 @@ def best_of(d_apply, d_vars, images, labels=None, *, group=1):
     group: D's minibatch-std group (config.model.d_mbstd_group; 1: none).
       D scores each candidate's N rows as one batch, as in training, padded
       with copies of the last row to a multiple of the group.
+    select: the score ranked, per candidate and row. 'logit': D's logit
+      for the image and its condition (realism and match together).
+      'match': `match_scores`, the log-probability D's projection gives
+      the row's own condition among the other rows' distinct conditions
+      (how recognisably the image shows its own condition rather than
+      another: the score the contrastive term trains, the re-ranking of
+      text-to-image samplers by a caption-image model); it needs distinct
+      conditions among the N rows and is 0 without them. 'both': the sum.
 
   Returns:
-    (images [N, H, W, C]: per row the candidate with the highest D logit
-     for its condition, scores [K, N]: every candidate's logit).
+    (images [N, H, W, C]: per row the candidate with the highest score,
+     scores [K, N]: every candidate's score).
   """
+  check_selection(select, labels is not None)
   k, n = images.shape[:2]
   pad = (-n) % max(group, 1)
   x = images
@@ -427,8 +462,22 @@ def best_of(d_apply, d_vars, images, labels=None, *, group=1):
     x = jnp.concatenate([x, jnp.repeat(x[:, -1:], pad, axis=1)], axis=1)
     if labels is not None:
       labels = jnp.concatenate([labels, jnp.repeat(labels[-1:], pad, axis=0)])
-  scores = jax.vmap(
-      lambda xk: d_apply(d_vars, xk, labels).reshape(n + pad)[:n])(x)
+
+  def score(xk):
+    if select == 'logit':
+      return d_apply(d_vars, xk, labels).reshape(n + pad)[:n]
+    base, proj, phi = d_apply(d_vars, xk, labels, parts=True)
+    if proj is None:
+      raise errors.InputError(
+          f'select={select!r}: this discriminator has no condition '
+          'projection; use select=logit.')
+    # Padded rows repeat the last row's condition: never a negative of it.
+    s = match_scores(proj, phi, labels)
+    if select == 'both':
+      s = s + base + jnp.sum(proj * phi, axis=-1)
+    return s[:n]
+
+  scores = jax.vmap(score)(x)
   best = jnp.argmax(scores, axis=0)
   chosen = jnp.take_along_axis(
       images, best.reshape((1, n) + (1,) * (images.ndim - 2)), axis=0)[0]
@@ -444,11 +493,14 @@ def candidate_latents(key, num, latent_dim, candidates, latent_scale=1.0):
 
 
 def sample_best_of(params, d_vars, key, labels=None, *, g_apply, d_apply,
-                   num, latent_dim, candidates, latent_scale=1.0, group=1):
+                   num, latent_dim, candidates, latent_scale=1.0, group=1,
+                   select='logit'):
   """`sample` with discriminator selection: `candidates` latents per row,
   the image D scores highest for the row's condition kept (best-of-K
   sampling by D, cf. discriminator rejection sampling, Azadi et al. 2019).
-  Candidate 0 is `sample`'s image, so candidates=1 is `sample`."""
+  Candidate 0 is `sample`'s image, so candidates=1 is `sample`. `select`:
+  what the candidates are ranked by (see `best_of`)."""
   z = candidate_latents(key, num, latent_dim, candidates, latent_scale)
   images = jax.vmap(lambda zk: generate(g_apply, params, zk, labels))(z)
-  return best_of(d_apply, d_vars, images, labels, group=group)[0]
+  return best_of(d_apply, d_vars, images, labels, group=group,
+                 select=select)[0]

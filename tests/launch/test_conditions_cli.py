@@ -274,6 +274,67 @@ def test_candidates_keep_the_sample_the_discriminator_scores_highest(
   assert "GAN's discriminator" in proc.stderr
 
 
+def test_candidates_ranked_by_match_or_both(gan_text, tmp_path):
+  """select='match' keeps, per row, the candidate whose D projection gives
+  its own caption the highest log-probability against the other rows'
+  different captions; 'both' adds D's logit (checked against scores
+  computed here from D's parts); select needs K > 1 and a known word."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from gensynth.evaluation import runs  # pylint: disable=g-import-not-at-top
+  from gensynth.steps import gan as gan_steps  # pylint: disable=g-import-not-at-top
+  config = workdir_lib.load_config(gan_text)
+  plain = sampling.load(config, gan_text)
+  conds = plain.conditions(prompts=['a red disc', 'a small green cross',
+                                    'a large blue ring at the bottom',
+                                    'a red disc'])
+  k = 4
+  _, state, _ = runs.load_gan(config, gan_text)
+  d_vars = gan_steps.discriminator_variables(state)
+  n = plain.chunk
+  c = np.concatenate([conds, np.repeat(conds[-1:], n - len(conds), 0)])
+  z_key = jax.random.split(jax.random.fold_in(jax.random.key(0), 0))[0]
+  z = gan_steps.candidate_latents(z_key, n, config.model.latent_dim, k)
+  cands = np.stack([np.asarray(state.g_apply({'params': state.ema_params},
+                                             z[i], jnp.asarray(c)))
+                    for i in range(k)])
+  extra = (-n) % config.model.d_mbstd_group
+  cpad = np.concatenate([c, np.repeat(c[-1:], extra, 0)])
+  # The chunk's rows: 4 prompts, then copies of the last (the same caption
+  # as row 0): every row's negatives are the two other captions.
+  same = np.all(cpad[:, None] == cpad[None], -1)
+  match, logit = [], []
+  for x in cands:
+    base, proj, phi = (np.asarray(a, np.float64) for a in state.d_apply(
+        d_vars, jnp.asarray(np.concatenate([x, np.repeat(x[-1:], extra, 0)])),
+        jnp.asarray(cpad), parts=True))
+    sims = phi @ proj.T
+    sims[same & ~np.eye(len(sims), dtype=bool)] = -np.inf
+    own = np.diagonal(sims)
+    match.append((own - np.log(np.exp(sims).sum(1)))[:len(conds)])
+    logit.append((base + own)[:len(conds)])
+  match, logit = np.stack(match), np.stack(logit)
+  cands = cands[:, :len(conds)]
+  for select, score in (('match', match), ('both', match + logit)):
+    pick = score.argmax(0)
+    chosen = sampling.load(config, gan_text, candidates=k,
+                           select=select).generate(0, conds)
+    np.testing.assert_allclose(chosen, (cands[pick, np.arange(len(conds))]
+                                        + 1) / 2, atol=1e-5)
+  assert (match.argmax(0) != logit.argmax(0)).any()  # the scores differ
+  with pytest.raises(errors.InputError, match="select='match' ranks"):
+    sampling.load(config, gan_text, select='match')
+  with pytest.raises(errors.InputError, match="select='best'.*logit, match"):
+    sampling.load(config, gan_text, candidates=2, select='best')
+  out = _sample(gan_text, '--mode=text', '--prompts=a red disc;a blue square',
+                '--per_class=2', '--candidates=3', '--select=match',
+                f'--output={tmp_path}')
+  assert out['shape'] == [4, 32, 32, 3]
+  proc = _sample(gan_text, '--mode=text', '--prompts=a red disc',
+                 '--select=both', check=False)
+  assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+  assert "select='both' ranks candidates" in proc.stderr
+
+
 def _close(a, b, **tol):
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, **tol), a, b)
 

@@ -352,6 +352,12 @@ def test_contrastive_loss_reads_the_projection_and_skips_same_conditions():
   aligned = steps.contrastive_loss(proj, 4.0 * proj, jnp.arange(5))
   shuffled = steps.contrastive_loss(proj, 4.0 * proj[::-1], jnp.arange(5))
   assert float(aligned) < float(shuffled)
+  # Per row, match_scores is the negated term: own logit - logsumexp.
+  np.testing.assert_allclose(steps.match_scores(proj, phi, labels),
+                             -np.asarray(want), rtol=1e-5, atol=1e-6)
+  # With one condition for every row there is nothing to match against.
+  np.testing.assert_allclose(
+      steps.match_scores(proj, phi, jnp.zeros(5, jnp.int32)), 0.0, atol=1e-6)
 
 
 def test_contrastive_term_is_exact_in_both_updates():
