@@ -202,20 +202,31 @@ def fidelity(config, workdir, *, num_samples=1000, seed=0, step=None,
     if matcher is not None:
       texts = text_match.embed(*matcher, tokens=sub.conditions)
       k = min(100, len(sub))
-      describes = metrics.caption_describes(attrs, attrs['mentions'])
-      # Candidates only among captions false of the condition (fewer than
-      # k when a small split has fewer such captions for some row).
-      k_mis = min(k, 1 + int((~describes).sum(1).min()))
+      # 'mismatched': candidates only among captions false of the real
+      # image the condition came from (its hidden attributes included);
+      # 'contradicting': only among captions that contradict the condition
+      # itself, false of every image that obeys it. A caption that leaves
+      # the position open is obeyed by a sample at any place, and the first
+      # protocol then counts a caption naming the sample's own place as a
+      # wrong answer; the second does not (BUILD_NOTES, issue 19, twelfth
+      # session). Fewer than k candidates when a small split has fewer such
+      # captions for some row.
+      protocols = {
+          'mismatched': metrics.caption_describes(attrs, attrs['mentions']),
+          'contradicting': metrics.captions_compatible(attrs,
+                                                       attrs['mentions'])}
       for side, x in (('generated', images), ('real', sub.images)):
         emb = text_match.embed(*matcher, images=x)
         out[name][side]['r_precision'] = text_match.r_precision(
             emb, texts, num_candidates=k, seed=seed)
-        out[name][side]['r_precision_mismatched'] = (
-            text_match.r_precision(emb, texts, num_candidates=k_mis,
-                                   seed=seed, describes=describes)
-            if k_mis >= 2 else None)
         out[name][side]['r_precision_candidates'] = k
-        out[name][side]['r_precision_mismatched_candidates'] = k_mis
+        for protocol, describes in protocols.items():
+          k_mis = min(k, 1 + int((~describes).sum(1).min()))
+          out[name][side][f'r_precision_{protocol}'] = (
+              text_match.r_precision(emb, texts, num_candidates=k_mis,
+                                     seed=seed, describes=describes)
+              if k_mis >= 2 else None)
+          out[name][side][f'r_precision_{protocol}_candidates'] = k_mis
     if diversity_conditions:
       pool = sources[0]
       pool_attrs = {k: np.concatenate([pool.attributes[k], src.attributes[k]])
@@ -339,7 +350,7 @@ def summary(record):
           for k, v in scores.items()
           if k.endswith(('_accuracy', '_r', '_mae')) or
           k in ('found', 'single_object', 'fid', 'r_precision',
-                'r_precision_mismatched')}
+                'r_precision_mismatched', 'r_precision_contradicting')}
     div = record[split].get('diversity')
     if div:
       lines[f'{split}_diversity'] = {

@@ -190,6 +190,23 @@ def caption_describes(requested, mentions):
   return out
 
 
+def captions_compatible(requested, mentions):
+  """bool [N, N]: [i, j] is True where captions i and j can both be true of
+  one image: the same kind, and the same value of every colour, size and
+  position that both name (attribute-shapes captions; mentions[i] says
+  what caption i names). A generated image is asked only for what its
+  caption names, so only a caption that contradicts that (False here) is
+  false of every faithful sample."""
+  kind = np.asarray(requested['kind'])
+  out = kind[:, None] == kind[None, :]
+  mentions = np.asarray(mentions, bool)
+  for m, attr in enumerate(('colour', 'size', 'position')):
+    a = np.asarray(requested[attr])
+    both = mentions[:, m][:, None] & mentions[:, m][None, :]
+    out &= ~both | (a[:, None] == a[None, :])
+  return out
+
+
 def group_spread(groups):
   """Diversity within groups of feature vectors.
 

@@ -121,6 +121,10 @@ def test_fidelity_reports_generated_real_and_heldout(gan_text):
     # mismatched candidates than 40, never more.
     assert 2 <= gen['r_precision_mismatched_candidates'] <= 40
     assert 0.0 <= gen['r_precision_mismatched'] <= 1.0
+    # Contradicting captions are a subset of the mismatched ones.
+    assert (2 <= gen['r_precision_contradicting_candidates']
+            <= gen['r_precision_mismatched_candidates'])
+    assert 0.0 <= gen['r_precision_contradicting'] <= 1.0
   # Diversity within a condition: 3 samples for each test caption true of
   # at least 3 real images, beside 3 of those images.
   div = run['test']['diversity']

@@ -104,6 +104,29 @@ def test_caption_describes_and_r_precision_among_mismatched_captions():
     text_match.r_precision(base, texts, num_candidates=97, describes=same)
 
 
+def test_captions_compatible_only_where_no_named_attribute_differs():
+  images, attrs = shapes.make_attribute_shapes(300, seed=6)
+  del images
+  ment = attrs['mentions']
+  c = metrics.captions_compatible(attrs, ment)
+  assert c.shape == (300, 300) and c.diagonal().all() and (c == c.T).all()
+  # Every pair of captions, checked by hand.
+  for i in range(0, 300, 7):
+    for j in range(300):
+      want = attrs['kind'][i] == attrs['kind'][j] and all(
+          not (ment[i, m] and ment[j, m]) or attrs[a][i] == attrs[a][j]
+          for m, a in enumerate(('colour', 'size', 'position')))
+      assert c[i, j] == want, (i, j)
+  # A caption true of image i is compatible with caption i (image i obeys
+  # both), so contradicting captions are among the mismatched ones.
+  d = metrics.caption_describes(attrs, ment)
+  assert not (d & ~c).any()
+  # A caption that leaves the position open is compatible with one that
+  # names a place, though false of the dataset image drawn elsewhere.
+  open_ = np.flatnonzero(~ment[:, 2])
+  assert (c & ~d)[open_].any()
+
+
 def test_r_precision_separates_matching_from_shuffled_pairs():
   images, attrs = shapes.make_attribute_shapes(400, seed=5)
   vocab = conditions.Vocabulary.build(attrs['caption'])
