@@ -18,7 +18,12 @@ Captions that leave attributes out ("a disc") also describe other images
 of an image as its own. With `describes` (bool [N, N]: caption j is true of
 image i) candidates are drawn only from captions that are false of the
 image, the "mismatched" captions AttnGAN's protocol means; without it, from
-any other row.
+any other row. For generated images the evaluation passes two such masks
+(gensynth.evaluation.conditions): captions false of the real image the
+condition came from, and captions that contradict the condition itself
+(`metrics.conditions.captions_compatible`). A sample is asked only for what
+its caption names, so the second mask is the one that never counts a
+caption the sample faithfully obeys as a wrong answer.
 """
 
 import functools
