@@ -78,9 +78,15 @@ def _edge(x):
   # where keeps Q^AB/F differentiable, e.g. as a training loss.
   sq = gx**2 + gy**2
   strength = jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1.0)), 0.0)
-  # Orientation in (-pi/2, pi/2]; 0 where there is no gradient.
-  angle = jnp.where(gx == 0, jnp.where(gy == 0, 0.0, math.pi / 2),
-                    jnp.arctan(gy / jnp.where(gx == 0, 1.0, gx)))
+  # Orientation arctan(gy / gx) in (-pi/2, pi/2]; 0 where there is no
+  # gradient. Taken from arctan2 and folded: arctan of the ratio has a NaN
+  # gradient where gx is tiny (gy / gx^2 overflows while 1 / (1 + r^2) is
+  # 0), which a training loss on Q^AB/F meets.
+  some = sq > 0
+  full = jnp.arctan2(jnp.where(some, gy, 0.0), jnp.where(some, gx, 1.0))
+  folded = jnp.where(full > math.pi / 2, full - math.pi,
+                     jnp.where(full <= -math.pi / 2, full + math.pi, full))
+  angle = jnp.where(some, folded, 0.0)
   return strength, angle
 
 

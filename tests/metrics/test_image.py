@@ -1,6 +1,7 @@
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import skimage.data
@@ -68,6 +69,20 @@ def test_qabf_against_numpy_and_known_value():
   x = a[..., None] / 255
   np.testing.assert_allclose(M.qabf(x, x, x), perfect, rtol=1e-5)
   assert float(M.qabf(x, b[..., None] / 255, x)) > float(out)
+
+
+def test_qabf_gradient_is_finite_where_a_sobel_component_is_tiny():
+  """Rows that change only downwards (gx = 0, orientation pi/2), tilted by
+  t = 1e-30 across: the orientation's gradient must stay finite (arctan of
+  gy / gx overflowed to a NaN gradient there), and equal the one at t = 0."""
+  ramp = np.tile(np.arange(20.0)[:, None] ** 2 / 400, (1, 20))
+
+  def q(t):
+    img = jnp.stack([ramp + t * np.arange(20.0)[None, :]] * 3, -1)
+    return M.qabf(img, img * 0.9, img)
+
+  grads = [float(jax.grad(q)(t)) for t in (1e-30, 0.0)]
+  assert np.isfinite(grads).all() and grads[0] == pytest.approx(grads[1])
 
 
 def test_qabf_sources_generalises_qabf_to_k_sources():
