@@ -113,12 +113,15 @@ def _sum_dtype(dtype, factor):
 def upsample(x, sizes):
   """[..., h, w] planes at sizes[-1] up to sizes[0] by pyrUp steps (the
   chain of pyramid.up_axis calls, each axis run as one banded linear map:
-  see `_banded_up`)."""
+  see `_banded_up`). Columns first, on the small input; the row map then
+  reads whole rows of that [h, W] result, which XLA:CPU vectorises inside
+  the full-resolution consumer (BUILD_NOTES, learned fusion, twelfth
+  session)."""
   if len(sizes) == 1:
     return x
   rows = _banded_up(tuple(s[0] for s in sizes))
   cols = _banded_up(tuple(s[1] for s in sizes))
-  return _apply_banded(_apply_banded(x, -2, rows), -1, cols)
+  return _apply_banded(_apply_banded(x, -1, cols), -2, rows)
 
 
 def upsample_steps(x, sizes):
@@ -158,18 +161,32 @@ def _banded_up(lengths):
           lengths[0])
 
 
+def _take_static(x, axis, index):
+  """x indexed along axis by a static index array, as static slices of its
+  runs of consecutive indices, concatenated: no gather op, which jaxlib
+  0.12.1's XLA:CPU emits as a scalar loop together with everything fused
+  around it (exp and log included)."""
+  index = np.asarray(index)
+  cuts = np.flatnonzero(np.diff(index) != 1) + 1
+  parts = [lax.slice_in_dim(x, int(run[0]), int(run[-1]) + 1, axis=axis)
+           for run in np.split(index, cuts)]
+  return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis)
+
+
 def _apply_banded(x, axis, banded):
   """x [..., n, ...] -> [..., out, ...] along axis (-1 or -2) by the map of
-  `_banded_up`: per output block, `taps` multiply-adds of gathered inputs,
-  which XLA fuses into whatever reads the result."""
+  `_banded_up`: per output block, `taps` multiply-adds of inputs taken by
+  static slices, which XLA fuses into whatever reads the result."""
   start, weights, out = banded
   blocks, taps, factor = weights.shape
-  if axis == -1:
-    terms = [x[..., start + t, None] * weights[:, t] for t in range(taps)]
+  axis %= x.ndim
+  if axis == x.ndim - 1:
+    terms = [_take_static(x, axis, start + t)[..., None] * weights[:, t]
+             for t in range(taps)]
     y = functools.reduce(jnp.add, terms)  # [..., nb, f]
     return y.reshape(x.shape[:-1] + (blocks * factor,))[..., :out]
-  terms = [x[..., start + t, None, :] * weights[:, t, :, None]
-           for t in range(taps)]
+  terms = [_take_static(x, axis, start + t)[..., None, :] *
+           weights[:, t, :, None] for t in range(taps)]
   y = functools.reduce(jnp.add, terms)  # [..., nb, f, W]
   y = y.reshape(x.shape[:-2] + (blocks * factor, x.shape[-1]))
   return y[..., :out, :]
@@ -286,32 +303,28 @@ class FusionNet(nn.Module):
     if self.weights_level == 1:
       return self._one_pass(sources, jnp.concatenate([a, c], -1), sizes,
                             scale)
-    # Full resolution, one source at a time (a scan: the working set is one
+    # Full resolution, one source at a time (a loop: the working set is one
     # source's planes, as in Mertens fusion). Unnormalised weight of source
     # k: u_k = exp(scale * prior_k + correction_k); weights u_k / sum_j u_j.
+    # A map without a carry: jaxlib 0.12.1's XLA:CPU emits a loop body that
+    # also accumulates into a carried buffer as scalar code (3x slower here
+    # with its exp and log); the sum over K is one pass afterwards.
     to_float = _to_float(sources.dtype)
 
-    def weigh(carry, xc):
+    def weigh(xc):
       xk, ck = xc
       xf = to_float(xk)  # [B, H, W, C]
       ab = upsample(ck, sizes)  # [2, B, H, W]: guided-filter a and b
       logit = (ab[0] * features.grey(xf)[..., 0] + ab[1] +
                scale * self._prior(xf))
-      u = jnp.exp(jnp.clip(logit, -80.0, 80.0))  # no float32 overflow
-      total, acc = carry
-      if self.blend == 'spatial':
-        acc = acc + u[..., None] * xf
-      return (total + u, acc), u
+      return jnp.exp(jnp.clip(logit, -80.0, 80.0))  # no float32 overflow
 
     xs = jnp.moveaxis(sources, 1, 0)  # [K, B, H, W, C]
-    zeros = jnp.zeros(sources.shape[:1] + sources.shape[2:4], jnp.float32)
-    acc0 = jnp.zeros(sources.shape[:1] + sources.shape[2:], jnp.float32) if (
-        self.blend == 'spatial') else None
-    (total, acc), u = jax.lax.scan(
-        weigh, (zeros, acc0),
-        (xs, jnp.moveaxis(jnp.concatenate([a, c], -1), (1, 4), (0, 1))))
+    u = jax.lax.map(weigh, (xs, jnp.moveaxis(jnp.concatenate([a, c], -1),
+                                             (1, 4), (0, 1))))
+    total = jnp.sum(u, axis=0)
     if self.blend == 'spatial':
-      fused = acc / total[..., None]
+      fused = jnp.sum(u[..., None] * to_float(xs), axis=0) / total[..., None]
     else:
       fused = fusion.weighted_pyramid_fusion(xs, u, levels=self.levels,
                                              total=total)
