@@ -253,9 +253,15 @@ def _mef_ssim_scale(srcs, fused, c):
   r = total / jnp.maximum(jnp.sum(contrast, axis=0), 1e-12)
   # R -> 1 would put tan past pi/2 in float32 (a large negative value).
   p = jnp.minimum(jnp.tan(jnp.pi * jnp.clip(r, 0, 1 - 1e-4) / 2), 10.0)
+  # Weights c_k^p / sum_j c_j^p taken as (c_k / c^)^p, whose sum is >= 1
+  # wherever some contrast is above 1e-12 (and 0 elsewhere), so the two
+  # divisions below never meet a denominator that underflows: XLA may fold
+  # them into one by the product of the denominators, and c^p's sum
+  # clamped at 1e-30 times 1e-12 flushed to 0 gave 0 / 0 (jaxlib 0.12.1).
   safe_c = jnp.maximum(contrast, 1e-12)
-  w = jnp.where(contrast > 1e-12, safe_c**p, 0.0)
-  a = w / jnp.maximum(jnp.sum(w, axis=0), 1e-30) / safe_c  # s- = sum a_k x~_k
+  w = jnp.where(contrast > 1e-12,
+                (safe_c / jnp.maximum(c_hat, 1e-12))**p, 0.0)
+  a = w / jnp.maximum(jnp.sum(w, axis=0), 1.0) / safe_c  # s- = sum a_k x~_k
   rows = jnp.arange(k)
 
   def quad(acc, i):  # acc + a_i * sum_j C_ij a_j, one row of C at a time

@@ -163,6 +163,23 @@ def test_mef_ssim_known_cases():
     mef([np.zeros((30, 30, 3))] * 2, np.zeros((30, 30, 3)))
 
 
+def test_mef_ssim_is_finite_where_every_source_is_flat():
+  """Windows flat in every source (no contrast anywhere, as a clipped sky):
+  their weights are 0 / 0 unless guarded, and jaxlib 0.12.1 turned the old
+  guard (two divisions by clamped denominators, folded into one whose
+  product flushed to 0) into NaN. The score matches the NumPy reference."""
+  from launch.bench import learned_fusion  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  x = rng.random((3, 64, 64, 3)).astype(np.float32) * np.array(
+      [0.3, 0.6, 1.0], np.float32)[:, None, None, None]
+  x[:, 10:40, 10:40] = 0.5
+  f = x.mean(0)
+  got = float(jax.jit(M.mef_ssim)(x, f))
+  assert np.isfinite(got)
+  assert got == pytest.approx(learned_fusion.mef_ssim_reference(x, f),
+                              abs=1e-5)
+
+
 def test_mef_ssim_gradient_is_finite_where_the_fused_image_is_flat():
   """A clipped (flat) region of the fused image: 1 - MEF-SSIM stays a
   usable training loss (sqrt(0) has no gradient)."""
