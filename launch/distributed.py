@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import sys
 
 from absl import flags
@@ -78,6 +79,34 @@ def script_main(body):
     one_line_errors(body)
 
   return go
+
+
+def parse_flags(argv):
+  """absl's flag parsing (app.run's flags_parser) for scripts with a
+  --config file: an override of a field the config does not have
+  (--config.FIELD=...), which ml_collections raises from deep inside the
+  parser, becomes one line and exit status 1, as absl reports its own flag
+  errors."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError) as e:
+    msg = e
+    while isinstance(msg, BaseException) and msg.args:
+      msg = msg.args[0]
+    found = re.match(r"'([^']+)'(.*)", str(msg), re.S)
+    field = found.group(1) if found else ''
+    bad = [a.split('=')[0] for a in argv[1:]
+           if a.startswith('--config.') and field and
+           field in a.split('=')[0][len('--config.'):].split('.')]
+    if not bad:
+      raise
+    hint = ' '.join(found.group(2).split())
+    sys.stderr.write(
+        f'FATAL Flags parsing error: {bad[0]}: the config has no field '
+        f'{field!r}.{" " + hint if hint else ""} Read the config file for '
+        'its fields.\n')
+    sys.exit(1)
 
 
 def one_line_errors(fn):

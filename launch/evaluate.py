@@ -167,4 +167,4 @@ def _main():
 main = distributed.script_main(_main)
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=distributed.parse_flags)

@@ -307,8 +307,9 @@ class FusionNet(nn.Module):
     # source's planes, as in Mertens fusion). Unnormalised weight of source
     # k: u_k = exp(scale * prior_k + correction_k); weights u_k / sum_j u_j.
     # A map without a carry: jaxlib 0.12.1's XLA:CPU emits a loop body that
-    # also accumulates into a carried buffer as scalar code (3x slower here
-    # with its exp and log); the sum over K is one pass afterwards.
+    # also accumulates into a carried buffer as scalar code, its exp and log
+    # included (`--bench=learned_exposure`); the sum over K is one pass
+    # afterwards.
     to_float = _to_float(sources.dtype)
 
     def weigh(xc):

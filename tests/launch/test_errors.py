@@ -33,6 +33,24 @@ def test_train_cli_bad_config_is_one_line(tmp_path):
   assert 'Traceback' not in proc.stderr
 
 
+@pytest.mark.parametrize('module,override,message', [
+    ('train', '--config.num_stepz=5',
+     "--config.num_stepz: the config has no field 'num_stepz'. Did you mean "
+     '"num_steps"'),
+    ('train', '--config.optim.lr=0.1',
+     "--config.optim.lr: the config has no field 'optim'."),
+    ('evaluate', '--config.eval_every=3',
+     "--config.eval_every: the config has no field 'eval_every'."),
+])
+def test_an_override_of_a_field_the_config_lacks_is_one_line(
+    tmp_path, module, override, message):
+  proc = helpers.run_launch(
+      module, '--config=gensynth/configs/gan_shapes.py:smoke',
+      f'--workdir={tmp_path}', override, check=False)
+  assert proc.returncode == 1
+  assert message in proc.stderr and 'Traceback' not in proc.stderr
+
+
 @pytest.mark.parametrize('config,args,message', [
     ('gan_shapes.py:smoke', ['--config.loss.mismatch_weight=1'],
      'config.loss.mismatch_weight=1.0 needs a conditional GAN'),
