@@ -64,6 +64,7 @@ BENCHES = {
     'learned_multifocus': ('learned_fusion', 'learned_multifocus'),
     'mef_ssim_numpy': ('learned_fusion', 'mef_ssim_numpy'),
 }
+SYNTHESIS_MODULES = ('synth', 'learned_fusion')
 flags.DEFINE_enum('bench', 'vae_throughput', list(BENCHES),
                   'Which benchmark to run.')
 flags.DEFINE_string('data_dir', '../shared/datasets',
@@ -91,14 +92,19 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  xla_flags = runtime.configure_xla_cpu()
   module, name = BENCHES[FLAGS.bench]
+  # Synthesis ops in this process run as the synthesis CLIs run them; train
+  # steps as the trainer does (launch/runtime.py).
+  reused = (module in SYNTHESIS_MODULES and FLAGS.reuse_freed_memory and
+            runtime.reuse_freed_memory())
+  xla_flags = runtime.configure_xla_cpu()
   record = getattr(importlib.import_module(f'launch.bench.{module}'), name)()
   import jax  # pylint: disable=g-import-not-at-top
   record.setdefault('jax_version', jax.__version__)
   record['python_version'] = platform.python_version()
   record['xla_flags'] = xla_flags
   record['glibc_tunables'] = os.environ.get('GLIBC_TUNABLES', '')
+  record['reuse_freed_memory'] = bool(reused)
   distributed.emit_json(record, FLAGS.output)
 
 

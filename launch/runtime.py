@@ -13,6 +13,13 @@ BUILD_NOTES.md.
   records name the tunables they ran with.
 * `limit_malloc_arenas(n)`: few glibc malloc arenas keep RSS flat across
   thousands of asynchronous checkpoints (`--bench=checkpoint_rss`).
+* `reuse_freed_memory()`: glibc serves every block from its one main heap
+  and keeps what is freed there (no mmap per large block, no trimming), so
+  the next image-sized buffer reuses pages instead of faulting fresh ones in
+  (`--bench=panorama`, `--bench=learned_exposure`). The synthesis CLIs and
+  the in-process synthesis benchmarks call it (--reuse_freed_memory);
+  training and its benchmarks do not (its RSS record,
+  `--bench=checkpoint_rss`, is with the arena limit alone).
 * `enable_compilation_cache()`: JAX's persistent compilation cache, on by
   default in a per-user directory (--compilation_cache_dir; '' turns it
   off), so a second command on the same shapes loads its programs instead
@@ -67,13 +74,38 @@ def limit_malloc_arenas(n):
   every checkpoint. No-op off glibc."""
   if n <= 0:
     return
+  _mallopt((_M_ARENA_MAX, n))
+
+
+flags.DEFINE_bool(
+    'reuse_freed_memory', True,
+    'Synthesis CLIs and benchmarks: one glibc heap that keeps freed memory '
+    '(no mmap per large block, no trimming; launch/runtime.py).')
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
+
+
+def _mallopt(*settings):
   name = ctypes.util.find_library('c')
   try:
     libc = ctypes.CDLL(name) if name else None
-    if libc is not None and hasattr(libc, 'mallopt'):
-      libc.mallopt(-8, n)  # -8 = M_ARENA_MAX
   except OSError:
-    pass
+    return False
+  if libc is None or not hasattr(libc, 'mallopt'):
+    return False
+  return all(libc.mallopt(param, value) == 1 for param, value in settings)
+
+
+def reuse_freed_memory():
+  """mallopt: one arena, no mmap for large blocks, no trimming of the heap.
+  Each image-sized buffer XLA:CPU frees then serves the next one from pages
+  already mapped, instead of a fresh mmap whose pages fault in one by one.
+  Call it before JAX starts its threads (an arena a thread already has stays
+  its own). RSS stays at the process's peak: for short commands, not for
+  long training runs. Returns whether glibc took the settings (False off
+  glibc)."""
+  return _mallopt((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0),
+                  (_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 _YNN = 'xla_cpu_experimental_ynn_fusion_type'

@@ -52,6 +52,8 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if FLAGS.reuse_freed_memory:
+    runtime.reuse_freed_memory()
   runtime.enable_compilation_cache()
   # pylint: disable=g-import-not-at-top
   import jax
