@@ -93,8 +93,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   module, name = BENCHES[FLAGS.bench]
-  # Synthesis ops in this process run as the synthesis CLIs run them; train
-  # steps as the trainer does (launch/runtime.py).
+  # --reuse_freed_memory applies to synthesis ops in this process, as to the
+  # synthesis CLIs; train steps run as the trainer runs them.
   reused = (module in SYNTHESIS_MODULES and FLAGS.reuse_freed_memory and
             runtime.reuse_freed_memory())
   xla_flags = runtime.configure_xla_cpu()

@@ -15,11 +15,12 @@ BUILD_NOTES.md.
   thousands of asynchronous checkpoints (`--bench=checkpoint_rss`).
 * `reuse_freed_memory()`: glibc serves every block from its one main heap
   and keeps what is freed there (no mmap per large block, no trimming), so
-  the next image-sized buffer reuses pages instead of faulting fresh ones in
-  (`--bench=panorama`, `--bench=learned_exposure`). The synthesis CLIs and
-  the in-process synthesis benchmarks call it (--reuse_freed_memory);
-  training and its benchmarks do not (its RSS record,
-  `--bench=checkpoint_rss`, is with the arena limit alone).
+  the next image-sized buffer reuses pages instead of faulting fresh ones in:
+  warm synthesis in one process runs much faster (`--bench=panorama`), but a
+  cold command compiles slower, so it is opt-in (--reuse_freed_memory for
+  the synthesis CLIs and the in-process synthesis benchmarks; a program of
+  one's own calls it first thing). Training never calls it (its RSS
+  record, `--bench=checkpoint_rss`, is with the arena limit alone).
 * `enable_compilation_cache()`: JAX's persistent compilation cache, on by
   default in a per-user directory (--compilation_cache_dir; '' turns it
   off), so a second command on the same shapes loads its programs instead
@@ -78,9 +79,10 @@ def limit_malloc_arenas(n):
 
 
 flags.DEFINE_bool(
-    'reuse_freed_memory', True,
-    'Synthesis CLIs and benchmarks: one glibc heap that keeps freed memory '
-    '(no mmap per large block, no trimming; launch/runtime.py).')
+    'reuse_freed_memory', False,
+    'Synthesis CLIs and in-process synthesis benchmarks: one glibc heap that '
+    'keeps freed memory (no mmap per large block, no trimming): faster warm '
+    'work on large images, slower compiles (launch/runtime.py).')
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 

@@ -55,7 +55,7 @@ def test_synthesis_clis_take_the_flag(tmp_path):
   for i in range(2):
     paths.append(str(tmp_path / f'{i}.png'))
     io.write_image(paths[-1], rng.random((40, 48, 3)).astype(np.float32))
-  for flag in ('--reuse_freed_memory', '--noreuse_freed_memory'):
+  for flag in ("--reuse_freed_memory", "--noreuse_freed_memory"):
     out = tmp_path / f'out{flag}.png'
     helpers.run_launch('fuse', '--method=weighted', f'--inputs={",".join(paths)}',
                        f'--output={out}', flag)
