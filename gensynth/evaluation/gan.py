@@ -52,12 +52,19 @@ def check_conditions(conds, spec, num):
   return conds
 
 
-def check_candidates(candidates):
-  """candidates: how many samples D chooses from per image (1: none)."""
+def check_candidates(candidates, select='logit', conditional=True):
+  """candidates: how many samples D chooses from per image (1: none);
+  select: what ranks them (steps.gan.SELECTIONS), only with candidates > 1
+  and, unless 'logit', only for a conditional D."""
   if not isinstance(candidates, (int, np.integer)) or candidates < 1:
     raise errors.InputError(
         f'candidates={candidates!r}: expected an integer >= 1 (the samples '
         'the discriminator picks the best of, per image; 1: no selection).')
+  gan_steps.check_selection(select, conditional)
+  if select != 'logit' and candidates == 1:
+    raise errors.InputError(
+        f'select={select!r} ranks candidates; with candidates=1 there is '
+        'nothing to rank. Pass candidates > 1 or leave select at logit.')
 
 
 class Sampler:
@@ -69,19 +76,13 @@ class Sampler:
     if not latent_scale >= 0:
       raise errors.InputError(f'latent_scale={latent_scale}: expected a '
                               'number >= 0 (1 samples the model as trained).')
-    check_candidates(candidates)
     self.spec = state_lib.cond_spec(config, spec)
     self.num_classes = state_lib.gan_classes(config, num_classes, spec)
     self.batch_size = batch_size
     repl, data_sh = sharding.replicated(mesh), sharding.data_sharded(mesh)
     conditional = self.num_classes or self.spec is not None
+    check_candidates(candidates, select, bool(conditional))
     lab_sh = data_sh if conditional else None
-    if candidates > 1:
-      gan_steps.check_selection(select, bool(conditional))
-    elif select != 'logit':
-      raise errors.InputError(
-          f'select={select!r} ranks candidates; with candidates=1 there is '
-          'nothing to rank. Pass candidates > 1 or leave select at logit.')
     if candidates == 1:
       self._fn = jax.jit(
           functools.partial(gan_steps.sample, g_apply=state.g_apply,

@@ -40,12 +40,7 @@ def load(config, workdir, *, step=None, temperature=1.0, guidance=0.0,
   `candidates` > 1 (GAN runs): each conditioned image is the best of that
   many samples by the run's discriminator (steps.gan.sample_best_of),
   ranked by `select` (steps.gan.best_of: 'logit', 'match' or 'both')."""
-  gan_eval.check_candidates(candidates)
-  gan_steps.check_selection(select)
-  if select != 'logit' and candidates == 1:
-    raise errors.InputError(
-        f'select={select!r} ranks candidates; with candidates=1 there is '
-        'nothing to rank. Pass candidates > 1 or leave select at logit.')
+  gan_eval.check_candidates(candidates, select)
   if candidates != 1 and config.trainer != 'gan':
     raise errors.InputError(
         f'candidates={candidates}: choosing among samples uses a GAN\'s '
@@ -238,7 +233,7 @@ class GANModel(_Conditioned):
     self._gen_chunk = jax.jit(lambda p, key, z, c: g_apply({'params': p}, z,
                                                            c))
     if candidates > 1:
-      gan_steps.check_selection(select, self.spec is not None
+      gan_eval.check_candidates(candidates, select, self.spec is not None
                                 or bool(self.num_classes))
       self._d_vars = gan_steps.discriminator_variables(state)
       self._sample_best_of = jax.jit(functools.partial(
