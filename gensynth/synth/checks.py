@@ -15,6 +15,19 @@ def image(x, name, *, min_hw=1, channels=None):
   uint8 and uint16 map by their maximum (255, 65535); float images pass
   through as they are (float16/bfloat16 are computed in float32).
   """
+  x = image_layout(x, name, min_hw=min_hw, channels=channels)
+  if x.dtype == jnp.uint8 or x.dtype == jnp.uint16:
+    return x.astype(jnp.float32) / float(np.iinfo(x.dtype).max)
+  finite(x, name)
+  if x.dtype in (jnp.float16, jnp.bfloat16):
+    return x.astype(jnp.float32)
+  return x
+
+
+def image_layout(x, name, *, min_hw=1, channels=None):
+  """`image`'s checks of shape and dtype alone: x as it came (an array), its
+  pixels neither read nor converted. For callers that convert integer
+  images later, on the device (`panorama.stitch`)."""
   x = jnp.asarray(x) if not hasattr(x, 'dtype') else x
   if x.ndim < 3:
     raise errors.InputError(
@@ -28,15 +41,10 @@ def image(x, name, *, min_hw=1, channels=None):
   if channels is not None and c not in channels:
     raise errors.InputError(
         f'{name}: {c} channels, expected one of {channels}.')
-  if x.dtype == jnp.uint8 or x.dtype == jnp.uint16:
-    return x.astype(jnp.float32) / float(np.iinfo(x.dtype).max)
-  if x.dtype not in _FLOATS:
+  if not (x.dtype in (jnp.uint8, jnp.uint16) or x.dtype in _FLOATS):
     raise errors.InputError(
         f'{name}: dtype {x.dtype} unsupported; expected uint8, '
         'uint16 or a float dtype.')
-  finite(x, name)
-  if x.dtype in (jnp.float16, jnp.bfloat16):
-    return x.astype(jnp.float32)
   return x
 
 

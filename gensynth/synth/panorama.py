@@ -213,13 +213,19 @@ def _check_images(images, detector, blend):
                             f'{DETECTORS}.')
   if blend not in BLENDS:
     raise errors.InputError(f'blend={blend!r}; expected one of {BLENDS}.')
-  # On the host: the images go to the stages as NumPy arrays anyway.
-  imgs = [np.asarray(checks.image(np.asarray(x), f'images[{i}]', min_hw=32),
-                     np.float32) for i, x in enumerate(images)]
+  imgs = [checks.image_layout(np.asarray(x), f'images[{i}]', min_hw=32)
+          for i, x in enumerate(images)]
   if len({x.shape[-1] for x in imgs}) > 1:
     raise errors.InputError('images: channel counts differ '
                             f'({[x.shape[-1] for x in imgs]}).')
-  return imgs
+  if detector == 'harris' and len({x.dtype for x in imgs}) == 1 and imgs[
+      0].dtype in (np.uint8, np.uint16):
+    # Decoded photos stay integers up to the device, which scales them to
+    # [0, 1] inside the stages: a quarter (uint8) of the bytes to copy.
+    return imgs
+  # On the host: the images go to the stages as NumPy arrays anyway.
+  return [np.asarray(checks.image(x, f'images[{i}]'), np.float32)
+          for i, x in enumerate(imgs)]
 
 
 def stitch(images, *, key, detector='harris', num_keypoints=2000,
@@ -236,7 +242,9 @@ def stitch(images, *, key, detector='harris', num_keypoints=2000,
   the canvas extends.
 
   Args:
-    images: list of [H, W, C] float images in [0, 1] (same C).
+    images: list of [H, W, C] images with the same C: float in [0, 1], or
+      uint8/uint16 as decoded (scaled to [0, 1] on the device, which copies
+      a quarter of the bytes for uint8).
     key: PRNG key for RANSAC.
     detector: 'harris' (on device) or 'orb' (scikit-image, host; slower).
     num_keypoints, ratio, ransac_threshold, num_hypotheses, min_inliers:
@@ -391,6 +399,7 @@ def render(images, homs, *, out_hw, blend, levels, gain_compensation,
   # One warp per image, not jax.vmap: XLA:CPU runs the batched gathers vmap
   # makes slower (`launch.benchmark --bench=panorama`). Materialised: fused
   # into their consumers the gathers would be redone.
+  images = [checks.image(x, f'images[{i}]') for i, x in enumerate(images)]
   parts = [_warp_one(x, homs[i], out_hw, None if boxes is None else boxes[i])
            for i, x in enumerate(images)]
   warped, weight, covered = (jnp.stack(p) for p in zip(*parts))

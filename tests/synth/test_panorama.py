@@ -109,6 +109,33 @@ def test_panorama_of_two_views_recovers_geometry():
   assert pano.valid.mean() > 0.6
 
 
+def test_uint8_photos_stay_integers_to_the_device_with_the_same_panorama():
+  a, b = _views()
+  u8 = [(x * 255).round().astype(np.uint8) for x in (b, a)]
+  key = jax.random.key(0)
+  # The device scales by multiplying with float32(1 / 255), as every op does
+  # inside jit: the same panorama as float input scaled that way on the host.
+  want = panorama.stitch([x * np.float32(1 / 255) for x in u8], key=key)
+  got = panorama.stitch(u8, key=key)
+  np.testing.assert_array_equal(got.image, want.image)
+  np.testing.assert_array_equal(got.valid, want.valid)
+  np.testing.assert_array_equal(np.stack(got.homographies),
+                                np.stack(want.homographies))
+  # Scaled to [0, 1] (gains and the blend may overshoot a little), not 255.
+  assert got.image.dtype == np.float32 and 0.9 < got.image.max() < 1.1
+  # Mixed dtypes and the host detector take the float path on the host.
+  mixed = panorama.stitch([u8[0], u8[1].astype(np.float32) / 255], key=key)
+  assert mixed.image.shape == want.image.shape
+  assert panorama._check_images(u8, 'orb', 'feather')[0].dtype == np.float32
+  assert panorama._check_images(u8, 'harris', 'feather')[0].dtype == np.uint8
+
+
+def test_images_of_an_unsupported_dtype_are_named():
+  a, b = _views()
+  with pytest.raises(ValueError, match=r'images\[1\]: dtype int32 unsupported'):
+    panorama.stitch([a, (b * 255).astype(np.int32)], key=jax.random.key(0))
+
+
 def test_non_overlapping_inputs_name_the_image():
   a, _ = _views()
   other = np.asarray(skimage.data.coffee()[:300, :300], np.float32) / 255
