@@ -13,14 +13,16 @@ BUILD_NOTES.md.
   records name the tunables they ran with.
 * `limit_malloc_arenas(n)`: few glibc malloc arenas keep RSS flat across
   thousands of asynchronous checkpoints (`--bench=checkpoint_rss`).
-* `reuse_freed_memory()`: glibc serves every block from its one main heap
-  and keeps what is freed there (no mmap per large block, no trimming), so
-  the next image-sized buffer reuses pages instead of faulting fresh ones in:
-  warm synthesis in one process runs much faster (`--bench=panorama`), but a
-  cold command compiles slower, so it is opt-in (--reuse_freed_memory for
-  the synthesis CLIs and the in-process synthesis benchmarks; a program of
-  one's own calls it first thing). Training never calls it (its RSS
-  record, `--bench=checkpoint_rss`, is with the arena limit alone).
+* `reuse_freed_memory()`: glibc serves every block from two heaps and
+  keeps what is freed there (no mmap per large block, no trimming), so the
+  next image-sized buffer reuses pages instead of faulting fresh ones in:
+  warm synthesis in one process runs much faster (`--bench=panorama`,
+  `--bench=pyramid_blend`). The process's RSS never shrinks, and a command
+  on a few small photos gains nothing measurable from it (the CLI
+  benchmark's cases), so it is opt-in (--reuse_freed_memory for the synthesis CLIs and the in-process
+  synthesis benchmarks; a program of one's own calls it first thing).
+  Training never calls it (its RSS record, `--bench=checkpoint_rss`, is with
+  the arena limit alone).
 * `enable_compilation_cache()`: JAX's persistent compilation cache, on by
   default in a per-user directory (--compilation_cache_dir; '' turns it
   off), so a second command on the same shapes loads its programs instead
@@ -80,9 +82,9 @@ def limit_malloc_arenas(n):
 
 flags.DEFINE_bool(
     'reuse_freed_memory', False,
-    'Synthesis CLIs and in-process synthesis benchmarks: one glibc heap that '
-    'keeps freed memory (no mmap per large block, no trimming): faster warm '
-    'work on large images, slower compiles (launch/runtime.py).')
+    'Synthesis CLIs and in-process synthesis benchmarks: two glibc heaps '
+    'that keep freed memory (no mmap per large block, no trimming): faster '
+    'work on large images, RSS stays at its peak (launch/runtime.py).')
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 
@@ -98,15 +100,21 @@ def _mallopt(*settings):
   return all(libc.mallopt(param, value) == 1 for param, value in settings)
 
 
-def reuse_freed_memory():
-  """mallopt: one arena, no mmap for large blocks, no trimming of the heap.
-  Each image-sized buffer XLA:CPU frees then serves the next one from pages
-  already mapped, instead of a fresh mmap whose pages fault in one by one.
-  Call it before JAX starts its threads (an arena a thread already has stays
-  its own). RSS stays at the process's peak: for short commands, not for
-  long training runs. Returns whether glibc took the settings (False off
-  glibc)."""
-  return _mallopt((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0),
+def reuse_freed_memory(arenas=2):
+  """mallopt: at most `arenas` arenas, no mmap for large blocks, no trimming
+  of the heaps. Each image-sized buffer XLA:CPU frees then serves the next
+  one from pages already mapped, instead of a fresh mmap whose pages fault
+  in one by one. A block too large for a thread's arena comes from the main
+  heap. Two arenas, not one: with a single arena XLA's compiler threads
+  contend for it and a cold command compiles about 0.4-1 s slower; with two
+  it compiles as fast as with glibc's defaults and keeps most of the warm
+  gain (BUILD_NOTES.md, issue 18). Call it before JAX starts its threads
+  (an arena a thread already has stays its own). RSS stays at the
+  process's peak: for short commands, not for long training runs. Returns
+  whether glibc took the settings (False off glibc)."""
+  if arenas < 1:
+    raise ValueError(f'arenas={arenas}: expected at least 1.')
+  return _mallopt((_M_ARENA_MAX, arenas), (_M_MMAP_MAX, 0),
                   (_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
