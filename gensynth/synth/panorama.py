@@ -98,8 +98,9 @@ def detect(image, *, detector='harris', num_keypoints=2000):
 def _register_pair(key, pair, xy_a, desc_a, ok_a, xy_b, desc_b, ok_b, *,
                    ratio, threshold, num_hypotheses):
   key = jax.random.fold_in(key, pair)
-  idx, valid = homography.match(desc_a, desc_b, binary=True, ratio=ratio,
-                                valid_a=ok_a, valid_b=ok_b)
+  # The stages carry descriptors as float 0/1; bool compares packed words.
+  idx, valid = homography.match(desc_a > 0.5, desc_b > 0.5, binary=True,
+                                ratio=ratio, valid_a=ok_a, valid_b=ok_b)
   h, inliers, rmse = homography.ransac_homography(
       key, xy_a, xy_b[idx], valid, num_hypotheses=num_hypotheses,
       threshold=threshold)
