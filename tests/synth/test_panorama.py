@@ -53,6 +53,20 @@ def test_ransac_recovers_known_homography_with_outliers():
   assert float(rmse) < 1.0
 
 
+@pytest.mark.parametrize('bits', [256, 100, 7])
+def test_packed_hamming_equals_the_product_form(bits):
+  rng = np.random.default_rng(bits)
+  a = rng.random((50, bits)) < 0.5
+  b = rng.random((70, bits)) < 0.5
+  packed = homography.distance_matrix(a, b, binary=True)  # bool: popcount
+  product = homography.distance_matrix(a.astype(np.float32),
+                                       b.astype(np.float32), binary=True)
+  want = (a[:, None, :] != b[None, :, :]).sum(-1)
+  np.testing.assert_array_equal(np.asarray(packed), want)
+  np.testing.assert_array_equal(np.asarray(packed), np.asarray(product))
+  assert packed.dtype == np.float32
+
+
 def test_matching_is_mutual_and_ratio_tested():
   rng = np.random.default_rng(1)
   a = rng.random((50, 256)) < 0.5
