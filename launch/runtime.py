@@ -19,10 +19,10 @@ BUILD_NOTES.md.
   warm synthesis in one process runs much faster (`--bench=panorama`,
   `--bench=pyramid_blend`). The process's RSS never shrinks, and a command
   on a few small photos gains nothing measurable from it (the CLI
-  benchmark's cases), so it is opt-in (--reuse_freed_memory for the synthesis CLIs and the in-process
-  synthesis benchmarks; a program of one's own calls it first thing).
-  Training never calls it (its RSS record, `--bench=checkpoint_rss`, is with
-  the arena limit alone).
+  benchmark's cases), so it is opt-in (--reuse_freed_memory for the
+  synthesis CLIs and the in-process synthesis benchmarks; a program of
+  one's own calls it first thing). Training never calls it (its RSS record,
+  `--bench=checkpoint_rss`, is with the arena limit alone).
 * `enable_compilation_cache()`: JAX's persistent compilation cache, on by
   default in a per-user directory (--compilation_cache_dir; '' turns it
   off), so a second command on the same shapes loads its programs instead
@@ -104,11 +104,10 @@ def reuse_freed_memory(arenas=2):
   """mallopt: at most `arenas` arenas, no mmap for large blocks, no trimming
   of the heaps. Each image-sized buffer XLA:CPU frees then serves the next
   one from pages already mapped, instead of a fresh mmap whose pages fault
-  in one by one. A block too large for a thread's arena comes from the main
-  heap. Two arenas, not one: with a single arena XLA's compiler threads
-  contend for it and a cold command compiles about 0.4-1 s slower; with two
-  it compiles as fast as with glibc's defaults and keeps most of the warm
-  gain (BUILD_NOTES.md, issue 18). Call it before JAX starts its threads
+  in one by one. Two arenas, not one: with a single arena a cold command
+  compiles about 0.4-1 s slower (XLA's compiler threads contend for it);
+  with two it compiles as fast as with glibc's defaults and keeps most of
+  the warm gain (BUILD_NOTES.md, issue 18). Call it before JAX starts its threads
   (an arena a thread already has stays its own). RSS stays at the
   process's peak: for short commands, not for long training runs. Returns
   whether glibc took the settings (False off glibc)."""
