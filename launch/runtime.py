@@ -105,9 +105,9 @@ def reuse_freed_memory(arenas=2):
   of the heaps. Each image-sized buffer XLA:CPU frees then serves the next
   one from pages already mapped, instead of a fresh mmap whose pages fault
   in one by one. Two arenas, not one: with a single arena a cold command
-  compiles about 0.4-1 s slower (XLA's compiler threads contend for it);
-  with two it compiles as fast as with glibc's defaults and keeps most of
-  the warm gain (BUILD_NOTES.md, issue 18). Call it before JAX starts its threads
+  compiles slower (XLA's compiler threads contend for it); with two it
+  compiles as fast as with glibc's defaults and keeps most of the warm gain
+  (`--bench=panorama`, `--bench=cli_wall_time`; BUILD_NOTES.md, issue 18). Call it before JAX starts its threads
   (an arena a thread already has stays its own). RSS stays at the
   process's peak: for short commands, not for long training runs. Returns
   whether glibc took the settings (False off glibc)."""

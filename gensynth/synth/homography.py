@@ -35,8 +35,8 @@ def distance_matrix(desc_a, desc_b, *, binary):
 
   Binary descriptors given as bool arrays are compared as packed 32-bit
   words (popcount of the XOR: the same integers as the 0/1 product form,
-  four times faster for 2000 x 2000 x 256 bits on XLA:CPU,
-  `launch.benchmark --bench=panorama`)."""
+  faster on XLA:CPU; `launch.benchmark --bench=panorama`, BUILD_NOTES.md
+  "Faster pair registration")."""
   da, db = (jnp.asarray(d) for d in (desc_a, desc_b))
   if (binary and da.dtype == jnp.bool_ and db.dtype == jnp.bool_ and
       da.ndim == db.ndim == 2 and da.shape[1] == db.shape[1] and
@@ -251,8 +251,8 @@ def ransac_homography(key, src, dst, valid, *, num_hypotheses=2048,
     return (ex * ex + ey * ey < threshold**2) & valid[None]
 
   # Counted without keeping the [S, N] matrix, and the winner's row computed
-  # again: 7x faster for 2048 x 2000 than reading the row out of a kept
-  # matrix (`launch.benchmark --bench=panorama`).
+  # again: on XLA:CPU much faster than reading the row out of a kept matrix
+  # (`launch.benchmark --bench=panorama`; BUILD_NOTES.md).
   best = jnp.argmax(jnp.sum(inliers_of(hyps), axis=1))
   inliers = inliers_of(lax.dynamic_slice_in_dim(hyps, best, 1))[0]
   h = _fit_homography(src, dst, inliers.astype(jnp.float32))

@@ -73,20 +73,20 @@ def detect_orb(image, *, num_keypoints=2000, registration_pixels=0.6e6):
 def _detect(image, *, num_keypoints):
   xy, desc, ok, _ = keypoints.detect_and_describe(
       image, num_keypoints=num_keypoints)
-  return xy, desc.astype(jnp.float32), ok
+  return xy, desc, ok
 
 
 def _pad(xy, desc, n):
   k = min(len(xy), n)
   pxy = np.zeros((n, 2), np.float32)
-  pd = np.zeros((n, desc.shape[1] if desc.ndim == 2 else 256), np.float32)
+  pd = np.zeros((n, desc.shape[1] if desc.ndim == 2 else 256), bool)
   ok = np.zeros(n, bool)
   pxy[:k], pd[:k], ok[:k] = xy[:k], desc[:k], True
   return pxy, pd, ok
 
 
 def detect(image, *, detector='harris', num_keypoints=2000):
-  """Stage 1. (xy [K, 2], descriptors [K, 256] float 0/1, valid [K]) of one
+  """Stage 1. (xy [K, 2], descriptors [K, 256] bool, valid [K]) of one
   [H, W, C] image: on-device Harris/rBRIEF, or host ORB (detector='orb')."""
   if detector == 'harris':
     return _detect(image, num_keypoints=num_keypoints)
@@ -98,9 +98,8 @@ def detect(image, *, detector='harris', num_keypoints=2000):
 def _register_pair(key, pair, xy_a, desc_a, ok_a, xy_b, desc_b, ok_b, *,
                    ratio, threshold, num_hypotheses):
   key = jax.random.fold_in(key, pair)
-  # The stages carry descriptors as float 0/1; bool compares packed words.
-  idx, valid = homography.match(desc_a > 0.5, desc_b > 0.5, binary=True,
-                                ratio=ratio, valid_a=ok_a, valid_b=ok_b)
+  idx, valid = homography.match(desc_a, desc_b, binary=True, ratio=ratio,
+                                valid_a=ok_a, valid_b=ok_b)
   h, inliers, rmse = homography.ransac_homography(
       key, xy_a, xy_b[idx], valid, num_hypotheses=num_hypotheses,
       threshold=threshold)
