@@ -41,7 +41,10 @@ def base_config():
       guide_radius=1, guide_eps=1e-2, levels=0,  # levels 0: full depth
       # 0: weights at full resolution; 1: at half resolution, blended in
       # one pass (see gensynth.models.fusion.FusionNet)
-      weights_level=0))
+      weights_level=0,
+      # None: the prior's exponent is learned (exp(p log q + correction));
+      # a number fixes it (0.5: a square root per pixel, no log)
+      prior_exponent=None))
   c.loss = ml_collections.ConfigDict(dict(
       kind='mef_ssim',  # mef_ssim | ssim_grad
       smooth_weight=0.01, grad_weight=0.0,

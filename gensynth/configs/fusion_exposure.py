@@ -5,7 +5,8 @@ and, given --config.data.stacks_dir, on random crops and exposure subsets of
 real stacks. Loss: 1 - MEF-SSIM plus a small smoothness term. Variants:
 'smoke' (seconds), 'fold0'/'fold1'/'fold2' (hold out three of the sorted
 scenes of stacks_dir; the benchmark recipe, see BUILD_NOTES.md), 'half'
-(weights at half resolution: faster at 4K, lower held-out quality).
+(weights at half resolution: faster at 4K, lower held-out quality), 'sqrt'
+(the prior's exponent fixed at 0.5 instead of learned: no log per pixel).
 
   python -m launch.train --config=gensynth/configs/fusion_exposure.py:fold0 \
       --config.data.stacks_dir=../shared/datasets/fusion/mef \
@@ -18,7 +19,7 @@ from gensynth.configs import fusion_common
 
 def get_config(arg=None):
   variants = fusion_common.variants('fusion_exposure', arg,
-                                    ('fold0', 'fold1', 'fold2', 'half'))
+                                    ('fold0', 'fold1', 'fold2', 'half', 'sqrt'))
   c = fusion_common.base_config()
   c.data.task = 'exposure'
   c.model.update(prior='mertens', blend='pyramid')
@@ -27,6 +28,10 @@ def get_config(arg=None):
     # faster than Mertens fusion, but scored below it on a held-out scene
     # (BUILD_NOTES.md, "Learned fusion on held-out scenes").
     c.model.weights_level = 1
+  if 'sqrt' in variants:
+    # Weights sqrt(q) * exp(correction): a square root per pixel where the
+    # learned exponent needs a log and an exp (BUILD_NOTES.md, 4K time).
+    c.model.prior_exponent = 0.5
   c.loss.update(kind='mef_ssim', smooth_weight=0.01)
   folds = sorted(v for v in variants if v.startswith('fold'))
   if len(folds) > 1:

@@ -13,10 +13,14 @@ The idea of MEF-Net (Ma et al., IEEE TIP 2019), with a classical prior:
 3. The head predicts a per-source logit correction at the working size,
    carried to full resolution edge-aware by a fast guided filter (He et al.)
    guided by each source's grey image.
-4. Full-resolution weights are softmax_K(prior_scale * prior + correction),
-   with the prior the log of Mertens' quality (exposure stacks), the log of
-   local Laplacian energy (multi-focus sets) or none. The head starts at zero,
-   so an untrained `prior='mertens'` network is Mertens fusion.
+4. Full-resolution weights are q^p * exp(correction), normalised over K,
+   with the prior quality q Mertens' quality (exposure stacks), local
+   Laplacian energy (multi-focus sets) or 1 (none). The exponent p is either
+   learned (the parameter `prior_scale`, computed as exp(p log q +
+   correction); the head starts at zero and p at 1, so an untrained
+   `prior='mertens'` network is Mertens fusion) or fixed by
+   `prior_exponent` (0.5: q^p is a square root, no log per pixel; the
+   faster form at 4K, BUILD_NOTES.md).
 5. The weights are applied through a Laplacian-pyramid blend (seam-free, as
    Mertens fusion) or per pixel (`blend='spatial'`, which keeps the in-focus
    pixels of multi-focus sets as they are).
@@ -242,6 +246,9 @@ class FusionNet(nn.Module):
     guide_radius, guide_eps: the guided filter's box radius (working pixels)
       and regulariser.
     levels: pyramid levels of the blend (None: floor(log2(min(H, W))) + 1).
+    prior_exponent: None: the prior's exponent p is the learned parameter
+      `prior_scale` (starting at 1). A number: p is fixed, and 0.25, 0.5,
+      0.75 and 1 are computed by square roots (no log or pow per pixel).
     weights_level: 0: the prior and the weights at full resolution, then the
       blend (two passes over the sources; an untrained network with the
       Mertens prior is Mertens fusion). 1: the prior and the weights at half
@@ -257,6 +264,7 @@ class FusionNet(nn.Module):
   guide_eps: float = 1e-2
   levels: int | None = None
   weights_level: int = 0
+  prior_exponent: float | None = None
 
   def _conv(self, h, width, name, stride=1):
     b, k = h.shape[:2]
@@ -273,6 +281,12 @@ class FusionNet(nn.Module):
           f'FusionNet: prior={self.prior!r}, blend={self.blend!r}, '
           f'weights_level={self.weights_level!r}; expected one of {PRIORS}, '
           f'one of {BLENDS} and 0 or 1.')
+    if self.prior_exponent is not None and not (
+        isinstance(self.prior_exponent, (int, float)) and
+        0 < self.prior_exponent <= 4):
+      raise errors.ConfigError(
+          f'FusionNet: prior_exponent={self.prior_exponent!r}; expected None '
+          '(learned) or a number in (0, 4].')
     _, _, h, w, _ = sources.shape
     levels_down = num_down((h, w), self.low_res)
     sizes = level_sizes((h, w), levels_down)
@@ -299,13 +313,14 @@ class FusionNet(nn.Module):
     # the working size, applied to each source's full-resolution grey.
     a, c = guided_coefficients(features.grey(low), delta, self.guide_radius,
                                self.guide_eps)
-    scale = self.param('prior_scale', nn.initializers.ones, ())
+    scale = (self.param('prior_scale', nn.initializers.ones, ())
+             if self.prior_exponent is None else None)
     if self.weights_level == 1:
       return self._one_pass(sources, jnp.concatenate([a, c], -1), sizes,
                             scale)
     # Full resolution, one source at a time (a loop: the working set is one
     # source's planes, as in Mertens fusion). Unnormalised weight of source
-    # k: u_k = exp(scale * prior_k + correction_k); weights u_k / sum_j u_j.
+    # k: u_k = q_k^p * exp(correction_k); weights u_k / sum_j u_j.
     # A map without a carry: jaxlib 0.12.1's XLA:CPU emits a loop body that
     # also accumulates into a carried buffer as scalar code, its exp and log
     # included (`--bench=learned_exposure`); the sum over K is one pass
@@ -316,9 +331,9 @@ class FusionNet(nn.Module):
       xk, ck = xc
       xf = to_float(xk)  # [B, H, W, C]
       ab = upsample(ck, sizes)  # [2, B, H, W]: guided-filter a and b
-      logit = (ab[0] * features.grey(xf)[..., 0] + ab[1] +
-               scale * self._prior(xf))
-      return jnp.exp(jnp.clip(logit, -80.0, 80.0))  # no float32 overflow
+      # no float32 overflow
+      return self._weight(ab[0] * features.grey(xf)[..., 0] + ab[1], xf,
+                          scale, 80.0)
 
     xs = jnp.moveaxis(sources, 1, 0)  # [K, B, H, W, C]
     u = jax.lax.map(weigh, (xs, jnp.moveaxis(jnp.concatenate([a, c], -1),
@@ -354,9 +369,9 @@ class FusionNet(nn.Module):
         abk = upsample(abk, sizes[1:])
       else:  # working size = full size: one pyrDown step
         abk = pyramid.down_axis(pyramid.down_axis(abk, -2), -1)
-      logit = (abk[0] * features.grey(g1)[..., 0] + abk[1] +
-               scale * self._prior(g1))
-      return jnp.exp(jnp.clip(logit, -40.0, 40.0))  # sums stay finite
+      # sums stay finite
+      return self._weight(abk[0] * features.grey(g1)[..., 0] + abk[1], g1,
+                          scale, 40.0)
 
     def add(carry, xc):
       xk, abk = xc
@@ -397,18 +412,49 @@ class FusionNet(nn.Module):
     # outputs cost nothing under jit).
     return fused, jnp.moveaxis(to_full(u) / total[None], 0, 1)
 
-  def _prior(self, x):
-    """Log prior weight [B, H, W] of one source x [B, H, W, C]."""
+  def _weight(self, correction, x, scale, bound):
+    """Unnormalised weight q^p * exp(correction) [B, H, W] of one source x
+    [B, H, W, C], its exponent bounded by +-bound: exp(clip(scale * log q +
+    correction)) with a learned exponent `scale`, else (prior_exponent set)
+    q^p times exp(clip(correction, +-bound / 2)), which keeps the product a
+    normal float32 for q >= 1e-12."""
+    if scale is not None:
+      return jnp.exp(jnp.clip(correction + scale * self._prior(x), -bound,
+                              bound))
+    u = jnp.exp(jnp.clip(correction, -bound / 2, bound / 2))
+    q = self._prior_quality(x)
+    return u if q is None else u * _power(q, self.prior_exponent)
+
+  def _prior_quality(self, x):
+    """Prior quality q > 0 [B, H, W] of one source x [B, H, W, C]; None for
+    prior='none' (q = 1)."""
     if self.prior == 'mertens':
       if x.shape[-1] != 3:
         raise errors.InputError(
             f"sources: prior='mertens' needs RGB, got {x.shape[-1]} "
             'channels.')
-      return jnp.log(fusion.mertens_quality(x[None])[0])
+      return fusion.mertens_quality(x[None])[0]
     if self.prior == 'focus':
       lap = features.laplacian(features.grey(x))
-      return jnp.log(features.local_energy(lap, radius=2)[..., 0] + 1e-6)
-    return jnp.zeros(x.shape[:-1], x.dtype)
+      return features.local_energy(lap, radius=2)[..., 0] + 1e-6
+    return None
+
+  def _prior(self, x):
+    """Log prior weight log q [B, H, W] of one source x [B, H, W, C]."""
+    q = self._prior_quality(x)
+    return jnp.zeros(x.shape[:-1], x.dtype) if q is None else jnp.log(q)
+
+
+def _power(q, p):
+  """q^p; square roots for p in (0.25, 0.5, 0.75, 1)."""
+  if p == 1:
+    return q
+  if p == 0.5:
+    return jnp.sqrt(q)
+  if p in (0.25, 0.75):
+    r = jnp.sqrt(jnp.sqrt(q))
+    return r if p == 0.25 else r * jnp.sqrt(q)
+  return q**p
 
 
 def _to_float(dtype):
@@ -425,4 +471,5 @@ def from_config(model_config):
                    guide_radius=model_config.guide_radius,
                    guide_eps=model_config.guide_eps,
                    levels=model_config.levels or None,
-                   weights_level=model_config.weights_level)
+                   weights_level=model_config.weights_level,
+                   prior_exponent=model_config.get('prior_exponent'))

@@ -98,8 +98,9 @@ def train_step(state, batch, key, *, loss, smooth_weight=0.0, grad_weight=0.0,
   (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params)
   new_state = state.apply_gradients(grads=grads)
-  metrics.update(grad_norm=optax.global_norm(grads),
-                 prior_scale=new_state.params['prior_scale'])
+  metrics.update(grad_norm=optax.global_norm(grads))
+  if 'prior_scale' in new_state.params:  # a learned prior exponent
+    metrics.update(prior_scale=new_state.params['prior_scale'])
   return new_state, metrics
 
 

@@ -95,6 +95,8 @@ def prior_only(params):
   fusion for prior='mertens' with its pyramid blend and weights_level=0;
   with weights_level=1, Mertens' quality at half resolution)."""
   head = jax.tree.map(np.zeros_like, params['head'])
+  if 'prior_scale' not in params:  # a fixed exponent: q^p alone
+    return dict(params, head=head)
   return dict(params, head=head, prior_scale=np.ones_like(
       params['prior_scale']))
 

@@ -93,6 +93,56 @@ def test_weighted_pyramid_fusion_with_mertens_weights_is_mertens():
     fusion.weighted_pyramid_fusion(x, w[:2])
 
 
+@pytest.mark.parametrize('weights_level,blend', [(0, 'pyramid'),
+                                                  (0, 'spatial'),
+                                                  (1, 'pyramid')])
+def test_a_fixed_prior_exponent_equals_the_learned_one_at_that_value(
+    weights_level, blend):
+  """prior_exponent=0.5 (sqrt(q) * exp(correction), no log) fuses as the
+  learned-exponent network whose prior_scale is 0.5 (exp(0.5 log q +
+  correction)), with the same correction; it has no prior_scale parameter."""
+  kw = dict(widths=(8, 8), low_res=8, weights_level=weights_level,
+            blend=blend)
+  learned_p = fusion_model.FusionNet(**kw)
+  fixed_p = fusion_model.FusionNet(prior_exponent=0.5, **kw)
+  # Smaller than _random_params' leaves: no exponent reaches a clip bound
+  # (the two forms bound different exponents).
+  params = jax.tree.map(lambda v: 0.3 * v, _random_params(
+      learned_p, jax.random.key(7), (1, 2, 16, 16, 3)))
+  params = dict(params, prior_scale=jnp.asarray(0.5, jnp.float32))
+  fixed_params = {k: v for k, v in params.items() if k != 'prior_scale'}
+  init = jax.jit(fixed_p.init)(jax.random.key(0), jnp.zeros((1, 2, 16, 16, 3)))
+  assert set(init['params']) == set(fixed_params)
+  x = _stack(3, 37, 53, seed=8)
+  out_l, w_l = jax.jit(functools.partial(learned.fusion_and_weights,
+                                         model=learned_p))(params, x)
+  out_f, w_f = jax.jit(functools.partial(learned.fusion_and_weights,
+                                         model=fixed_p))(fixed_params, x)
+  np.testing.assert_allclose(w_f, w_l, rtol=2e-5, atol=1e-6)
+  np.testing.assert_allclose(out_f, out_l, atol=2e-5)
+  # And an untrained fixed-exponent network weights each source by sqrt(q).
+  zero_head = dict(fixed_params, head=jax.tree.map(jnp.zeros_like,
+                                                   fixed_params['head']))
+  if weights_level == 0:
+    _, w0 = learned.fusion_and_weights(zero_head, x, model=fixed_p)
+    q = np.sqrt(np.asarray(fusion.mertens_quality(x)))
+    np.testing.assert_allclose(w0, q / q.sum(0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('p', [0.25, 0.5, 0.75, 1.0, 1.5])
+def test_prior_power_is_q_to_the_p(p):
+  q = jnp.asarray(np.geomspace(1e-12, 8.0, 50), jnp.float32)
+  np.testing.assert_allclose(fusion_model._power(q, p),  # pylint: disable=protected-access
+                             np.asarray(q, np.float64)**p, rtol=2e-6)
+
+
+@pytest.mark.parametrize('bad', [0, -0.5, 5.0, 'half'])
+def test_a_bad_prior_exponent_is_a_config_error(bad):
+  with pytest.raises(ValueError, match='prior_exponent'):
+    fusion_model.FusionNet(widths=(8, 8), prior_exponent=bad).init(
+        jax.random.key(0), jnp.zeros((1, 2, 16, 16, 3)))
+
+
 def test_bad_sources_get_clear_errors(net):
   model, params, _ = net
   x = _stack(2, 24, 24)
@@ -108,14 +158,16 @@ def test_bad_sources_get_clear_errors(net):
     learned.learned_fusion(params, np.full_like(x, np.nan), model=model)
 
 
-def test_training_lowers_the_loss_on_a_fixed_batch():
-  """A few Adam steps on one multi-focus batch: the loss falls."""
+@pytest.mark.parametrize('prior_exponent', [None, 0.5])
+def test_training_lowers_the_loss_on_a_fixed_batch(prior_exponent):
+  """A few Adam steps on one multi-focus batch: the loss falls, with the
+  prior's exponent learned or fixed."""
   batches = stacks.FusionBatches(
       'multifocus', photos=[stacks.bundled_photos()[0]], crop=48, ks=(2,),
       global_batch_size=2, seed=0)
   batch = batches.batch(0)
   model = fusion_model.FusionNet(widths=(8, 8), prior='focus', blend='spatial',
-                                 low_res=12)
+                                 low_res=12, prior_exponent=prior_exponent)
   state = fusion_steps.create_state(jax.random.key(0), model,
                                     optax.adam(3e-2), size=48)
   step = jax.jit(functools.partial(fusion_steps.train_step, loss='ssim_grad',
@@ -125,6 +177,7 @@ def test_training_lowers_the_loss_on_a_fixed_batch():
     state, metrics = step(state, batch, None)
     losses.append(float(metrics['loss']))
   assert losses[-1] < 0.9 * losses[0], losses
+  assert ('prior_scale' in metrics) == (prior_exponent is None)
 
 
 def _mixed_blur_setup():
@@ -287,6 +340,10 @@ def test_a_run_from_before_weights_level_loads_as_full_resolution():
   up = common.upgrade(old)
   assert up.model.weights_level == 0
   assert fusion_model.from_config(up.model).weights_level == 0
+  del old['model']['prior_exponent']  # runs from before the fixed exponent
+  assert common.upgrade(old).model.prior_exponent is None
+  assert fusion_model.from_config(
+      common.upgrade(old).model).prior_exponent is None
   assert 'image_size' not in up.data  # no generative data fields added
   with pytest.raises(ValueError, match='weights_level=2'):
     fusion_model.FusionNet(weights_level=2).init(
