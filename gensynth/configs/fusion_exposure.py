@@ -6,7 +6,8 @@ real stacks. Loss: 1 - MEF-SSIM plus a small smoothness term. Variants:
 'smoke' (seconds), 'fold0'/'fold1'/'fold2' (hold out three of the sorted
 scenes of stacks_dir; the benchmark recipe, see BUILD_NOTES.md), 'half'
 (weights at half resolution: faster at 4K, lower held-out quality), 'sqrt'
-(the prior's exponent fixed at 0.5 instead of learned: no log per pixel).
+(the prior's exponent fixed at 0.5 instead of learned: no log per pixel;
+faster than Mertens at 4K, below it on one held-out scene: BUILD_NOTES.md).
 
   python -m launch.train --config=gensynth/configs/fusion_exposure.py:fold0 \
       --config.data.stacks_dir=../shared/datasets/fusion/mef \
