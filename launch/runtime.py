@@ -107,8 +107,9 @@ def reuse_freed_memory(arenas=2):
   in one by one. Two arenas, not one: with a single arena a cold command
   compiles slower (XLA's compiler threads contend for it); with two it
   compiles as fast as with glibc's defaults and keeps most of the warm gain
-  (`--bench=panorama`, `--bench=cli_wall_time`; BUILD_NOTES.md, issue 18). Call it before JAX starts its threads
-  (an arena a thread already has stays its own). RSS stays at the
+  (`--bench=panorama`, `--bench=cli_wall_time`; BUILD_NOTES.md, issue 18).
+  Call it before JAX starts its threads (an arena a thread already has
+  stays its own). RSS stays at the
   process's peak: for short commands, not for long training runs. Returns
   whether glibc took the settings (False off glibc)."""
   if arenas < 1:

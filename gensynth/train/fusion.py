@@ -93,12 +93,12 @@ def _eval_batches(config, batches):
 def prior_only(params):
   """The parameters of the untrained correction: the prior alone (Mertens
   fusion for prior='mertens' with its pyramid blend and weights_level=0;
-  with weights_level=1, Mertens' quality at half resolution)."""
-  head = jax.tree.map(np.zeros_like, params['head'])
-  if 'prior_scale' not in params:  # a fixed exponent: q^p alone
-    return dict(params, head=head)
-  return dict(params, head=head, prior_scale=np.ones_like(
-      params['prior_scale']))
+  with weights_level=1, Mertens' quality at half resolution; with a fixed
+  prior_exponent p, q^p alone)."""
+  out = dict(params, head=jax.tree.map(np.zeros_like, params['head']))
+  if 'prior_scale' in params:  # a learned exponent starts at 1
+    out['prior_scale'] = np.ones_like(params['prior_scale'])
+  return out
 
 
 def train_and_evaluate(config, workdir):

@@ -120,11 +120,11 @@ def test_a_fixed_prior_exponent_equals_the_learned_one_at_that_value(
                                          model=fixed_p))(fixed_params, x)
   np.testing.assert_allclose(w_f, w_l, rtol=2e-5, atol=1e-6)
   np.testing.assert_allclose(out_f, out_l, atol=2e-5)
-  # And an untrained fixed-exponent network weights each source by sqrt(q).
-  zero_head = dict(fixed_params, head=jax.tree.map(jnp.zeros_like,
-                                                   fixed_params['head']))
+  # The prior alone (an untrained head) weights each source by sqrt(q).
   if weights_level == 0:
-    _, w0 = learned.fusion_and_weights(zero_head, x, model=fixed_p)
+    from gensynth.train import fusion as fusion_train  # pylint: disable=g-import-not-at-top
+    _, w0 = learned.fusion_and_weights(fusion_train.prior_only(fixed_params),
+                                       x, model=fixed_p)
     q = np.sqrt(np.asarray(fusion.mertens_quality(x)))
     np.testing.assert_allclose(w0, q / q.sum(0), rtol=1e-5, atol=1e-6)
 
