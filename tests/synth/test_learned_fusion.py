@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from gensynth import errors
 from gensynth.data import stacks
 from gensynth.metrics import image as image_metrics
 from gensynth.models import fusion as fusion_model
@@ -366,3 +367,19 @@ def test_multifocus_training_scores_validation_pairs_like_the_benchmark(
     assert final['mi' + name] > 1.0, final
   # The sharp photo is not what any fusion of blurred sources gives.
   assert final['qabf_sharp'] != pytest.approx(final['qabf'], abs=1e-6)
+
+
+def test_manyk_variant_is_the_k8_recipe_and_composes_with_the_others():
+  from gensynth.configs import fusion_exposure  # pylint: disable=g-import-not-at-top
+  c = fusion_exposure.get_config('fold2,sqrt,manyk')
+  assert tuple(c.data.ks) == (2, 3, 4, 8)
+  assert c.model.prior_exponent == 0.5 and c.data.fold == 2
+  # The same config as the command-line override it replaces.
+  by_flag = fusion_exposure.get_config('fold2,sqrt')
+  assert tuple(by_flag.data.ks) == (2, 3, 4)
+  by_flag.data.ks = (2, 3, 4, 8)
+  assert c.to_dict() == by_flag.to_dict()
+  # 'smoke' still shrinks it to seconds.
+  assert tuple(fusion_exposure.get_config('smoke,manyk').data.ks) == (2,)
+  with pytest.raises(errors.ConfigError, match='manyK'):
+    fusion_exposure.get_config('manyK')
