@@ -35,6 +35,10 @@ def base_config():
       # multifocus: blur of the out-of-focus regions, gaussian | disc (a
       # lens's circle of confusion) | mixed (either, per source)
       defocus_blur='gaussian',
+      # multifocus: True composites the regions as objects at random depths
+      # (a nearer blurred object spreads over the in-focus one behind it);
+      # False blends each source's sharp region into its blurred copy
+      defocus_layers=False,
   ))
   c.model = ml_collections.ConfigDict(dict(
       widths=(16, 32), prior='mertens', blend='pyramid', low_res=32,

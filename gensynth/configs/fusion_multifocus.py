@@ -9,7 +9,10 @@ so in-focus pixels pass through unchanged. Variants: 'smoke', and 'bench'
 (the benchmark recipe: adds the panorama photos of the benchmark data,
 which holds no multi-focus set; the Lytro pairs are for evaluation only),
 'decisive' (disc or Gaussian defocus per source, and a weight-entropy loss
-term that pushes each pixel towards one source).
+term that pushes each pixel towards one source), 'layered' (the regions
+composited as objects at random depths, so that a nearer out-of-focus
+object spreads its blurred edge over the in-focus one behind it, as in
+real multi-focus pairs).
 
   python -m launch.train --config=gensynth/configs/fusion_multifocus.py:bench \
       --workdir=runs/fusion_multifocus
@@ -20,7 +23,7 @@ from gensynth.configs import fusion_common
 
 def get_config(arg=None):
   variants = fusion_common.variants('fusion_multifocus', arg,
-                                     ('bench', 'decisive'))
+                                     ('bench', 'decisive', 'layered'))
   c = fusion_common.base_config()
   c.data.task = 'multifocus'
   c.data.ks = (2, 3)
@@ -34,6 +37,9 @@ def get_config(arg=None):
     # each pixel towards one source (BUILD_NOTES.md, "Learned fusion").
     c.data.defocus_blur = 'mixed'
     c.loss.decisive_weight = 0.01
+  if 'layered' in variants:
+    # Depth layers with defocus spread (gensynth.data.stacks.simulate_defocus).
+    c.data.defocus_layers = True
   if 'smoke' in variants:
     fusion_common.smoke(c)
   return c

@@ -169,22 +169,53 @@ def disc_kernel(radius):
   return (cover / cover.sum()).astype(np.float32)
 
 
-def _defocus(rng, x, blur):
-  """x [H, W, 3] blurred as one out-of-focus source: Gaussian of sigma 1-4
-  px, or a disc of radius 1.5-6 px; 'mixed' picks one of the two."""
+def _defocus(rng, x, blur, scale=1.0):
+  """x [H, W, C] blurred as one out-of-focus source: Gaussian of sigma 1-4
+  px, or a disc of radius 1.5-6 px, times `scale`; 'mixed' picks one of
+  the two."""
   if blur == 'mixed':
     blur = ('gaussian', 'disc')[int(rng.integers(2))]
   if blur == 'gaussian':
-    sigma = rng.uniform(1.0, 4.0)
+    sigma = rng.uniform(1.0, 4.0) * scale
     return ndimage.gaussian_filter(x, (sigma, sigma, 0), mode='reflect')
-  kernel = disc_kernel(rng.uniform(1.5, 6.0))
+  kernel = disc_kernel(rng.uniform(1.5, 6.0) * scale)
   return ndimage.convolve(x, kernel[..., None], mode='reflect')
 
 
-def simulate_defocus(rng, photo, k, *, blur='gaussian'):
+def layered_defocus(x, masks, depth, focus, blur_layer):
+  """One source of a layered defocus set: x [H, W, 3] seen through K region
+  masks [K, H, W] at depth ranks `depth` [K] (0 nearest), focused at the
+  depth of region `focus`. The regions are composited from the farthest to
+  the nearest (the farthest fills the frame); every other region's image
+  and alpha are blurred together by blur_layer(rgba [H, W, 4], distance)
+  with distance = |depth difference| >= 1."""
+  v = None
+  for j in np.argsort(-np.asarray(depth), kind='stable'):
+    if j == focus:
+      layer, alpha = x, masks[j][..., None]
+    else:
+      both = blur_layer(np.concatenate([x, masks[j][..., None]], -1),
+                        abs(int(depth[j]) - int(depth[focus])))
+      layer, alpha = both[..., :3], np.clip(both[..., 3:], 0.0, 1.0)
+    v = layer if v is None else alpha * layer + (1 - alpha) * v
+  return v
+
+
+def simulate_defocus(rng, photo, k, *, blur='gaussian', layered=False):
   """(sources [K, H, W, 3], sharp target [H, W, 3]) float32 in [0, 1]: each
   source in focus in its own region and blurred elsewhere (`blur`: one of
-  BLURS)."""
+  BLURS).
+
+  layered=False: source i is mask_i * photo + (1 - mask_i) * blur(photo),
+  with soft complementary masks. layered=True: the K regions are objects at
+  K random depths, and source i, focused at region i's depth, composites
+  them from the farthest to the nearest, each layer blurred (image and
+  alpha alike) by a defocus that grows with its depth distance from region
+  i. A nearer out-of-focus object then spreads its blurred edge over the
+  in-focus region behind it, so near a boundary no source is sharp (the
+  defocus spread of real multi-focus pairs), while a farther one stays
+  hidden behind the in-focus edge.
+  """
   if blur not in BLURS:
     raise errors.ConfigError(f'defocus blur {blur!r}; expected one of '
                              f'{BLURS}.')
@@ -198,6 +229,16 @@ def simulate_defocus(rng, photo, k, *, blur='gaussian'):
                                             soft) for i in range(k)])
   masks /= np.maximum(masks.sum(0, keepdims=True), 1e-6)
   out = []
+  if layered:
+    depth = rng.permutation(k)  # depth rank of each region, 0 nearest
+
+    def blur_layer(rgba, distance):  # defocus grows with depth distance
+      return _defocus(rng, rgba, blur, scale=float(distance) ** 0.5)
+
+    for i in range(k):
+      v = layered_defocus(x, masks, depth, i, blur_layer)
+      out.append(np.round(np.clip(v, 0, 1) * 255) / 255)
+    return np.stack(out).astype(np.float32), x
   for i in range(k):
     blurred = _defocus(rng, x, blur)
     m = masks[i][..., None]
@@ -219,11 +260,13 @@ class FusionBatches:
     stacks: uint8 [N, H, W, 3] real exposure stacks (exposure only).
     real_fraction: share of examples drawn from `stacks` when there are any.
     defocus_blur: multi-focus sets' blur, one of BLURS.
+    defocus_layers: multi-focus sets as depth layers with defocus spread
+      (`simulate_defocus(layered=True)`) instead of blended masks.
   """
 
   def __init__(self, task, *, photos, stacks=(), crop, ks, global_batch_size,
                seed, real_fraction=0.5, process_index=0, process_count=1,
-               defocus_blur='gaussian'):
+               defocus_blur='gaussian', defocus_layers=False):
     if task not in TASKS:
       raise errors.ConfigError(f'task={task!r}; expected one of {TASKS}.')
     if global_batch_size <= 0 or global_batch_size % process_count:
@@ -243,6 +286,7 @@ class FusionBatches:
       raise errors.ConfigError(f'defocus_blur={defocus_blur!r}; expected one '
                                f'of {BLURS}.')
     self.defocus_blur = defocus_blur
+    self.defocus_layers = bool(defocus_layers)
     self.task, self.crop, self.ks = task, crop, tuple(ks)
     self.seed, self.global_batch_size = seed, global_batch_size
     self.real_fraction = real_fraction if len(stacks) else 0.0
@@ -287,7 +331,8 @@ class FusionBatches:
     photo = np.ascontiguousarray(self._augment(rng, photo[win]))
     if self.task == 'exposure':
       return {'sources': simulate_exposures(rng, photo, k)}
-    src, target = simulate_defocus(rng, photo, k, blur=self.defocus_blur)
+    src, target = simulate_defocus(rng, photo, k, blur=self.defocus_blur,
+                                   layered=self.defocus_layers)
     return {'sources': src, 'target': target}
 
   def num_sources(self, step):

@@ -114,7 +114,8 @@ def train_and_evaluate(config, workdir):
       d.task, photos=photos(d), stacks=stacks, crop=d.crop, ks=d.ks,
       global_batch_size=config.batch_size, seed=config.seed,
       real_fraction=d.real_fraction, process_index=jax.process_index(),
-      process_count=jax.process_count(), defocus_blur=d.defocus_blur)
+      process_count=jax.process_count(), defocus_blur=d.defocus_blur,
+      defocus_layers=d.defocus_layers)
   model, state = state_lib.fusion(config, mesh)
   ckpt, state, start, reporter = loop.resume(
       config, workdir, state, task=d.task, train_scenes=train_scenes,

@@ -281,6 +281,66 @@ def test_disc_defocus_blurs_like_a_lens_and_names_bad_blurs():
                          global_batch_size=2, seed=0, defocus_blur='box')
 
 
+def test_layered_defocus_spreads_a_nearer_blur_over_the_in_focus_region():
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top
+  x = np.random.default_rng(0).uniform(size=(48, 64, 3)).astype(np.float32)
+  left = np.zeros((48, 64), np.float32)
+  left[:, :32] = 1.0
+  masks = np.stack([left, 1.0 - left])  # region 0 left, region 1 right
+  calls = []
+
+  def blur_layer(rgba, distance):
+    calls.append(distance)
+    return ndimage.gaussian_filter(rgba, (2.0, 2.0, 0), mode='reflect')
+
+  depth = np.array([0, 1])  # region 0 nearer
+  near = stacks.layered_defocus(x, masks, depth, 0, blur_layer)
+  far = stacks.layered_defocus(x, masks, depth, 1, blur_layer)
+  assert calls == [1, 1]
+  err_near, err_far = (np.abs(v - x).mean(-1) for v in (near, far))
+  # Focused on the near object: it is sharp right up to its edge (nothing
+  # in front of it), and the blurred background is behind it.
+  np.testing.assert_allclose(near[:, :32], x[:, :32], atol=1e-6)
+  assert err_near[:, 40:].mean() > 0.05
+  # Focused on the background: the near object's blurred edge covers the
+  # first few background columns; farther out the background is sharp.
+  assert err_far[:, 32:35].mean() > 0.05
+  np.testing.assert_allclose(far[:, 44:], x[:, 44:], atol=1e-5)
+  assert err_far[:, :24].mean() > 0.05
+  # Whole sets: every region is sharp in its own source, reproducibly, and
+  # unlike the masked model's sets from the same draws.
+  rng = np.random.default_rng(2)
+  photo = stacks.bundled_photos()[0][:96, :96]
+  src, target = stacks.simulate_defocus(rng, photo, 3, layered=True)
+  assert src.shape == (3, 96, 96, 3) and target.shape == (96, 96, 3)
+  err = np.abs(src - target[None]).mean(-1)
+  assert np.mean(err.min(0) < 0.01) > 0.8  # each pixel sharp in some source
+  assert np.all(err.max(axis=(1, 2)) > 0.05)
+  again, _ = stacks.simulate_defocus(np.random.default_rng(2), photo, 3,
+                                     layered=True)
+  np.testing.assert_array_equal(src, again)
+  plain, _ = stacks.simulate_defocus(np.random.default_rng(2), photo, 3)
+  assert not np.array_equal(plain, src)
+
+
+def test_layered_variant_and_older_runs_configs():
+  from gensynth.configs import common  # pylint: disable=g-import-not-at-top
+  from gensynth.configs import fusion_multifocus  # pylint: disable=g-import-not-at-top
+  assert not fusion_multifocus.get_config('bench,decisive').data.defocus_layers
+  c = fusion_multifocus.get_config('bench,decisive,layered')
+  assert c.data.defocus_layers and c.data.defocus_blur == 'mixed'
+  old = fusion_multifocus.get_config('smoke').to_dict()
+  del old['data']['defocus_layers']
+  assert common.upgrade(old).data.defocus_layers is False
+  photo = stacks.bundled_photos()[0][:96, :96]
+  kw = dict(photos=[photo], crop=48, ks=(2,), global_batch_size=2, seed=0)
+  a = stacks.FusionBatches('multifocus', defocus_layers=True, **kw)
+  b = stacks.FusionBatches('multifocus', **kw)
+  assert a.batch(3)['sources'].shape == b.batch(3)['sources'].shape
+  np.testing.assert_array_equal(a.batch(3)['sources'], a.batch(3)['sources'])
+  assert not np.array_equal(a.batch(3)['sources'], b.batch(3)['sources'])
+
+
 @pytest.mark.parametrize('hw,low_res', [((540, 960), 8), ((97, 131), 32),
                                         ((33, 200), 8), ((1000, 3), 2)])
 def test_banded_upsampling_equals_the_chain_of_pyr_up_steps(hw, low_res):
