@@ -183,12 +183,13 @@ def _defocus(rng, x, blur, scale=1.0):
 
 
 def layered_defocus(x, masks, depth, focus, blur_layer):
-  """One source of a layered defocus set: x [H, W, 3] seen through K region
+  """One source of a layered defocus set: x [H, W, C] seen through K region
   masks [K, H, W] at depth ranks `depth` [K] (0 nearest), focused at the
   depth of region `focus`. The regions are composited from the farthest to
   the nearest (the farthest fills the frame); every other region's image
-  and alpha are blurred together by blur_layer(rgba [H, W, 4], distance)
-  with distance = |depth difference| >= 1."""
+  and alpha are blurred together by blur_layer(x and alpha [H, W, C + 1],
+  distance) with distance = |depth difference| >= 1."""
+  c = x.shape[-1]
   v = None
   for j in np.argsort(-np.asarray(depth), kind='stable'):
     if j == focus:
@@ -196,7 +197,7 @@ def layered_defocus(x, masks, depth, focus, blur_layer):
     else:
       both = blur_layer(np.concatenate([x, masks[j][..., None]], -1),
                         abs(int(depth[j]) - int(depth[focus])))
-      layer, alpha = both[..., :3], np.clip(both[..., 3:], 0.0, 1.0)
+      layer, alpha = both[..., :c], np.clip(both[..., c:], 0.0, 1.0)
     v = layer if v is None else alpha * layer + (1 - alpha) * v
   return v
 
@@ -228,22 +229,22 @@ def simulate_defocus(rng, photo, k, *, blur='gaussian', layered=False):
   masks = np.stack([ndimage.gaussian_filter((region == i).astype(np.float32),
                                             soft) for i in range(k)])
   masks /= np.maximum(masks.sum(0, keepdims=True), 1e-6)
-  out = []
   if layered:
     depth = rng.permutation(k)  # depth rank of each region, 0 nearest
 
     def blur_layer(rgba, distance):  # defocus grows with depth distance
       return _defocus(rng, rgba, blur, scale=float(distance) ** 0.5)
 
-    for i in range(k):
-      v = layered_defocus(x, masks, depth, i, blur_layer)
-      out.append(np.round(np.clip(v, 0, 1) * 255) / 255)
-    return np.stack(out).astype(np.float32), x
-  for i in range(k):
-    blurred = _defocus(rng, x, blur)
-    m = masks[i][..., None]
-    v = m * x + (1 - m) * blurred
-    out.append(np.round(np.clip(v, 0, 1) * 255) / 255)
+    def source(i):
+      return layered_defocus(x, masks, depth, i, blur_layer)
+  else:
+
+    def source(i):
+      m = masks[i][..., None]
+      return m * x + (1 - m) * _defocus(rng, x, blur)
+
+  # In order of i: each source draws its blurs from rng in turn.
+  out = [np.round(np.clip(source(i), 0, 1) * 255) / 255 for i in range(k)]
   return np.stack(out).astype(np.float32), x
 
 
