@@ -109,7 +109,8 @@ _ADDED_FIELDS = {
     'classifier': {'eval_every': 0, 'data.augment_shift': 0},
     'fusion': {'model.weights_level': 0, 'data.defocus_blur': 'gaussian',
                'loss.decisive_weight': 0.0, 'loss.qabf_weight': 0.0,
-               'model.prior_exponent': None, 'data.defocus_layers': False},
+               'model.prior_exponent': None, 'data.defocus_layers': False,
+               'model.down_levels': None},
 }
 
 

@@ -46,6 +46,10 @@ def base_config():
       # 0: weights at full resolution; 1: at half resolution, blended in
       # one pass (see gensynth.models.fusion.FusionNet)
       weights_level=0,
+      # None: the working size's halvings L from the image size (short side
+      # about low_res); an int: always L halvings (the training crops'
+      # scale at any image size; see gensynth.models.fusion.FusionNet)
+      down_levels=None,
       # None: the prior's exponent is learned (exp(p log q + correction));
       # a number fixes it (0.5: a square root per pixel, no log)
       prior_exponent=None))

@@ -4,7 +4,8 @@ Trains on synthetic defocus sets (complementary regions with irregular
 boundaries, Gaussian blur of random radius) made from photographs: by
 default scikit-image's bundled ones; add folders with
 --config.data.photos=skimage,DIR. Loss: 1 - SSIM to the sharp photo plus an
-L1 term on Sobel gradients. Weights are applied per pixel (blend 'spatial'),
+L1 term on Sobel gradients. The network works at 1/4 of the image at any
+size (model.down_levels = 2, its training crops' scale). Weights are applied per pixel (blend 'spatial'),
 so in-focus pixels pass through unchanged. Variants: 'smoke', and 'bench'
 (the benchmark recipe: adds the panorama photos of the benchmark data,
 which holds no multi-focus set; the Lytro pairs are for evaluation only),
@@ -28,6 +29,12 @@ def get_config(arg=None):
   c.data.task = 'multifocus'
   c.data.ks = (2, 3)
   c.model.update(prior='focus', blend='spatial', guide_eps=1e-3)
+  # The network works at 1/4 of any image: the scale of its 128-px training
+  # crops (num_down(128, low_res=32) = 2). Defocus blur is a few pixels at
+  # any image size, so a 520-px pair read at 1/16 (what low_res alone would
+  # give) hides from the network the blur it learned to read (BUILD_NOTES.md,
+  # "A fixed working scale").
+  c.model.down_levels = 2
   c.loss.update(kind='ssim_grad', smooth_weight=0.0, grad_weight=0.05)
   if 'bench' in variants:
     c.data.photos = ('skimage,../shared/datasets/panorama,'

@@ -4,7 +4,8 @@ The idea of MEF-Net (Ma et al., IEEE TIP 2019), with a classical prior:
 
 1. Each source is area-downsampled by 2^L to a working size whose short side
    is about `low_res` pixels (L depends on the image size, so 4K stacks cost
-   about as much network as small ones).
+   about as much network as small ones), or by a fixed 2^L
+   (`down_levels`: the scale the network was trained at, at any size).
 2. A shared per-source encoder reads hand-made features of each source (its
    colours, grey level, Laplacian contrast, saturation, well-exposedness and
    mean brightness). Between layers the sources exchange information only
@@ -246,6 +247,13 @@ class FusionNet(nn.Module):
     guide_radius, guide_eps: the guided filter's box radius (working pixels)
       and regulariser.
     levels: pyramid levels of the blend (None: floor(log2(min(H, W))) + 1).
+    down_levels: None: the working size is 2^-L of the image with L from
+      the image size (`num_down`: short side about `low_res`), so the
+      network's cost hardly grows with the image. An int L >= 0: always 2^-L
+      (capped by the image's pyramid depth), so a network trained on crops
+      sees a larger image at the scale it was trained at (its pixels span
+      the same number of image pixels; the multi-focus recipe, whose defocus
+      blur is a few pixels at any image size).
     prior_exponent: None: the prior's exponent p is the learned parameter
       `prior_scale` (starting at 1). A number: p is fixed, and 0.25, 0.5,
       0.75 and 1 are computed by square roots (no log or pow per pixel).
@@ -263,6 +271,7 @@ class FusionNet(nn.Module):
   guide_radius: int = 1
   guide_eps: float = 1e-2
   levels: int | None = None
+  down_levels: int | None = None
   weights_level: int = 0
   prior_exponent: float | None = None
 
@@ -287,8 +296,15 @@ class FusionNet(nn.Module):
       raise errors.ConfigError(
           f'FusionNet: prior_exponent={self.prior_exponent!r}; expected None '
           '(learned) or a number in (0, 4].')
+    if self.down_levels is not None and not (
+        isinstance(self.down_levels, int) and
+        not isinstance(self.down_levels, bool) and self.down_levels >= 0):
+      raise errors.ConfigError(
+          f'FusionNet: down_levels={self.down_levels!r}; expected None (from '
+          'the image size and low_res) or an int >= 0.')
     _, _, h, w, _ = sources.shape
-    levels_down = num_down((h, w), self.low_res)
+    levels_down = (num_down((h, w), self.low_res) if self.down_levels is None
+                   else min(self.down_levels, pyramid.max_levels((h, w)) - 1))
     sizes = level_sizes((h, w), levels_down)
     low = _to_float(sources.dtype)(area_down(sources, 2**levels_down,
                                              sizes[-1]))
@@ -471,5 +487,6 @@ def from_config(model_config):
                    guide_radius=model_config.guide_radius,
                    guide_eps=model_config.guide_eps,
                    levels=model_config.levels or None,
+                   down_levels=model_config.get('down_levels'),
                    weights_level=model_config.weights_level,
                    prior_exponent=model_config.get('prior_exponent'))

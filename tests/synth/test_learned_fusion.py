@@ -443,3 +443,56 @@ def test_manyk_variant_is_the_k8_recipe_and_composes_with_the_others():
   assert tuple(fusion_exposure.get_config('smoke,manyk').data.ks) == (2,)
   with pytest.raises(errors.ConfigError, match='manyK'):
     fusion_exposure.get_config('manyK')
+
+
+def _delta_shape(model, params, x):
+  """Shape of the network's correction at its working size."""
+  _, state = model.apply({'params': params}, x, mutable=['intermediates'])
+  return state['intermediates']['delta'][0].shape
+
+
+def test_a_fixed_working_scale_reads_every_image_size_at_the_training_scale():
+  """down_levels=L works at 2^-L of any image; at the training crop's size it
+  is the low_res network exactly, on larger images it reads finer pixels."""
+  kw = dict(widths=(8, 8), low_res=8, prior='focus', blend='spatial')
+  by_size = fusion_model.FusionNet(**kw)
+  fixed = fusion_model.FusionNet(down_levels=2, **kw)
+  params = _random_params(by_size, jax.random.key(3), (1, 2, 32, 32, 3))
+  crop = _stack(2, 32, 32, seed=1)[None]  # num_down(32, low_res=8) = 2
+  assert fusion_model.num_down((32, 32), 8) == 2
+  np.testing.assert_array_equal(
+      *[np.asarray(m.apply({'params': params}, crop)[0])
+        for m in (by_size, fixed)])
+  big = _stack(2, 128, 96, seed=2)[None]  # num_down = 4 (short side 96)
+  assert _delta_shape(by_size, params, big) == (1, 2, 8, 6, 1)
+  assert _delta_shape(fixed, params, big) == (1, 2, 32, 24, 1)
+  out, w = fixed.apply({'params': params}, big)
+  assert out.shape == (1, 128, 96, 3) and np.all(np.isfinite(out))
+  np.testing.assert_allclose(np.asarray(w).sum(1), 1.0, atol=1e-5)
+  # Small images: capped by the pyramid depth (a 4x4 image halves twice).
+  assert _delta_shape(fusion_model.FusionNet(down_levels=9, **kw), params,
+                      _stack(2, 4, 4)[None]) == (1, 2, 1, 1, 1)
+
+
+@pytest.mark.parametrize('bad', [-1, 1.5, '2', True])
+def test_a_bad_down_levels_is_a_config_error(bad):
+  with pytest.raises(ValueError, match='down_levels'):
+    fusion_model.FusionNet(widths=(8, 8), down_levels=bad).init(
+        jax.random.key(0), jnp.zeros((1, 2, 16, 16, 3)))
+
+
+def test_multifocus_recipe_works_at_its_crops_scale_and_older_runs_do_not():
+  from gensynth.configs import common  # pylint: disable=g-import-not-at-top
+  from gensynth.configs import fusion_multifocus  # pylint: disable=g-import-not-at-top
+  from gensynth.configs import fusion_exposure  # pylint: disable=g-import-not-at-top
+  c = fusion_multifocus.get_config('bench,decisive')
+  assert c.model.down_levels == fusion_model.num_down(
+      (c.data.crop, c.data.crop), c.model.low_res) == 2
+  assert fusion_model.from_config(c.model).down_levels == 2
+  # Exposure keeps the size-dependent working scale (its 4K time).
+  assert fusion_exposure.get_config('fold0').model.down_levels is None
+  old = c.to_dict()
+  del old['model']['down_levels']
+  up = common.upgrade(old)
+  assert up.model.down_levels is None
+  assert fusion_model.from_config(up.model).down_levels is None
