@@ -39,6 +39,10 @@ def base_config():
       # (a nearer blurred object spreads over the in-focus one behind it);
       # False blends each source's sharp region into its blurred copy
       defocus_layers=False,
+      # () lossless sources; (lo, hi): each example's sources written as
+      # JPEGs of a quality drawn from [lo, hi] and read back (the target
+      # stays lossless), as camera pairs are
+      source_jpeg=(),
   ))
   c.model = ml_collections.ConfigDict(dict(
       widths=(16, 32), prior='mertens', blend='pyramid', low_res=32,

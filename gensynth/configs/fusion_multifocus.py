@@ -13,7 +13,9 @@ which holds no multi-focus set; the Lytro pairs are for evaluation only),
 term that pushes each pixel towards one source), 'layered' (the regions
 composited as objects at random depths, so that a nearer out-of-focus
 object spreads its blurred edge over the in-focus one behind it, as in
-real multi-focus pairs).
+real multi-focus pairs), 'jpeg' (each set's sources written as JPEGs of a
+random quality 60-95 and read back, as camera pairs are; the target stays
+the lossless photo).
 
   python -m launch.train --config=gensynth/configs/fusion_multifocus.py:bench \
       --workdir=runs/fusion_multifocus
@@ -24,7 +26,7 @@ from gensynth.configs import fusion_common
 
 def get_config(arg=None):
   variants = fusion_common.variants('fusion_multifocus', arg,
-                                     ('bench', 'decisive', 'layered'))
+                                     ('bench', 'decisive', 'layered', 'jpeg'))
   c = fusion_common.base_config()
   c.data.task = 'multifocus'
   c.data.ks = (2, 3)
@@ -47,6 +49,9 @@ def get_config(arg=None):
   if 'layered' in variants:
     # Depth layers with defocus spread (gensynth.data.stacks.simulate_defocus).
     c.data.defocus_layers = True
+  if 'jpeg' in variants:
+    # Sources as camera JPEGs of quality 60-95 (the target stays lossless).
+    c.data.source_jpeg = (60, 95)
   if 'smoke' in variants:
     fusion_common.smoke(c)
   return c

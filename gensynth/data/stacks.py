@@ -18,9 +18,11 @@ draws from its own generator seeded by (seed, step, global row), so any
 process count sees the same data and a resumed run the same batches.
 """
 
+import io as pyio
 import os
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 from gensynth import errors
@@ -248,6 +250,29 @@ def simulate_defocus(rng, photo, k, *, blur='gaussian', layered=False):
   return np.stack(out).astype(np.float32), x
 
 
+def jpeg_roundtrip(x, quality):
+  """x [H, W, 3] float in [0, 1] written as a JPEG of `quality` (1-100;
+  Pillow's standard tables and 4:2:0 chroma) and read back: float32
+  [H, W, 3] in [0, 1]."""
+  buf = pyio.BytesIO()
+  Image.fromarray(np.uint8(np.round(np.clip(x, 0, 1) * 255))).save(
+      buf, format='JPEG', quality=int(quality))
+  return np.asarray(Image.open(pyio.BytesIO(buf.getvalue())).convert('RGB'),
+                    np.float32) / 255.0
+
+
+def check_jpeg_qualities(qualities, what='source_jpeg'):
+  """() (lossless sources) or (lo, hi) with 1 <= lo <= hi <= 100."""
+  q = tuple(qualities)
+  if q and not (len(q) == 2 and all(isinstance(v, int) and
+                                    not isinstance(v, bool) for v in q) and
+                1 <= q[0] <= q[1] <= 100):
+    raise errors.ConfigError(
+        f'{what}={q}: expected () (lossless sources) or (lo, hi), two ints '
+        'with 1 <= lo <= hi <= 100 (JPEG qualities).')
+  return q
+
+
 class FusionBatches:
   """Deterministic, resumable stream of process-local fusion batches.
 
@@ -263,11 +288,18 @@ class FusionBatches:
     defocus_blur: multi-focus sets' blur, one of BLURS.
     defocus_layers: multi-focus sets as depth layers with defocus spread
       (`simulate_defocus(layered=True)`) instead of blended masks.
+    source_jpeg: () or (lo, hi): every source of an example written as a
+      JPEG of one quality drawn from [lo, hi] and read back (real multi-focus
+      pairs are camera JPEGs: their blurred regions carry block and ringing
+      artifacts that a sharpness measure reads as detail). The target stays
+      the lossless photo. Drawn after every other draw of the example, so
+      () leaves the examples as they were.
   """
 
   def __init__(self, task, *, photos, stacks=(), crop, ks, global_batch_size,
                seed, real_fraction=0.5, process_index=0, process_count=1,
-               defocus_blur='gaussian', defocus_layers=False):
+               defocus_blur='gaussian', defocus_layers=False,
+               source_jpeg=()):
     if task not in TASKS:
       raise errors.ConfigError(f'task={task!r}; expected one of {TASKS}.')
     if global_batch_size <= 0 or global_batch_size % process_count:
@@ -288,6 +320,7 @@ class FusionBatches:
                                f'of {BLURS}.')
     self.defocus_blur = defocus_blur
     self.defocus_layers = bool(defocus_layers)
+    self.source_jpeg = check_jpeg_qualities(source_jpeg)
     self.task, self.crop, self.ks = task, crop, tuple(ks)
     self.seed, self.global_batch_size = seed, global_batch_size
     self.real_fraction = real_fraction if len(stacks) else 0.0
@@ -316,6 +349,13 @@ class FusionBatches:
     (seed, stream, step, row). Training uses stream 0; validation sets draw
     from another stream, so they never repeat a training example."""
     rng = np.random.default_rng([self.seed, stream, step, row])
+    ex = self._example(rng, k)
+    if self.source_jpeg:
+      q = int(rng.integers(self.source_jpeg[0], self.source_jpeg[1] + 1))
+      ex['sources'] = np.stack([jpeg_roundtrip(s, q) for s in ex['sources']])
+    return ex
+
+  def _example(self, rng, k):
     if self.task == 'exposure' and rng.random() < self.real_fraction:
       levels = self._stacks[int(rng.integers(len(self._stacks)))]
       stack = levels[int(rng.integers(len(levels)))]

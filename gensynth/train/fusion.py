@@ -39,6 +39,7 @@ def _validate(config):
     raise errors.ConfigError(
         f'config.model.prior={m.prior!r}, blend={m.blend!r}; expected one of '
         f'{fusion_model.PRIORS} and one of {fusion_model.BLENDS}.')
+  stacks_lib.check_jpeg_qualities(d.source_jpeg, 'config.data.source_jpeg')
   if d.defocus_blur not in stacks_lib.BLURS:
     raise errors.ConfigError(
         f'config.data.defocus_blur={d.defocus_blur!r}; expected one of '
@@ -115,7 +116,7 @@ def train_and_evaluate(config, workdir):
       global_batch_size=config.batch_size, seed=config.seed,
       real_fraction=d.real_fraction, process_index=jax.process_index(),
       process_count=jax.process_count(), defocus_blur=d.defocus_blur,
-      defocus_layers=d.defocus_layers)
+      defocus_layers=d.defocus_layers, source_jpeg=tuple(d.source_jpeg))
   model, state = state_lib.fusion(config, mesh)
   ckpt, state, start, reporter = loop.resume(
       config, workdir, state, task=d.task, train_scenes=train_scenes,

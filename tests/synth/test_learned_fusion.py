@@ -496,3 +496,57 @@ def test_multifocus_recipe_works_at_its_crops_scale_and_older_runs_do_not():
   up = common.upgrade(old)
   assert up.model.down_levels is None
   assert fusion_model.from_config(up.model).down_levels is None
+
+
+def test_jpeg_sources_are_camera_jpegs_of_the_same_sets():
+  """source_jpeg=(q, q): each source is the lossless set's source written as
+  a JPEG of quality q and read back; the target and every other draw stay."""
+  photo = stacks.bundled_photos()[0][:128, :128]
+  kw = dict(photos=[photo], crop=64, ks=(2,), global_batch_size=2, seed=0)
+  plain = stacks.FusionBatches('multifocus', **kw).batch(5)
+  q75 = stacks.FusionBatches('multifocus', source_jpeg=(75, 75), **kw)
+  got = q75.batch(5)
+  np.testing.assert_array_equal(got['target'], plain['target'])
+  want = np.stack([[stacks.jpeg_roundtrip(s, 75) for s in ex]
+                   for ex in plain['sources']])
+  np.testing.assert_array_equal(got['sources'], want)
+  assert 0.002 < np.abs(got['sources'] - plain['sources']).mean() < 0.05
+  np.testing.assert_array_equal(q75.batch(5)['sources'], got['sources'])
+  # A range draws one quality per example: every example is one of them.
+  ranged = stacks.FusionBatches('multifocus', source_jpeg=(60, 95), **kw)
+  ex = ranged.example(5, 0, 2)
+  assert any(np.array_equal(ex['sources'], np.stack(
+      [stacks.jpeg_roundtrip(s, q) for s in plain['sources'][0]]))
+             for q in range(60, 96))
+  # Re-encoding a JPEG at its own quality changes it far less than the
+  # first encoding changed the photo.
+  x = photo.astype(np.float32) / 255
+  once = stacks.jpeg_roundtrip(x, 75)
+  twice = stacks.jpeg_roundtrip(once, 75)
+  assert np.abs(twice - once).mean() < 0.2 * np.abs(once - x).mean()
+
+
+@pytest.mark.parametrize('bad', [(0, 50), (80, 70), (75,), (75.0, 80),
+                                 (50, 101)])
+def test_bad_jpeg_qualities_are_config_errors(bad, tmp_path):
+  from gensynth.configs import fusion_multifocus  # pylint: disable=g-import-not-at-top
+  from gensynth.train import fusion as fusion_train  # pylint: disable=g-import-not-at-top
+  photo = stacks.bundled_photos()[0][:96, :96]
+  with pytest.raises(errors.ConfigError, match='source_jpeg'):
+    stacks.FusionBatches('multifocus', photos=[photo], crop=48, ks=(2,),
+                         global_batch_size=2, seed=0, source_jpeg=bad)
+  config = fusion_multifocus.get_config('smoke')
+  config.data.source_jpeg = bad
+  with pytest.raises(errors.ConfigError, match='config.data.source_jpeg'):
+    fusion_train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_jpeg_variant_and_older_runs_configs():
+  from gensynth.configs import common  # pylint: disable=g-import-not-at-top
+  from gensynth.configs import fusion_multifocus  # pylint: disable=g-import-not-at-top
+  assert fusion_multifocus.get_config('bench,decisive').data.source_jpeg == ()
+  c = fusion_multifocus.get_config('bench,decisive,jpeg')
+  assert tuple(c.data.source_jpeg) == (60, 95)
+  old = c.to_dict()
+  del old['data']['source_jpeg']
+  assert tuple(common.upgrade(old).data.source_jpeg) == ()
