@@ -5,8 +5,9 @@ boundaries, Gaussian blur of random radius) made from photographs: by
 default scikit-image's bundled ones; add folders with
 --config.data.photos=skimage,DIR. Loss: 1 - SSIM to the sharp photo plus an
 L1 term on Sobel gradients. The network works at 1/4 of the image at any
-size (model.down_levels = 2, its training crops' scale). Weights are applied per pixel (blend 'spatial'),
-so in-focus pixels pass through unchanged. Variants: 'smoke', and 'bench'
+size (model.down_levels = 2, its training crops' scale). Weights are
+applied per pixel (blend 'spatial'), so in-focus pixels pass through
+unchanged. Variants: 'smoke', and 'bench'
 (the benchmark recipe: adds the panorama photos of the benchmark data,
 which holds no multi-focus set; the Lytro pairs are for evaluation only),
 'decisive' (disc or Gaussian defocus per source, and a weight-entropy loss
