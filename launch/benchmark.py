@@ -25,6 +25,8 @@ runs the one --bench names.
       --checkpoints=runs/fusion_exposure_fold0,runs/fusion_exposure_fold1
   python -m launch.benchmark --bench=learned_multifocus \
       --checkpoints=runs/fusion_multifocus
+  python -m launch.benchmark --bench=learned_multifocus_validation \
+      --checkpoints=runs/fusion_multifocus --down_levels=2,4
   python -m launch.benchmark --bench=mef_ssim_numpy --rounds=5
 
 The record names the glibc tunables in effect: the figures under "Synthesis
@@ -62,6 +64,8 @@ BENCHES = {
     'compile_latency': ('compile_latency', 'compile_latency'),
     'learned_exposure': ('learned_fusion', 'learned_exposure'),
     'learned_multifocus': ('learned_fusion', 'learned_multifocus'),
+    'learned_multifocus_validation': ('learned_fusion',
+                                      'learned_multifocus_validation'),
     'mef_ssim_numpy': ('learned_fusion', 'mef_ssim_numpy'),
 }
 SYNTHESIS_MODULES = ('synth', 'learned_fusion')
@@ -83,8 +87,12 @@ flags.DEFINE_string('act', '', 'vae_throughput and vae_layers: replaces '
                     'config.model.act in gensynth and in the PyTorch twin '
                     '(e.g. identity: what the activations cost); empty: the '
                     "config's own.")
-flags.DEFINE_list('checkpoints', [], 'learned_exposure/learned_multifocus: '
-                  'workdirs of trained fusion networks.')
+flags.DEFINE_list('checkpoints', [], 'learned_exposure/learned_multifocus'
+                  '(_validation): workdirs of trained fusion networks.')
+flags.DEFINE_list('down_levels', [], 'learned_multifocus_validation: working '
+                  'scales 2^-L to read each network at (empty: its config).')
+flags.DEFINE_integer('sets', 64, 'learned_multifocus_validation: two-source '
+                     'sets per kind.')
 flags.DEFINE_string('output', None, 'Also write the JSON record here.')
 FLAGS = flags.FLAGS
 

@@ -19,6 +19,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app
 from absl import flags
 from PIL import Image
 from scipy import ndimage
@@ -128,6 +129,63 @@ def learned_multifocus():
           'pairs': len(scores[('multifocus', 'png', 'qabf')]),
           'mean': {f'{m}/{c}/{k}': round(float(np.mean(v)), 4)
                    for (m, c, k), v in scores.items()}}
+
+
+def learned_multifocus_validation():
+  """Multi-focus networks on synthetic two-source sets no benchmark scores:
+  --sets sets of 512-px crops of the first run's training photos that are at
+  least 512 px (stream 5 of its data: never a training or trainer-validation
+  draw), with lossless sources and with sources written as JPEG q75 files
+  (as the Lytro pairs are). Fused output rounded to 8 bits, scored against
+  the sources it was given, and again after JPEG q75 re-encoding; SSIM
+  against the sharp photo. --down_levels reads each network at those
+  working scales instead of its config's. Recipes are chosen here, then
+  scored once on Lytro (--bench=learned_multifocus)."""
+  # pylint: disable=g-import-not-at-top
+  from gensynth.data import stacks
+  from gensynth.train import fusion as fusion_train
+  from gensynth.train import workdir as workdir_lib
+  # pylint: enable=g-import-not-at-top
+  if not FLAGS.checkpoints:
+    raise app.UsageError('--bench=learned_multifocus_validation needs '
+                         '--checkpoints (multi-focus run workdirs).')
+  crop, out, sets = 512, {}, None
+  for run in FLAGS.checkpoints:
+    model, params, _ = runs.load_fusion(run)
+    d = workdir_lib.load_config(run).data
+    if sets is None:
+      photos = [p for p in fusion_train.photos(d) if min(p.shape[:2]) >= crop]
+      batches = stacks.FusionBatches(
+          'multifocus', photos=photos, crop=crop, ks=(2,),
+          global_batch_size=8, seed=0, defocus_blur=d.defocus_blur)
+      plain = [batches.example(20_000, i, 2, stream=5)
+               for i in range(FLAGS.sets)]
+      targets = [e['target'] for e in plain]
+      sets = {'lossless': [e['sources'] for e in plain],
+              'jpeg75': [np.stack([stacks.jpeg_roundtrip(x, 75)
+                                   for x in e['sources']]) for e in plain]}
+    scales = ([int(v) for v in FLAGS.down_levels] if FLAGS.down_levels
+              else [model.down_levels])
+    for level in scales:
+      fuse = jax.jit(functools.partial(learned.learned_fusion,
+                                       model=model.clone(down_levels=level)))
+      for kind, xs in sets.items():
+        for name, p in (('learned', params),
+                        ('prior', fusion_train.prior_only(params))):
+          cols = {c: [] for c in ('qabf', 'mi', 'ssim_to_photo',
+                                  'qabf_reencoded', 'mi_reencoded')}
+          for x, t in zip(xs, targets):
+            f = np.round(np.clip(np.asarray(fuse(p, x)), 0, 1) * 255) / 255
+            cols['ssim_to_photo'].append(float(np.mean(
+                metrics.ssim(f[None], t[None]))))
+            for tag, img in (('', f), ('_reencoded', _jpeg75(f))):
+              cols['qabf' + tag].append(float(metrics.qabf(x[0], x[1], img)))
+              cols['mi' + tag].append(float(metrics.mutual_information(
+                  x[0], x[1], img)))
+          out[f'{run} | down_levels={level} | {kind} | {name}'] = {
+              c: round(float(np.mean(v)), 5) for c, v in cols.items()}
+  return {'bench': 'learned_multifocus_validation', 'sets': FLAGS.sets,
+          'crop': crop, 'mean': out}
 
 
 def mef_ssim_reference(sources, fused):

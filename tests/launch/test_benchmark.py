@@ -85,3 +85,43 @@ def test_vae_layers_times_every_conv_of_the_config_at_its_own_shapes():
       ['MaskedConv', [2, 28, 28, 16], [3, 3, 16, 16]],
       ['MaskedConv', [2, 28, 28, 16], [3, 3, 16, 16]],
       ['Conv', [2, 28, 28, 16], [1, 1, 16, 1]]]
+
+
+def test_multifocus_validation_scores_a_run_at_each_working_scale(tmp_path):
+  """--bench=learned_multifocus_validation: a smoke multi-focus run on
+  512-px synthetic sets, lossless and JPEG sources, at two working scales."""
+  # pylint: disable=g-import-not-at-top
+  from gensynth.configs import fusion_multifocus
+  from gensynth.train import fusion as fusion_train
+  # pylint: enable=g-import-not-at-top
+  bench = [sys.executable, '-m', 'launch.benchmark',
+           '--bench=learned_multifocus_validation']
+  proc = subprocess.run(bench, cwd=helpers.REPO, env=helpers.env(),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0 and 'needs --checkpoints' in proc.stderr
+  config = fusion_multifocus.get_config('smoke')
+  config.num_steps = 2
+  workdir = str(tmp_path / 'run')
+  fusion_train.train_and_evaluate(config, workdir)
+  out = tmp_path / 'record.json'
+  subprocess.run(bench + [f'--checkpoints={workdir}', '--sets=1',
+                          '--down_levels=2,3', f'--output={out}'],
+                 cwd=helpers.REPO, env=helpers.env(), capture_output=True,
+                 text=True, timeout=600, check=True)
+  record = json.loads(out.read_text())
+  assert record['sets'] == 1 and record['crop'] == 512
+  rows = record['mean']
+  assert len(rows) == 2 * 2 * 2  # scales x source kinds x (learned, prior)
+  for level in (2, 3):
+    for kind in ('lossless', 'jpeg75'):
+      for name in ('learned', 'prior'):
+        row = rows[f'{workdir} | down_levels={level} | {kind} | {name}']
+        assert 0.2 < row['qabf'] < 1 and 0.2 < row['qabf_reencoded'] < 1
+        assert row['mi'] > 1 and 0.5 < row['ssim_to_photo'] <= 1
+  # The prior alone does not depend on the working scale; JPEG sources
+  # lower the fused image's similarity to the lossless photo.
+  def prior(level, kind):
+    return rows[f'{workdir} | down_levels={level} | {kind} | prior']
+  assert prior(2, 'lossless') == prior(3, 'lossless')
+  assert (prior(2, 'jpeg75')['ssim_to_photo'] <
+          prior(2, 'lossless')['ssim_to_photo'])
