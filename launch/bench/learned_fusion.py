@@ -12,7 +12,6 @@
 
 import functools
 import glob
-import io as pyio
 import os
 import time
 
@@ -24,11 +23,14 @@ from absl import flags
 from PIL import Image
 from scipy import ndimage
 
+from gensynth.data import stacks
 from gensynth.evaluation import runs
 from gensynth.metrics import image as metrics
 from gensynth.synth import fusion
 from gensynth.synth import io
 from gensynth.synth import learned
+from gensynth.train import fusion as fusion_train
+from gensynth.train import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 
@@ -96,14 +98,6 @@ def learned_exposure():
   return out
 
 
-def _jpeg75(x):
-  buf = pyio.BytesIO()
-  Image.fromarray(np.uint8(np.round(np.clip(x, 0, 1) * 255))).save(
-      buf, format='JPEG', quality=75)
-  return np.asarray(Image.open(pyio.BytesIO(buf.getvalue())),
-                    np.float32) / 255
-
-
 def learned_multifocus():
   """Q^AB/F and MI on the Lytro pairs: the first --checkpoints run vs
   gensynth's multi-focus fusion, lossless (8-bit) and after JPEG q75."""
@@ -121,7 +115,7 @@ def learned_multifocus():
     x = np.stack([a, b])
     for m, fn in methods.items():
       f = np.round(np.clip(np.asarray(fn(x)), 0, 1) * 255) / 255  # 8-bit PNG
-      for codec, img in (('png', f), ('jpeg75', _jpeg75(f))):
+      for codec, img in (('png', f), ('jpeg75', stacks.jpeg_roundtrip(f, 75))):
         scores[(m, codec, 'qabf')].append(float(metrics.qabf(a, b, img)))
         scores[(m, codec, 'mi')].append(float(metrics.mutual_information(
             a, b, img)))
@@ -141,11 +135,6 @@ def learned_multifocus_validation():
   against the sharp photo. --down_levels reads each network at those
   working scales instead of its config's. Recipes are chosen here, then
   scored once on Lytro (--bench=learned_multifocus)."""
-  # pylint: disable=g-import-not-at-top
-  from gensynth.data import stacks
-  from gensynth.train import fusion as fusion_train
-  from gensynth.train import workdir as workdir_lib
-  # pylint: enable=g-import-not-at-top
   if not FLAGS.checkpoints:
     raise app.UsageError('--bench=learned_multifocus_validation needs '
                          '--checkpoints (multi-focus run workdirs).')
@@ -178,7 +167,7 @@ def learned_multifocus_validation():
             f = np.round(np.clip(np.asarray(fuse(p, x)), 0, 1) * 255) / 255
             cols['ssim_to_photo'].append(float(np.mean(
                 metrics.ssim(f[None], t[None]))))
-            for tag, img in (('', f), ('_reencoded', _jpeg75(f))):
+            for tag, img in (('', f), ('_reencoded', stacks.jpeg_roundtrip(f, 75))):
               cols['qabf' + tag].append(float(metrics.qabf(x[0], x[1], img)))
               cols['mi' + tag].append(float(metrics.mutual_information(
                   x[0], x[1], img)))
