@@ -91,6 +91,9 @@ flags.DEFINE_list('checkpoints', [], 'learned_exposure/learned_multifocus'
                   '(_validation): workdirs of trained fusion networks.')
 flags.DEFINE_list('down_levels', [], 'learned_multifocus_validation: working '
                   'scales 2^-L to read each network at (empty: its config).')
+flags.DEFINE_list('regions', ['fields'], 'learned_multifocus_validation: '
+                  'the sets\' regions, a list of fields (random shapes) and '
+                  'segments (unions of the photo\'s segments).')
 flags.DEFINE_integer('sets', 64, 'learned_multifocus_validation: two-source '
                      'sets per kind.')
 flags.DEFINE_string('output', None, 'Also write the JSON record here.')

@@ -110,7 +110,8 @@ _ADDED_FIELDS = {
     'fusion': {'model.weights_level': 0, 'data.defocus_blur': 'gaussian',
                'loss.decisive_weight': 0.0, 'loss.qabf_weight': 0.0,
                'model.prior_exponent': None, 'data.defocus_layers': False,
-               'model.down_levels': None, 'data.source_jpeg': ()},
+               'model.down_levels': None, 'data.source_jpeg': (),
+               'data.defocus_regions': 'fields'},
 }
 
 

@@ -39,6 +39,9 @@ def base_config():
       # (a nearer blurred object spreads over the in-focus one behind it);
       # False blends each source's sharp region into its blurred copy
       defocus_layers=False,
+      # multifocus: fields (regions of random shape) | segments (unions of
+      # the photo's segments: boundaries along its edges, as objects' are)
+      defocus_regions='fields',
       # () lossless sources; (lo, hi): each example's sources written as
       # JPEGs of a quality drawn from [lo, hi] and read back (the target
       # stays lossless), as camera pairs are

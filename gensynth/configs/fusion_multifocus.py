@@ -16,7 +16,9 @@ composited as objects at random depths, so that a nearer out-of-focus
 object spreads its blurred edge over the in-focus one behind it, as in
 real multi-focus pairs), 'jpeg' (each set's sources written as JPEGs of a
 random quality 60-95 and read back, as camera pairs are; the target stays
-the lossless photo).
+the lossless photo), 'segments' (each region a union of the photo's own
+segments, so focus boundaries follow its edges, as they follow objects'
+outlines in real scenes).
 
   python -m launch.train --config=gensynth/configs/fusion_multifocus.py:bench \
       --workdir=runs/fusion_multifocus
@@ -27,7 +29,8 @@ from gensynth.configs import fusion_common
 
 def get_config(arg=None):
   variants = fusion_common.variants('fusion_multifocus', arg,
-                                     ('bench', 'decisive', 'layered', 'jpeg'))
+                                     ('bench', 'decisive', 'layered', 'jpeg',
+                                      'segments'))
   c = fusion_common.base_config()
   c.data.task = 'multifocus'
   c.data.ks = (2, 3)
@@ -50,6 +53,9 @@ def get_config(arg=None):
   if 'layered' in variants:
     # Depth layers with defocus spread (gensynth.data.stacks.simulate_defocus).
     c.data.defocus_layers = True
+  if 'segments' in variants:
+    # Regions made of the photo's own segments: boundaries along its edges.
+    c.data.defocus_regions = 'segments'
   if 'jpeg' in variants:
     # Sources as camera JPEGs of quality 60-95 (the target stays lossless).
     c.data.source_jpeg = (60, 95)

@@ -24,6 +24,7 @@ import os
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+from skimage import segmentation
 
 from gensynth import errors
 from gensynth.synth import io
@@ -157,6 +158,7 @@ def simulate_exposures(rng, photo, k):
 
 
 BLURS = ('gaussian', 'disc', 'mixed')
+REGIONS = ('fields', 'segments')
 
 
 def disc_kernel(radius):
@@ -204,7 +206,43 @@ def layered_defocus(x, masks, depth, focus, blur_layer):
   return v
 
 
-def simulate_defocus(rng, photo, k, *, blur='gaussian', layered=False):
+def photo_segments(x):
+  """Segment labels [H, W] (0..n-1) of a photo x [H, W, 3] in [0, 1]:
+  Felzenszwalb's graph segmentation, its scale and smallest segment
+  proportional to the image (about 20-50 segments at 128 px), so that
+  segments are the photo's objects and surfaces at any crop size."""
+  side = min(x.shape[:2])
+  return segmentation.felzenszwalb(x, scale=0.8 * side, sigma=0.8,
+                                   min_size=max(side * side // 400, 1))
+
+
+def segment_regions(fields, labels):
+  """Region index [H, W] of each pixel: the argmax over K of the fields
+  [K, H, W] averaged over the pixel's segment (labels [H, W]), so regions
+  are unions of segments shaped at large scale by the fields."""
+  n = int(labels.max()) + 1
+  flat = labels.ravel()
+  count = np.bincount(flat, minlength=n)
+  means = np.stack([np.bincount(flat, weights=f.ravel(), minlength=n)
+                    for f in fields]) / np.maximum(count, 1)
+  return np.argmax(means, axis=0)[labels]
+
+
+def focus_regions(rng, x, k, regions='fields'):
+  """Region index [H, W] in 0..K-1 of a photo x [H, W, 3] in [0, 1]: where
+  each of K smooth random fields is largest ('fields'), or unions of the
+  photo's segments ('segments', `segment_regions`). The same draws from rng
+  either way."""
+  cells = int(rng.integers(2, 5))
+  fields = np.stack([_smooth_field(rng, x.shape[:2], cells)
+                     for _ in range(k)])
+  if regions == 'fields':
+    return np.argmax(fields, axis=0)
+  return segment_regions(fields, photo_segments(x))
+
+
+def simulate_defocus(rng, photo, k, *, blur='gaussian', layered=False,
+                     regions='fields'):
   """(sources [K, H, W, 3], sharp target [H, W, 3]) float32 in [0, 1]: each
   source in focus in its own region and blurred elsewhere (`blur`: one of
   BLURS).
@@ -218,15 +256,22 @@ def simulate_defocus(rng, photo, k, *, blur='gaussian', layered=False):
   in-focus region behind it, so near a boundary no source is sharp (the
   defocus spread of real multi-focus pairs), while a farther one stays
   hidden behind the in-focus edge.
+
+  regions='fields': the K regions are where each of K smooth random fields
+  is largest (boundaries cross the picture anywhere). 'segments': each
+  segment of the photo (`photo_segments`) goes whole to the region whose
+  field is largest on average over it, so region boundaries run along the
+  photo's own edges, as depth boundaries of real scenes run along objects'
+  outlines. Both draw the same random numbers.
   """
   if blur not in BLURS:
     raise errors.ConfigError(f'defocus blur {blur!r}; expected one of '
                              f'{BLURS}.')
+  if regions not in REGIONS:
+    raise errors.ConfigError(f'defocus regions {regions!r}; expected one of '
+                             f'{REGIONS}.')
   x = photo.astype(np.float32) / 255.0
-  hw = x.shape[:2]
-  cells = int(rng.integers(2, 5))
-  fields = np.stack([_smooth_field(rng, hw, cells) for _ in range(k)])
-  region = np.argmax(fields, axis=0)
+  region = focus_regions(rng, x, k, regions)
   soft = rng.uniform(0.5, 3.0)  # boundary softness (pixels)
   masks = np.stack([ndimage.gaussian_filter((region == i).astype(np.float32),
                                             soft) for i in range(k)])
@@ -288,6 +333,9 @@ class FusionBatches:
     defocus_blur: multi-focus sets' blur, one of BLURS.
     defocus_layers: multi-focus sets as depth layers with defocus spread
       (`simulate_defocus(layered=True)`) instead of blended masks.
+    defocus_regions: multi-focus regions, one of REGIONS: 'fields' (random
+      shapes) or 'segments' (unions of the photo's segments, so boundaries
+      follow its edges; `simulate_defocus`).
     source_jpeg: () or (lo, hi): every source of an example written as a
       JPEG of one quality drawn from [lo, hi] and read back (real multi-focus
       pairs are camera JPEGs: their blurred regions carry block and ringing
@@ -299,7 +347,7 @@ class FusionBatches:
   def __init__(self, task, *, photos, stacks=(), crop, ks, global_batch_size,
                seed, real_fraction=0.5, process_index=0, process_count=1,
                defocus_blur='gaussian', defocus_layers=False,
-               source_jpeg=()):
+               defocus_regions='fields', source_jpeg=()):
     if task not in TASKS:
       raise errors.ConfigError(f'task={task!r}; expected one of {TASKS}.')
     if global_batch_size <= 0 or global_batch_size % process_count:
@@ -318,8 +366,12 @@ class FusionBatches:
     if defocus_blur not in BLURS:
       raise errors.ConfigError(f'defocus_blur={defocus_blur!r}; expected one '
                                f'of {BLURS}.')
+    if defocus_regions not in REGIONS:
+      raise errors.ConfigError(f'defocus_regions={defocus_regions!r}; '
+                               f'expected one of {REGIONS}.')
     self.defocus_blur = defocus_blur
     self.defocus_layers = bool(defocus_layers)
+    self.defocus_regions = defocus_regions
     self.source_jpeg = check_jpeg_qualities(source_jpeg)
     self.task, self.crop, self.ks = task, crop, tuple(ks)
     self.seed, self.global_batch_size = seed, global_batch_size
@@ -373,7 +425,8 @@ class FusionBatches:
     if self.task == 'exposure':
       return {'sources': simulate_exposures(rng, photo, k)}
     src, target = simulate_defocus(rng, photo, k, blur=self.defocus_blur,
-                                   layered=self.defocus_layers)
+                                   layered=self.defocus_layers,
+                                   regions=self.defocus_regions)
     return {'sources': src, 'target': target}
 
   def num_sources(self, step):

@@ -44,6 +44,10 @@ def _validate(config):
     raise errors.ConfigError(
         f'config.data.defocus_blur={d.defocus_blur!r}; expected one of '
         f'{stacks_lib.BLURS}.')
+  if d.defocus_regions not in stacks_lib.REGIONS:
+    raise errors.ConfigError(
+        f'config.data.defocus_regions={d.defocus_regions!r}; expected one '
+        f'of {stacks_lib.REGIONS}.')
   common.require_non_negative(config, 'loss.decisive_weight')
   common.require_non_negative(config, 'loss.qabf_weight')
   if min(d.ks) < 2:
@@ -116,7 +120,8 @@ def train_and_evaluate(config, workdir):
       global_batch_size=config.batch_size, seed=config.seed,
       real_fraction=d.real_fraction, process_index=jax.process_index(),
       process_count=jax.process_count(), defocus_blur=d.defocus_blur,
-      defocus_layers=d.defocus_layers, source_jpeg=tuple(d.source_jpeg))
+      defocus_layers=d.defocus_layers, defocus_regions=d.defocus_regions,
+      source_jpeg=tuple(d.source_jpeg))
   model, state = state_lib.fusion(config, mesh)
   ckpt, state, start, reporter = loop.resume(
       config, workdir, state, task=d.task, train_scenes=train_scenes,

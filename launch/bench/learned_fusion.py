@@ -130,7 +130,9 @@ def learned_multifocus_validation():
   --sets sets of 512-px crops of the first run's training photos that are at
   least 512 px (stream 5 of its data: never a training or trainer-validation
   draw), with lossless sources and with sources written as JPEG q75 files
-  (as the Lytro pairs are). Fused output rounded to 8 bits, scored against
+  (as the Lytro pairs are); --regions picks the sets' regions (random
+  shapes, or the photo's segments: boundaries along its edges, as real
+  scenes' are). Fused output rounded to 8 bits, scored against
   the sources it was given, and again after JPEG q75 re-encoding; SSIM
   against the sharp photo. --down_levels reads each network at those
   working scales instead of its config's. Recipes are chosen here, then
@@ -138,21 +140,30 @@ def learned_multifocus_validation():
   if not FLAGS.checkpoints:
     raise app.UsageError('--bench=learned_multifocus_validation needs '
                          '--checkpoints (multi-focus run workdirs).')
+  for regions in FLAGS.regions:
+    if regions not in stacks.REGIONS:
+      raise app.UsageError(f'--regions={regions!r}; expected a list of '
+                           f'{stacks.REGIONS}.')
   crop, out, sets = 512, {}, None
   for run in FLAGS.checkpoints:
     model, params, _ = runs.load_fusion(run)
     d = workdir_lib.load_config(run).data
     if sets is None:
       photos = [p for p in fusion_train.photos(d) if min(p.shape[:2]) >= crop]
-      batches = stacks.FusionBatches(
-          'multifocus', photos=photos, crop=crop, ks=(2,),
-          global_batch_size=8, seed=0, defocus_blur=d.defocus_blur)
-      plain = [batches.example(20_000, i, 2, stream=5)
-               for i in range(FLAGS.sets)]
-      targets = [e['target'] for e in plain]
-      sets = {'lossless': [e['sources'] for e in plain],
-              'jpeg75': [np.stack([stacks.jpeg_roundtrip(x, 75)
-                                   for x in e['sources']]) for e in plain]}
+      sets, targets = {}, {}
+      for regions in FLAGS.regions:
+        batches = stacks.FusionBatches(
+            'multifocus', photos=photos, crop=crop, ks=(2,),
+            global_batch_size=8, seed=0, defocus_blur=d.defocus_blur,
+            defocus_regions=regions)
+        plain = [batches.example(20_000, i, 2, stream=5)
+                 for i in range(FLAGS.sets)]
+        sources = [e['sources'] for e in plain]
+        for kind, xs in (('lossless', sources),
+                         ('jpeg75', [np.stack([stacks.jpeg_roundtrip(x, 75)
+                                               for x in e]) for e in sources])):
+          sets[f'regions={regions} | {kind}'] = xs
+          targets[f'regions={regions} | {kind}'] = [e['target'] for e in plain]
     scales = ([int(v) for v in FLAGS.down_levels] if FLAGS.down_levels
               else [model.down_levels])
     for level in scales:
@@ -163,7 +174,7 @@ def learned_multifocus_validation():
                         ('prior', fusion_train.prior_only(params))):
           cols = {c: [] for c in ('qabf', 'mi', 'ssim_to_photo',
                                   'qabf_reencoded', 'mi_reencoded')}
-          for x, t in zip(xs, targets):
+          for x, t in zip(xs, targets[kind]):
             f = np.round(np.clip(np.asarray(fuse(p, x)), 0, 1) * 255) / 255
             cols['ssim_to_photo'].append(float(np.mean(
                 metrics.ssim(f[None], t[None]))))

@@ -89,7 +89,8 @@ def test_vae_layers_times_every_conv_of_the_config_at_its_own_shapes():
 
 def test_multifocus_validation_scores_a_run_at_each_working_scale(tmp_path):
   """--bench=learned_multifocus_validation: a smoke multi-focus run on
-  512-px synthetic sets, lossless and JPEG sources, at two working scales."""
+  512-px synthetic sets (random regions and segment regions, lossless and
+  JPEG sources) at two working scales."""
   # pylint: disable=g-import-not-at-top
   from gensynth.configs import fusion_multifocus
   from gensynth.train import fusion as fusion_train
@@ -105,23 +106,34 @@ def test_multifocus_validation_scores_a_run_at_each_working_scale(tmp_path):
   fusion_train.train_and_evaluate(config, workdir)
   out = tmp_path / 'record.json'
   subprocess.run(bench + [f'--checkpoints={workdir}', '--sets=1',
-                          '--down_levels=2,3', f'--output={out}'],
+                          '--down_levels=2,3', '--regions=fields,segments',
+                          f'--output={out}'],
                  cwd=helpers.REPO, env=helpers.env(), capture_output=True,
                  text=True, timeout=600, check=True)
   record = json.loads(out.read_text())
   assert record['sets'] == 1 and record['crop'] == 512
   rows = record['mean']
-  assert len(rows) == 2 * 2 * 2  # scales x source kinds x (learned, prior)
+  # scales x regions x source kinds x (learned, prior)
+  assert len(rows) == 2 * 2 * 2 * 2
+  kinds = [f'regions={r} | {c}' for r in ('fields', 'segments')
+           for c in ('lossless', 'jpeg75')]
   for level in (2, 3):
-    for kind in ('lossless', 'jpeg75'):
+    for kind in kinds:
       for name in ('learned', 'prior'):
         row = rows[f'{workdir} | down_levels={level} | {kind} | {name}']
         assert 0.2 < row['qabf'] < 1 and 0.2 < row['qabf_reencoded'] < 1
         assert row['mi'] > 1 and 0.5 < row['ssim_to_photo'] <= 1
   # The prior alone does not depend on the working scale; JPEG sources
   # lower the fused image's similarity to the lossless photo.
-  def prior(level, kind):
-    return rows[f'{workdir} | down_levels={level} | {kind} | prior']
+  def prior(level, kind, regions='fields'):
+    return rows[f'{workdir} | down_levels={level} | regions={regions} | '
+                f'{kind} | prior']
   assert prior(2, 'lossless') == prior(3, 'lossless')
   assert (prior(2, 'jpeg75')['ssim_to_photo'] <
           prior(2, 'lossless')['ssim_to_photo'])
+  # The two kinds of regions are different sets.
+  assert prior(2, 'lossless') != prior(2, 'lossless', 'segments')
+  bad = subprocess.run(bench + [f'--checkpoints={workdir}', '--regions=blobs'],
+                       cwd=helpers.REPO, env=helpers.env(),
+                       capture_output=True, text=True, timeout=300)
+  assert bad.returncode != 0 and "--regions='blobs'" in bad.stderr

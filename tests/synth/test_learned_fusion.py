@@ -341,6 +341,72 @@ def test_layered_variant_and_older_runs_configs():
   assert not np.array_equal(a.batch(3)['sources'], b.batch(3)['sources'])
 
 
+def test_segment_regions_follow_the_photos_edges():
+  """regions='segments': every segment of the photo lies whole in one
+  region ('fields' cuts through segments), from the same random draws, so
+  the sets differ only in where the regions are."""
+  photo = stacks.bundled_photos()[0][:128, :128]
+  x = photo.astype(np.float32) / 255
+  labels = stacks.photo_segments(x)
+  assert labels.shape == (128, 128) and 10 <= labels.max() + 1 <= 100
+
+  def segments_split(region):  # segments holding more than one region
+    return sum(len(np.unique(region[labels == i])) > 1
+               for i in range(labels.max() + 1))
+
+  rng_f, rng_s = np.random.default_rng(3), np.random.default_rng(3)
+  by_fields = stacks.focus_regions(rng_f, x, 3, 'fields')
+  by_segments = stacks.focus_regions(rng_s, x, 3, 'segments')
+  assert segments_split(by_fields) > 0
+  assert segments_split(by_segments) == 0
+  assert len(np.unique(by_segments)) > 1
+  assert rng_f.random() == rng_s.random()  # the same draws
+  # A segment goes to the field largest on average over it.
+  hand = np.array([[0, 0, 1, 1]] * 2)
+  fields = np.array([[[5.0, -1, 0, 0]] * 2, [[0.0, 0, 1, 2]] * 2])
+  np.testing.assert_array_equal(stacks.segment_regions(fields, hand),
+                                [[0, 0, 1, 1]] * 2)
+  # Whole sets: each pixel sharp in some source; the target unchanged.
+  src, target = stacks.simulate_defocus(np.random.default_rng(5), photo, 2,
+                                        regions='segments')
+  plain, target_plain = stacks.simulate_defocus(np.random.default_rng(5),
+                                                photo, 2)
+  np.testing.assert_array_equal(target, target_plain)
+  assert not np.array_equal(src, plain)
+  err = np.abs(src - target[None]).mean(-1)
+  assert np.mean(err.min(0) < 0.01) > 0.9
+  with pytest.raises(ValueError, match="regions 'blobs'; expected one of"):
+    stacks.simulate_defocus(rng_f, photo, 2, regions='blobs')
+  with pytest.raises(ValueError, match="defocus_regions='blobs'"):
+    stacks.FusionBatches('multifocus', photos=[photo], crop=48, ks=(2,),
+                         global_batch_size=2, seed=0, defocus_regions='blobs')
+
+
+def test_segments_variant_and_older_runs_configs():
+  from gensynth.configs import common  # pylint: disable=g-import-not-at-top
+  from gensynth.configs import fusion_multifocus  # pylint: disable=g-import-not-at-top
+  from gensynth.train import fusion as fusion_train  # pylint: disable=g-import-not-at-top
+  assert fusion_multifocus.get_config(
+      'bench,decisive').data.defocus_regions == 'fields'
+  c = fusion_multifocus.get_config('bench,decisive,segments')
+  assert c.data.defocus_regions == 'segments' and c.data.defocus_blur == 'mixed'
+  old = fusion_multifocus.get_config('smoke').to_dict()
+  del old['data']['defocus_regions']
+  assert common.upgrade(old).data.defocus_regions == 'fields'
+  bad = fusion_multifocus.get_config('smoke')
+  bad.data.defocus_regions = 'blobs'
+  with pytest.raises(errors.ConfigError,
+                     match="config.data.defocus_regions='blobs'"):
+    fusion_train._validate(bad)  # pylint: disable=protected-access
+  photo = stacks.bundled_photos()[0][:96, :96]
+  kw = dict(photos=[photo], crop=48, ks=(2,), global_batch_size=2, seed=0)
+  a = stacks.FusionBatches('multifocus', defocus_regions='segments', **kw)
+  b = stacks.FusionBatches('multifocus', **kw)
+  np.testing.assert_array_equal(a.batch(3)['target'], b.batch(3)['target'])
+  np.testing.assert_array_equal(a.batch(3)['sources'], a.batch(3)['sources'])
+  assert not np.array_equal(a.batch(3)['sources'], b.batch(3)['sources'])
+
+
 @pytest.mark.parametrize('hw,low_res', [((540, 960), 8), ((97, 131), 32),
                                         ((33, 200), 8), ((1000, 3), 2)])
 def test_banded_upsampling_equals_the_chain_of_pyr_up_steps(hw, low_res):
