@@ -150,7 +150,7 @@ def learned_multifocus_validation():
     d = workdir_lib.load_config(run).data
     if sets is None:
       photos = [p for p in fusion_train.photos(d) if min(p.shape[:2]) >= crop]
-      sets, targets = {}, {}
+      sets = {}  # kind -> [(sources, sharp photo)]
       for regions in FLAGS.regions:
         batches = stacks.FusionBatches(
             'multifocus', photos=photos, crop=crop, ks=(2,),
@@ -158,23 +158,22 @@ def learned_multifocus_validation():
             defocus_regions=regions)
         plain = [batches.example(20_000, i, 2, stream=5)
                  for i in range(FLAGS.sets)]
-        sources = [e['sources'] for e in plain]
-        for kind, xs in (('lossless', sources),
-                         ('jpeg75', [np.stack([stacks.jpeg_roundtrip(x, 75)
-                                               for x in e]) for e in sources])):
-          sets[f'regions={regions} | {kind}'] = xs
-          targets[f'regions={regions} | {kind}'] = [e['target'] for e in plain]
+        sets[f'regions={regions} | lossless'] = [
+            (e['sources'], e['target']) for e in plain]
+        sets[f'regions={regions} | jpeg75'] = [
+            (np.stack([stacks.jpeg_roundtrip(x, 75) for x in e['sources']]),
+             e['target']) for e in plain]
     scales = ([int(v) for v in FLAGS.down_levels] if FLAGS.down_levels
               else [model.down_levels])
     for level in scales:
       fuse = jax.jit(functools.partial(learned.learned_fusion,
                                        model=model.clone(down_levels=level)))
-      for kind, xs in sets.items():
+      for kind, pairs in sets.items():
         for name, p in (('learned', params),
                         ('prior', fusion_train.prior_only(params))):
           cols = {c: [] for c in ('qabf', 'mi', 'ssim_to_photo',
                                   'qabf_reencoded', 'mi_reencoded')}
-          for x, t in zip(xs, targets[kind]):
+          for x, t in pairs:
             f = np.round(np.clip(np.asarray(fuse(p, x)), 0, 1) * 255) / 255
             cols['ssim_to_photo'].append(float(np.mean(
                 metrics.ssim(f[None], t[None]))))
